@@ -1,0 +1,29 @@
+# The two commands the README starts with: `make up` and `make test`.
+# Both set up everything on a fresh Debian/Ubuntu machine first (idempotent).
+PY := .venv/bin/python
+STAMP := .venv/.installed
+
+.PHONY: up test setup prometheus down status
+
+up: setup
+	$(PY) -m testbed up
+
+test: setup
+	$(PY) -m pytest -q
+
+setup: $(STAMP) prometheus
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade uv
+	.venv/bin/uv pip install -q --python $(PY) -e '.[test]'
+	touch $(STAMP)
+
+# Prometheus is a server binary, not a Python package: the Debian package provides it.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || test -n "$$TESTBED_PROMETHEUS" || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; \
+	    else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends prometheus; fi; }
+
+down status:
+	$(PY) -m testbed $@

@@ -1,0 +1,1 @@
+"""Probes: functions (scenario data, endpoints) -> result. One module per check."""

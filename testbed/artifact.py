@@ -1,0 +1,198 @@
+"""The model artifact: one trained model on disk, immutable, named by its sha256.
+
+Layout of an artifact directory:
+    model.joblib        the fitted scikit-learn estimator
+    metadata.json       sha256 of every file, features and dtypes, classes, versions, seed
+    reference.npy       training reference sample (for drift/outlier detectors)
+    probe_rows.npy      fixed held-out rows used for the parity check
+Runtimes read only `model.joblib` and `metadata.json`, with the standard library and joblib.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform as _platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from testbed.errors import ArtifactError
+from testbed.population import CATEGORICAL, FEATURES, INFORMATIVE, N_CLASSES, Population
+
+FORMAT_VERSION = 1
+MODEL_NAME = "reference-classifier"
+MODEL_FILE = "model.joblib"
+N_TRAIN = 6000
+N_REFERENCE = 2000
+N_PROBE_ROWS = 32
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    metadata: dict
+
+    @property
+    def name(self) -> str:
+        return self.metadata["name"]
+
+    @property
+    def sha256(self) -> str:
+        return self.metadata["sha256"]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f["name"] for f in self.metadata["features"]]
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    def reference(self) -> np.ndarray:
+        return np.load(self.path / "reference.npy")
+
+    def probe_rows(self) -> np.ndarray:
+        return np.load(self.path / "probe_rows.npy")
+
+    def load_model(self):
+        import joblib
+
+        return joblib.load(self.model_path)
+
+    def summary(self) -> dict:
+        return {"name": self.name, "sha256": self.sha256, "features": self.feature_names, "path": str(self.path)}
+
+
+def recipe(seed: int) -> dict:
+    """Everything that determines the artifact's bytes; equal recipes are reused, not rebuilt."""
+    import sklearn
+
+    return {
+        "format_version": FORMAT_VERSION,
+        "seed": seed,
+        "estimator": "LogisticRegression(max_iter=1000)",
+        "n_train": N_TRAIN,
+        "sklearn_version": sklearn.__version__,
+        "numpy_version": np.__version__,
+    }
+
+
+def _recipe_key(r: dict) -> str:
+    return hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build(out_root: Path, seed: int) -> Artifact:
+    """Train the reference model and write it atomically as a new artifact directory under out_root."""
+    import joblib
+    import sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    r = recipe(seed)
+    population = Population(seed)
+    rng = np.random.default_rng(seed + 1)
+    X, y = population.sample(N_TRAIN, rng)
+    X_hold, y_hold = population.sample(1000, rng)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+
+    out_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=out_root))
+    tmp.chmod(0o755)  # runtimes (and kind nodes, through a mount) read it as other users
+    try:
+        joblib.dump(model, tmp / MODEL_FILE)
+        np.save(tmp / "reference.npy", X[:N_REFERENCE])
+        np.save(tmp / "probe_rows.npy", X_hold[:N_PROBE_ROWS])
+        sha = sha256_file(tmp / MODEL_FILE)
+        metadata = {
+            "format_version": FORMAT_VERSION,
+            "name": MODEL_NAME,
+            "model_file": MODEL_FILE,
+            "sha256": sha,
+            "files": {f: sha256_file(tmp / f) for f in ("reference.npy", "probe_rows.npy")},
+            "framework": "scikit-learn",
+            "estimator": type(model).__name__,
+            "features": [
+                {
+                    "name": name,
+                    "dtype": "int64" if name in CATEGORICAL else "float64",
+                    "kind": "categorical" if name in CATEGORICAL else "numeric",
+                    **({"categories": list(CATEGORICAL[name])} if name in CATEGORICAL else {}),
+                }
+                for name in FEATURES
+            ],
+            "wire_dtype": "FP64",
+            "classes": [int(c) for c in model.classes_],
+            "class_names": [f"class_{c}" for c in range(N_CLASSES)],
+            "informative_features": list(INFORMATIVE),
+            "holdout_accuracy": float(model.score(X_hold, y_hold)),
+            "reference_rows": N_REFERENCE,
+            "versions": {
+                "scikit-learn": sklearn.__version__,
+                "numpy": np.__version__,
+                "joblib": joblib.__version__,
+                "python": _platform.python_version(),
+            },
+            "recipe": r,
+            "recipe_key": _recipe_key(r),
+        }
+        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        final = out_root / f"{MODEL_NAME}-{sha[:12]}"
+        if final.exists():
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(final)
+        return load(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load(path: Path) -> Artifact:
+    """Open an artifact directory and verify every file against the sha256 recorded in it."""
+    path = Path(path)
+    meta_file = path / "metadata.json"
+    if not meta_file.is_file():
+        raise ArtifactError(path, "metadata.json is missing")
+    try:
+        metadata = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(path, f"metadata.json is not valid JSON ({exc})") from None
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(path, f"format_version {metadata.get('format_version')!r}, expected {FORMAT_VERSION}")
+    model_file = path / metadata.get("model_file", MODEL_FILE)
+    if not model_file.is_file():
+        raise ArtifactError(path, f"{model_file.name} is missing")
+    actual = sha256_file(model_file)
+    if actual != metadata["sha256"]:
+        raise ArtifactError(path, f"{model_file.name} has sha256 {actual[:12]}…, metadata says {metadata['sha256'][:12]}…")
+    for name, expected in metadata.get("files", {}).items():
+        f = path / name
+        if not f.is_file() or sha256_file(f) != expected:
+            raise ArtifactError(path, f"{name} is missing or does not match its recorded sha256")
+    return Artifact(path=path, metadata=metadata)
+
+
+def ensure(out_root: Path, seed: int, rebuild: bool = False) -> Artifact:
+    """Return the artifact for this seed and library versions, building it only when none exists."""
+    key = _recipe_key(recipe(seed))
+    if not rebuild and out_root.is_dir():
+        for candidate in sorted(out_root.glob(f"{MODEL_NAME}-*")):
+            meta = candidate / "metadata.json"
+            if meta.is_file():
+                try:
+                    if json.loads(meta.read_text()).get("recipe_key") == key:
+                        return load(candidate)
+                except json.JSONDecodeError:
+                    continue
+    return build(out_root, seed)

@@ -1,0 +1,281 @@
+"""`up`, `status` and `down` for the local backend.
+
+`up` is a list of steps over one UpContext. What it starts is written to the state file as
+soon as it is started, so `down` can stop it from another process, even after a crash.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from deployers import get_platform
+from probes import parity
+from testbed import artifact as artifact_mod
+from testbed import prometheus, state
+from testbed.backends.local import envs, processes
+from testbed.endpoint import Endpoint
+from testbed.errors import ParityFailed, PrometheusError, TestbedError
+from testbed.settings import Settings
+from testbed.steps import Step, UpContext
+
+PROMETHEUS_READY_S = 30.0
+
+
+class LocalBackend:
+    name = "local"
+
+    # --- up ------------------------------------------------------------------------------------
+    def up_steps(self, ctx: UpContext) -> list[Step]:
+        return [
+            Step("check prerequisites", self._prerequisites),
+            Step("model artifact", self._artifact),
+            Step("runtime environments", self._environments),
+            Step("start runtimes", self._start_runtimes),
+            Step("start Prometheus", self._start_prometheus),
+            Step("wait for readiness", self._wait_ready),
+            Step("prediction parity", self._parity),
+            Step("check scrape targets", self._scrape_targets),
+        ]
+
+    def already_up(self, settings: Settings) -> dict | None:
+        """The status of a complete, healthy testbed, or None (after clearing a stale one)."""
+        current = state.load(settings.run_dir)
+        if current is None:
+            return None
+        if current.get("complete") and not current.get("corrupt"):
+            status = self.status(settings)
+            if status["state"] == "running":
+                return status
+        # Stale or partial: something crashed. Stop whatever survived, then start afresh.
+        self._stop_recorded(current, lambda m: None)
+        self._archive_run_dir(settings)
+        return None
+
+    def _prerequisites(self, ctx: UpContext) -> None:
+        ctx.extra["prometheus_bin"] = prometheus.find_binary(ctx.settings.prometheus_bin)
+        if ctx.settings.prometheus_port is not None:
+            processes.claim_port(ctx.settings.prometheus_port, "Prometheus")
+        ctx.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        ctx.deployments = {name: get_platform(name).deployment_for(self.name) for name in ctx.settings.platforms}
+        self._save(ctx)
+
+    def _artifact(self, ctx: UpContext) -> None:
+        ctx.artifact = artifact_mod.ensure(ctx.settings.artifacts_dir, ctx.settings.artifact_seed)
+        ctx.say(f"  {ctx.artifact.name} sha256 {ctx.artifact.sha256[:12]} at {ctx.artifact.path}")
+
+    def _environments(self, ctx: UpContext) -> None:
+        for name, dep in ctx.deployments.items():
+            started = time.monotonic()
+            env_dir = envs.ensure(dep.env, ctx.settings.envs_dir, ctx.say)
+            ctx.timings[f"env:{name}"] = round(time.monotonic() - started, 2)
+            ctx.extra.setdefault("versions", {})[name] = envs.installed_versions(env_dir, list(dep.version_packages))
+
+    def _start_runtimes(self, ctx: UpContext) -> None:
+        for name, dep in ctx.deployments.items():
+            dep.deploy(ctx)
+            ctx.say(f"  {name}: pid {dep.pid}, ports {dep.ports}")
+            self._save(ctx)
+
+    def _start_prometheus(self, ctx: UpContext) -> None:
+        run_dir = ctx.settings.run_dir
+        port = processes.claim_port(ctx.settings.prometheus_port, "Prometheus")
+        targets = [prometheus.ScrapeTarget(job=name, url=dep.endpoint(ctx).metrics_url,
+                                           labels=(("platform", name), ("backend", self.name)))
+                   for name, dep in ctx.deployments.items()]
+        config_file = run_dir / "prometheus.yml"
+        state.atomic_write_text(config_file, prometheus.render_config(targets, ctx.settings.scrape_interval_s))
+        data_dir = ctx.settings.state_dir / "prometheus-data"
+        cmd = prometheus.server_command(ctx.extra["prometheus_bin"], config_file, data_dir, port)
+        log = run_dir / "prometheus.log"
+        pid = processes.start(cmd, log, cwd=run_dir)
+        ctx.extra["prometheus"] = {"pid": pid, "port": port, "url": f"http://127.0.0.1:{port}",
+                                   "config": str(config_file), "log": str(log), "data": str(data_dir)}
+        self._save(ctx)
+        client = prometheus.PrometheusClient(ctx.extra["prometheus"]["url"])
+        deadline = time.monotonic() + PROMETHEUS_READY_S
+        while not client.ready():
+            if not processes.alive(pid) or time.monotonic() > deadline:
+                processes.reap(pid)
+                raise PrometheusError("did not start", f"see {log}:\n{processes.log_tail(log)}")
+            time.sleep(0.1)
+
+    def _wait_ready(self, ctx: UpContext) -> None:
+        """Wait for every runtime at once (they start in parallel), printing progress."""
+        errors: dict[str, TestbedError] = {}
+
+        def wait(name, dep):
+            try:
+                ctx.endpoints[name] = dep.wait_ready(ctx, ctx.settings.ready_timeout_s)
+            except TestbedError as exc:
+                errors[name] = exc
+
+        threads = {name: threading.Thread(target=wait, args=(name, dep), daemon=True)
+                   for name, dep in ctx.deployments.items()}
+        for t in threads.values():
+            t.start()
+        started = last_print = time.monotonic()
+        last_line = ""
+        while any(t.is_alive() for t in threads.values()):
+            line = ", ".join(
+                f"{n} ready" if d.ready_after_s is not None else (f"{n} FAILED" if n in errors else f"{n} starting")
+                for n, d in ctx.deployments.items())
+            if line != last_line or time.monotonic() - last_print >= 5:
+                ctx.say(f"  [{time.monotonic() - started:5.1f}s] {line}")
+                last_line, last_print = line, time.monotonic()
+            time.sleep(0.5)
+        for name, dep in ctx.deployments.items():
+            if dep.ready_after_s is not None:
+                ctx.timings[f"ready:{name}"] = dep.ready_after_s
+                ctx.say(f"  {name} ready after {dep.ready_after_s:.1f}s")
+        self._save(ctx)
+        if errors:
+            raise next(iter(errors.values()))
+
+    def _parity(self, ctx: UpContext) -> None:
+        rows = ctx.artifact.probe_rows()
+        expected = ctx.artifact.load_model().predict(rows).tolist()
+        result = parity.run(rows, expected, list(ctx.endpoints.values()))
+        ctx.extra["parity"] = result
+        self._save(ctx)
+        if not result["ok"]:
+            raise ParityFailed(parity.describe_failures(result))
+        ctx.say(f"  {result['rows']} probe rows: identical predictions on {', '.join(ctx.endpoints)} and in-process")
+
+    def _scrape_targets(self, ctx: UpContext) -> None:
+        client = prometheus.PrometheusClient(ctx.extra["prometheus"]["url"])
+        deadline = time.monotonic() + max(30.0, 10 * ctx.settings.scrape_interval_s)
+        while True:
+            targets = client.targets()
+            health = {t["job"]: t["health"] for t in targets}
+            if len(targets) == len(ctx.deployments) and all(h == "up" for h in health.values()):
+                break
+            if time.monotonic() > deadline:
+                bad = [f"{t['job']} ({t['url']}): {t['health']} {t['last_error']}" for t in targets if t["health"] != "up"]
+                raise PrometheusError("does not scrape every platform", "; ".join(bad) or f"targets: {health}")
+            time.sleep(0.5)
+        ctx.extra["complete"] = True
+        self._save(ctx)
+        ctx.say(f"  Prometheus at {ctx.extra['prometheus']['url']} scrapes {', '.join(sorted(health))}: all up")
+
+    def rollback(self, ctx: UpContext) -> None:
+        ctx.say("  stopping what this attempt started ...")
+        self._stop_recorded(state.load(ctx.settings.run_dir) or {}, ctx.say)
+        self._archive_run_dir(ctx.settings)
+
+    def _save(self, ctx: UpContext) -> None:
+        state.save(ctx.settings.run_dir, {
+            "backend": self.name,
+            "complete": bool(ctx.extra.get("complete")),
+            "state_dir": str(ctx.settings.state_dir),
+            "model": ctx.artifact.summary() if ctx.artifact else None,
+            "prometheus": ctx.extra.get("prometheus"),
+            "platforms": {
+                name: {**(dep.to_state() if dep.pid is not None else {"pid": None}),
+                       "endpoint": dep.endpoint(ctx).to_json() if dep.pid is not None else None,
+                       "versions": ctx.extra.get("versions", {}).get(name, {})}
+                for name, dep in ctx.deployments.items()
+            },
+            "parity": ctx.extra.get("parity"),
+            "timings": ctx.timings,
+        })
+
+    # --- down ----------------------------------------------------------------------------------
+    def down(self, settings: Settings, out=None) -> list[str]:
+        say = (lambda m: print(m, file=out, flush=True)) if out else (lambda m: None)
+        current = state.load(settings.run_dir)
+        if current is None:
+            return []
+        lines = self._stop_recorded(current, say)
+        self._archive_run_dir(settings)
+        return lines
+
+    def _stop_recorded(self, current: dict, say) -> list[str]:
+        lines = []
+        for name, info in (current.get("platforms") or {}).items():
+            pid = info.get("pid")
+            if pid and processes.session_members(pid):
+                seen = processes.stop_session(pid)
+                lines.append(f"stopped {name} (session {pid}, {len(seen)} processes)")
+                say(f"  {lines[-1]}")
+        prom = current.get("prometheus") or {}
+        if prom.get("pid") and processes.session_members(prom["pid"]):
+            processes.stop_session(prom["pid"])
+            lines.append(f"stopped Prometheus (pid {prom['pid']})")
+            say(f"  {lines[-1]}")
+        return lines
+
+    def _archive_run_dir(self, settings: Settings) -> None:
+        """Keep the last run's logs and state for post-mortems; the next `up` starts clean."""
+        if settings.run_dir.exists():
+            last = settings.state_dir / "last-run"
+            shutil.rmtree(last, ignore_errors=True)
+            settings.run_dir.rename(last)
+
+    # --- status --------------------------------------------------------------------------------
+    def status(self, settings: Settings) -> dict:
+        current = state.load(settings.run_dir)
+        if current is None:
+            return {"schema": "testbed.status/v1", "backend": self.name, "state": "stopped", "model": None,
+                    "prometheus": None, "platforms": {}}
+        platforms = {}
+        with httpx.Client(timeout=2.0) as client:
+            for name, info in (current.get("platforms") or {}).items():
+                platforms[name] = _platform_status(name, info, client)
+        prom = current.get("prometheus") or {}
+        prom_status = None
+        if prom:
+            prom_status = {"url": prom["url"], "pid": prom["pid"], "state": "dead", "targets": []}
+            if processes.alive(prom["pid"]):
+                client = prometheus.PrometheusClient(prom["url"], timeout_s=3.0)
+                prom_status["state"] = "ready" if client.ready() else "not ready"
+                try:
+                    prom_status["targets"] = client.targets()
+                except PrometheusError as exc:
+                    prom_status["error"] = str(exc)
+        healthy = (current.get("complete") and platforms and all(p["state"] == "ready" for p in platforms.values())
+                   and prom_status and prom_status["state"] == "ready")
+        return {
+            "schema": "testbed.status/v1",
+            "backend": self.name,
+            "state": "running" if healthy else "degraded",
+            "model": current.get("model"),
+            "prometheus": prom_status,
+            "platforms": platforms,
+            "timings": current.get("timings", {}),
+        }
+
+
+def _platform_status(name: str, info: dict, client: httpx.Client) -> dict:
+    ep = Endpoint.from_json(info["endpoint"]) if info.get("endpoint") else None
+    pid = info.get("pid")
+    state_ = "not started"
+    if pid:
+        state_ = "dead"
+        if processes.alive(pid):
+            state_ = "not ready"
+            try:
+                if ep and client.get(ep.model_ready_url).status_code == 200:
+                    state_ = "ready"
+            except httpx.HTTPError:
+                pass
+    members = processes.session_members(pid) if pid else []
+    return {
+        "state": state_,
+        "v2_base_url": ep.base_url if ep else None,
+        "infer_url": ep.infer_url if ep else None,
+        "model_name": ep.model_name if ep else None,
+        "metrics_url": ep.metrics_url if ep else None,
+        "pid": pid,
+        "processes": len(members),
+        "rss_mb": round(processes.rss_bytes(members) / 2**20, 1),
+        "ports": info.get("ports", {}),
+        "log": info.get("log"),
+        "ready_after_s": info.get("ready_after_s"),
+        "versions": info.get("versions", {}),
+        "endpoint": info.get("endpoint"),
+    }

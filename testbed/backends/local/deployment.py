@@ -1,0 +1,96 @@
+"""Base class of every platform's local Deployment: a runtime process on loopback ports.
+
+A platform subclass fills in a few hooks (its environment, the ports it needs, the command
+that starts it, the Endpoint it then offers); this class starts, watches and stops it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from testbed.backends.local import envs, processes
+from testbed.endpoint import Endpoint
+from testbed.errors import RuntimeStartFailed
+from testbed.settings import REPO_ROOT
+from testbed.steps import UpContext
+
+RUNTIMES_DIR = REPO_ROOT / "deployers" / "runtimes"
+
+
+class LocalProcess:
+    platform: str = ""
+    env: envs.EnvSpec
+    port_names: tuple[str, ...] = ("http",)
+    """Loopback ports this runtime listens on; each is claimed free before start."""
+
+    version_packages: tuple[str, ...] = ()
+    """Distributions whose versions go into status and results as evidence."""
+
+    # --- hooks -------------------------------------------------------------------------------
+    def command(self, python: Path, ports: dict[str, int], workdir: Path, ctx: UpContext) -> list[str]:
+        raise NotImplementedError
+
+    def make_endpoint(self, ports: dict[str, int], model_name: str) -> Endpoint:
+        raise NotImplementedError
+
+    def extra_env(self, workdir: Path) -> dict[str, str]:
+        return {}
+
+    # --- protocol ----------------------------------------------------------------------------
+    def __init__(self):
+        self.pid: int | None = None
+        self.ports: dict[str, int] = {}
+        self.workdir: Path | None = None
+        self.started_at: float | None = None
+        self.ready_after_s: float | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "runtime.log"
+
+    def deploy(self, ctx: UpContext) -> None:
+        env_dir = envs.ensure(self.env, ctx.settings.envs_dir, ctx.say)
+        self.workdir = ctx.settings.run_dir / self.platform
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ports = {name: processes.claim_port(None, f"{self.platform} {name}") for name in self.port_names}
+        cmd = self.command(envs.python_of(env_dir), self.ports, self.workdir, ctx)
+        self.started_at = time.monotonic()
+        self.pid = processes.start(cmd, self.log_path, cwd=self.workdir,
+                                   env={"PYTHONUNBUFFERED": "1", **self.extra_env(self.workdir)})
+
+    def wait_ready(self, ctx: UpContext, timeout_s: float) -> Endpoint:
+        endpoint = self.endpoint(ctx)
+        deadline = self.started_at + timeout_s
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                exit_code = processes.reap(self.pid)
+                if exit_code is not None or not processes.alive(self.pid):
+                    raise RuntimeStartFailed(self.platform, f"its process (pid {self.pid}) exited"
+                                             + (f" with code {exit_code}" if exit_code is not None else ""),
+                                             self.log_path, processes.log_tail(self.log_path))
+                try:
+                    if client.get(endpoint.model_ready_url).status_code == 200:
+                        self.ready_after_s = round(time.monotonic() - self.started_at, 2)
+                        return endpoint
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeStartFailed(self.platform, f"{endpoint.model_ready_url} did not answer 200 "
+                                             f"within {timeout_s:.0f}s", self.log_path,
+                                             processes.log_tail(self.log_path))
+                time.sleep(0.25)
+
+    def endpoint(self, ctx: UpContext) -> Endpoint:
+        return self.make_endpoint(self.ports, ctx.artifact.name)
+
+    def teardown(self, ctx: UpContext | None = None) -> None:
+        if self.pid is not None:
+            processes.stop_session(self.pid)
+
+    # --- persisted form (the state file), so `status` and `down` work from another process ----
+    def to_state(self) -> dict:
+        return {"pid": self.pid, "ports": self.ports, "workdir": str(self.workdir), "log": str(self.log_path),
+                "ready_after_s": self.ready_after_s, "env": self.env.name}

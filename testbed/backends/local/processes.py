@@ -1,0 +1,207 @@
+"""Processes on loopback: free ports, start in a session of their own, stop the whole session.
+
+Runtimes fork helpers (Ray starts a dozen processes; seldon-core left a gRPC grandchild), so a
+process is stopped by its session id, which every descendant inherits, not by its pid alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from testbed.errors import PortBusy
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    # 0.0.0.0 listeners (KServe binds all interfaces) also make a loopback port unusable.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def claim_port(port: int | None, owner: str) -> int:
+    """A fixed port if it is free (else PortBusy naming who holds it), or a free one."""
+    if port is None:
+        return free_port()
+    if not port_is_free(port):
+        raise PortBusy(port, owner, port_holder(port))
+    return port
+
+
+def port_holder(port: int) -> str:
+    """'pid 123 (nginx)' for the process listening on port, or '' when it cannot be told."""
+    for pid, inode_ports in _listening_by_pid().items():
+        if port in inode_ports:
+            return f"pid {pid} ({_comm(pid)})"
+    return ""
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _socket_table() -> dict[int, tuple[str, int]]:
+    """inode -> (local address, port) of every listening TCP socket (IPv4 and IPv6)."""
+    table = {}
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if parts[3] != "0A":  # LISTEN
+                continue
+            addr_hex, port_hex = parts[1].split(":")
+            table[int(parts[9])] = (_decode_addr(addr_hex), int(port_hex, 16))
+    return table
+
+
+def _decode_addr(hexaddr: str) -> str:
+    raw = bytes.fromhex(hexaddr)
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+    return socket.inet_ntop(socket.AF_INET6, words)
+
+
+def _listening_by_pid(pids: list[int] | None = None) -> dict[int, list[int]]:
+    return {pid: [port for _, port in socks] for pid, socks in listening_sockets(pids).items()}
+
+
+def listening_sockets(pids: list[int] | None = None) -> dict[int, list[tuple[str, int]]]:
+    """pid -> [(address, port)] of its listening TCP sockets, for the given pids or all."""
+    table = _socket_table()
+    result: dict[int, list[tuple[str, int]]] = {}
+    for pid in pids if pids is not None else _all_pids():
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inode = int(target[8:-1])
+                if inode in table:
+                    result.setdefault(pid, []).append(table[inode])
+    return result
+
+
+def _all_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def is_loopback(address: str) -> bool:
+    return address.startswith("127.") or address == "::1" or address.startswith("::ffff:127.")
+
+
+def start(cmd: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
+    """Start cmd in a new session, stdout+stderr to log_path; return its pid (= its session id)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+    return proc.pid
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def reap(pid: int) -> int | None:
+    """Collect the exit status of our own child if it has exited (so it is not left a zombie)."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
+def session_members(sid: int) -> list[int]:
+    members = []
+    for pid in _all_pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields[3] is the session id
+            members.append(pid)
+    return members
+
+
+def stop_session(sid: int, grace_s: float = 10.0) -> list[int]:
+    """SIGTERM every process of the session, SIGKILL what is left after grace_s; return pids seen."""
+    seen = session_members(sid)
+    # The leader first: runtimes shut their own children down cleanly (Ray stops its actors).
+    _signal(sid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s / 2
+    while time.monotonic() < deadline and alive(sid):
+        reap(sid)
+        time.sleep(0.1)
+    for pid in session_members(sid):
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s / 2
+    while time.monotonic() < deadline:
+        reap(sid)
+        if not session_members(sid):
+            return seen
+        time.sleep(0.1)
+    for pid in session_members(sid):
+        _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while session_members(sid) and time.monotonic() < deadline:
+        reap(sid)
+        time.sleep(0.05)
+    reap(sid)
+    return seen
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def rss_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.rstrip().splitlines()[-lines:]) or "(log is empty)"

@@ -1,0 +1,106 @@
+"""Named errors. Each message names the object at fault and the fix, in one paragraph.
+
+The CLI prints `str(error)` and exits non-zero; nothing else formats errors.
+"""
+
+
+class TestbedError(Exception):
+    """Base class: an error the user can act on."""
+
+    exit_code = 2
+
+
+class UnknownPlatform(TestbedError):
+    def __init__(self, name: str, known: list[str]):
+        super().__init__(
+            f"Unknown platform {name!r}. Known platforms: {', '.join(known)}. "
+            f"Pass one or more of them to --platforms, separated by commas."
+        )
+
+
+class UnknownBackend(TestbedError):
+    def __init__(self, name: str, known: list[str]):
+        super().__init__(f"Unknown backend {name!r}. Known backends: {', '.join(known)}.")
+
+
+class PortBusy(TestbedError):
+    def __init__(self, port: int, owner: str, holder: str = ""):
+        held = f" It is held by {holder}." if holder else ""
+        super().__init__(
+            f"Port {port} on 127.0.0.1, wanted for {owner}, is already in use.{held} "
+            f"Stop whatever holds it, or leave the port unset so the testbed picks a free one."
+        )
+
+
+class MissingBinary(TestbedError):
+    def __init__(self, name: str, env_var: str, install: str):
+        super().__init__(
+            f"The {name!r} binary was not found: neither ${env_var} nor PATH points to it. "
+            f"Install it ({install}) or set {env_var}=/path/to/{name}."
+        )
+
+
+class ArtifactError(TestbedError):
+    def __init__(self, path, problem: str):
+        super().__init__(
+            f"Model artifact {path} is not usable: {problem}. "
+            f"Rebuild it with `python -m testbed artifact --rebuild` (or delete the directory)."
+        )
+
+
+class EnvironmentBuildFailed(TestbedError):
+    def __init__(self, env: str, command: str, tail: str):
+        super().__init__(
+            f"Building the {env!r} runtime environment failed while running `{command}`. "
+            f"Last output:\n{tail}\n"
+            f"Check network access to PyPI, then run `python -m testbed up` again "
+            f"(finished environments are reused)."
+        )
+
+
+class RuntimeStartFailed(TestbedError):
+    def __init__(self, platform: str, reason: str, log_path, tail: str):
+        super().__init__(
+            f"The {platform} runtime did not become ready: {reason}. Its log is {log_path}; "
+            f"last lines:\n{tail}\n"
+            f"Everything `up` had started for this attempt was stopped. Fix the cause above and run "
+            f"`python -m testbed up` again."
+        )
+
+
+class AlreadyRunning(TestbedError):
+    def __init__(self, what: str, detail: str):
+        super().__init__(f"{what} is already running ({detail}). Use `python -m testbed down` first.")
+
+
+class NotRunning(TestbedError):
+    def __init__(self, what: str):
+        super().__init__(
+            f"{what} is not running. Start the testbed with `python -m testbed up` first."
+        )
+
+
+class ParityFailed(TestbedError):
+    def __init__(self, detail: str):
+        super().__init__(
+            f"Prediction parity failed: the platforms do not agree with the in-process model on the "
+            f"fixed probe rows.\n{detail}\n"
+            f"The testbed stays up so you can inspect it; `python -m testbed down` stops it."
+        )
+
+
+class PrometheusError(TestbedError):
+    def __init__(self, what: str, detail: str):
+        super().__init__(f"Prometheus {what}: {detail}")
+
+
+class InvalidPayload(TestbedError):
+    def __init__(self, what: str, detail: str):
+        super().__init__(f"{what} is malformed: {detail}")
+
+
+class StepFailed(TestbedError):
+    """Wraps an unexpected exception inside an `up` step so the message names the step."""
+
+    def __init__(self, step: str, cause: BaseException):
+        super().__init__(f"Step {step!r} failed: {type(cause).__name__}: {cause}")

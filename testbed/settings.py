@@ -1,0 +1,53 @@
+"""Typed settings for one testbed. CLI flags and environment variables fill them; nothing else."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PLATFORMS = ("kserve", "seldon", "rayserve")
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str = "local"
+    """Where platforms run: `local` (processes on loopback) or `kind` (a kind cluster)."""
+
+    platforms: tuple[str, ...] = DEFAULT_PLATFORMS
+    """Platforms to bring up, by registry name (see `deployers/`)."""
+
+    state_dir: Path = field(default_factory=lambda: Path(os.environ.get("TESTBED_STATE_DIR", REPO_ROOT / ".testbed")))
+    """Pids, ports, logs, runtime environments, artifacts and Prometheus data live here.
+    Environment variable: TESTBED_STATE_DIR."""
+
+    ready_timeout_s: float = 180.0
+    """How long `up` waits for each runtime to answer its readiness route."""
+
+    scrape_interval_s: float = 2.0
+    """Prometheus scrape interval; short so probes see traffic within seconds."""
+
+    prometheus_bin: str | None = field(default_factory=lambda: os.environ.get("TESTBED_PROMETHEUS"))
+    """Path of the Prometheus server binary; None means search PATH.
+    Environment variable: TESTBED_PROMETHEUS."""
+
+    prometheus_port: int | None = None
+    """Fixed loopback port for Prometheus; None picks a free one."""
+
+    artifact_seed: int = 20261125
+    """Seed of the reference model's synthetic training data and of its training."""
+
+    @property
+    def envs_dir(self) -> Path:
+        """Runtime virtual environments, one per runtime, reused while their spec is unchanged."""
+        return self.state_dir / "envs"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.state_dir / "artifacts"
+
+    @property
+    def run_dir(self) -> Path:
+        """The running testbed's pids, ports, logs and generated configs (removed by `down`)."""
+        return self.state_dir / "run"

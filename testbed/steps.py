@@ -1,0 +1,56 @@
+"""`up` as an ordered list of steps sharing one context (the shape kind uses for cluster creation)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, TextIO
+
+from testbed.artifact import Artifact
+from testbed.endpoint import Endpoint
+from testbed.errors import StepFailed, TestbedError
+from testbed.platforms import Deployment
+from testbed.settings import Settings
+
+
+@dataclass
+class UpContext:
+    settings: Settings
+    artifact: Artifact | None = None
+    deployments: dict[str, Deployment] = field(default_factory=dict)
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per step and per platform readiness, kept for the status file and benchmarks."""
+    extra: dict = field(default_factory=dict)
+    """Backend-specific shared values (ports, Prometheus URL, kube client, ...)."""
+    out: TextIO = sys.stderr
+    dry_run: bool = False
+
+    def say(self, message: str) -> None:
+        print(message, file=self.out, flush=True)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[[UpContext], None]
+
+
+def run_steps(steps: list[Step], ctx: UpContext, on_failure: Callable[[UpContext], None] | None = None) -> None:
+    """Run steps in order, timing each; on any failure call on_failure (cleanup) and re-raise."""
+    total = len(steps)
+    for i, step in enumerate(steps, 1):
+        ctx.say(f"[{i}/{total}] {step.name} ...")
+        started = time.monotonic()
+        try:
+            step.run(ctx)
+        except BaseException as exc:
+            ctx.say(f"[{i}/{total}] {step.name}: FAILED")
+            if on_failure is not None:
+                on_failure(ctx)
+            if isinstance(exc, (TestbedError, KeyboardInterrupt, SystemExit)):
+                raise
+            raise StepFailed(step.name, exc) from exc
+        ctx.timings[step.name] = round(time.monotonic() - started, 3)
+        ctx.say(f"[{i}/{total}] {step.name}: done in {ctx.timings[step.name]:.1f}s")
