@@ -32,6 +32,7 @@ class KServeLocal(LocalProcess):
 PLATFORM = Platform(
     name="kserve",
     display_name="KServe",
+    infer_requests_promql='sum(request_predict_seconds_count{job="kserve"})',
     deployments={"local": KServeLocal},
     facts={"runtime": "kserve.ModelServer (Python)", "licence": "Apache-2.0"},
 )

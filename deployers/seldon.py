@@ -63,6 +63,7 @@ class SeldonLocal(LocalProcess):
 PLATFORM = Platform(
     name="seldon",
     display_name="Seldon Core (MLServer)",
+    infer_requests_promql='sum(model_infer_request_success_total{job="seldon"})',
     deployments={"local": SeldonLocal},
     facts={"runtime": "MLServer (Seldon)", "licence": "MLServer Apache-2.0; Seldon Core >=1.18 / >=2.7 BSL-1.1"},
 )

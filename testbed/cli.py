@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--dry-run", action="store_true", help="print the plan without touching anything (kind)")
     up.add_argument("--out", help="with --dry-run: also write every manifest under this directory")
     up.add_argument("--retain", action="store_true", help="keep a failed cluster for inspection (kind)")
+    up.add_argument("--prometheus-port", type=int, help="fixed loopback port for Prometheus (default: a free one)")
 
     status = sub.add_parser("status", help="what runs, where, and whether Prometheus scrapes it")
     backend_opt(status)
@@ -51,6 +52,8 @@ def settings_from(args) -> Settings:
         settings = replace(settings, platforms=parse_platforms(args.platforms))
     if getattr(args, "timeout", None):
         settings = replace(settings, ready_timeout_s=args.timeout)
+    if getattr(args, "prometheus_port", None):
+        settings = replace(settings, prometheus_port=args.prometheus_port)
     return settings
 
 

@@ -45,6 +45,10 @@ class Platform:
     deployments: dict[str, Callable[[], Deployment]]
     """Factory per backend name, e.g. {"local": KServeLocal, "kind": KServeKind}."""
 
+    infer_requests_promql: str = ""
+    """PromQL counting the V2 infer requests this platform served successfully, as it reports them
+    itself (job label = platform name). Used by `up`'s checks, tests and the monitoring probe."""
+
     facts: dict = field(default_factory=dict)
     """Documented mechanisms (detection, explain, batching, metrics, licence) with sources;
     the report shows them beside what was measured."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
 
 
-def testbed_cli(*args: str, state_dir: Path | None = None, check: bool = True, timeout: float = 600):
+def run_testbed(*args: str, state_dir: Path | None = None, check: bool = True, timeout: float = 600):
     """Run `python -m testbed ARGS` as a user would; returns the CompletedProcess."""
     env = dict(os.environ)
     if state_dir is not None:
@@ -44,10 +45,23 @@ def testbed_cli(*args: str, state_dir: Path | None = None, check: bool = True, t
 def testbed_up():
     """The local testbed, up for the whole session (default state dir, so runtime venvs are reused).
 
-    Yields the `status --json` document; runs `down` at the end whatever happened.
+    Yields the `status --json` document; runs `down` at the end whatever happened, then checks
+    that nothing of the testbed still listens.
     """
-    testbed_cli("up")
+    run_testbed("up")
+    status = json.loads(run_testbed("status", "--json").stdout)
     try:
-        yield json.loads(testbed_cli("status", "--json").stdout)
+        yield status
     finally:
-        testbed_cli("down", check=False)
+        run_testbed("down", check=False)
+    # `down` must free every port the testbed held (checked once per session, here).
+    ports = [port for p in status["platforms"].values() for port in p["ports"].values()]
+    ports.append(int(status["prometheus"]["url"].rsplit(":", 1)[1]))
+    still = [port for port in ports if _listening(port)]
+    assert not still, f"ports still listening after `down`: {still}"
+    assert json.loads(run_testbed("status", "--json").stdout)["state"] == "stopped"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

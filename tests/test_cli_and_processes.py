@@ -1,0 +1,89 @@
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from deployers import PLATFORMS, parse_platforms
+from testbed.backends import get_backend
+from testbed.backends.local import processes
+from testbed.cli import build_parser
+from testbed.errors import PortBusy, UnknownBackend, UnknownPlatform
+from testbed.settings import Settings
+
+
+def test_verbs_parse():
+    parser = build_parser()
+    assert parser.parse_args(["up"]).backend == "local"
+    args = parser.parse_args(["up", "--platforms", "kserve,seldon", "--timeout", "30", "--prometheus-port", "9999"])
+    assert (args.platforms, args.timeout, args.prometheus_port) == ("kserve,seldon", 30.0, 9999)
+    assert parser.parse_args(["status", "--json"]).json
+    assert parser.parse_args(["metrics"]).promql == "up"
+    assert parser.parse_args(["metrics", "sum(up)"]).promql == "sum(up)"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["launch"])
+
+
+def test_platform_names_are_checked_all_at_once():
+    assert parse_platforms("kserve, rayserve") == ("kserve", "rayserve")
+    assert parse_platforms(None) == tuple(PLATFORMS)
+    with pytest.raises(UnknownPlatform) as err:
+        parse_platforms("kserve,torchserve,bento")
+    assert "torchserve, bento" in str(err.value) and "seldon" in str(err.value)
+
+
+def test_unknown_backend_names_the_known_ones():
+    with pytest.raises(UnknownBackend, match="local"):
+        get_backend("docker-compose")
+
+
+def test_every_platform_has_a_local_deployment():
+    for platform in PLATFORMS.values():
+        dep = platform.deployment_for("local")
+        assert dep.platform == platform.name and dep.env.requirements
+
+
+def test_settings_state_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path))
+    s = Settings()
+    assert s.state_dir == tmp_path and s.run_dir == tmp_path / "run" and s.envs_dir == tmp_path / "envs"
+
+
+def test_a_busy_port_names_its_holder():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert not processes.port_is_free(port)
+        with pytest.raises(PortBusy) as err:
+            processes.claim_port(port, "Prometheus")
+        assert str(port) in str(err.value) and f"pid {os.getpid()}" in str(err.value)
+    assert processes.port_is_free(port)
+
+
+def test_stop_session_stops_grandchildren(tmp_path):
+    # A parent that forks a child which ignores SIGTERM: both must be gone afterwards.
+    script = ("import os, signal, subprocess, sys, time\n"
+              "subprocess.Popen([sys.executable, '-c', 'import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])\n"
+              "time.sleep(60)\n")
+    pid = processes.start([sys.executable, "-c", script], tmp_path / "log", cwd=tmp_path)
+    deadline = time.monotonic() + 10
+    while len(processes.session_members(pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    members = processes.session_members(pid)
+    assert len(members) == 2
+    processes.stop_session(pid, grace_s=1.0)
+    assert processes.session_members(pid) == []
+    assert not any(processes.alive(p) for p in members)
+
+
+def test_listening_sockets_reports_addresses():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        mine = processes.listening_sockets([os.getpid()])[os.getpid()]
+        assert ("127.0.0.1", port) in mine
+        assert processes.is_loopback("127.0.0.1") and not processes.is_loopback("0.0.0.0")

@@ -1,0 +1,97 @@
+"""The local testbed end to end: real runtimes, real Prometheus (marked integration)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from conftest import run_testbed
+from deployers import PLATFORMS
+from testbed import v2
+from testbed.prometheus import PrometheusClient
+
+pytestmark = pytest.mark.integration
+N_REQUESTS = 25
+
+
+def _counter(prom: PrometheusClient, promql: str) -> float:
+    rows = prom.query(promql)
+    return rows[0]["value"] if rows else 0.0
+
+
+def _wait_for(prom, promql, target, timeout_s=45.0):
+    deadline = time.monotonic() + timeout_s
+    value = _counter(prom, promql)
+    while value < target and time.monotonic() < deadline:
+        time.sleep(1.0)
+        value = _counter(prom, promql)
+    return value
+
+
+def _settled(prom, queries: dict[str, str], quiet_s: float = 8.0, timeout_s: float = 60.0) -> dict[str, float]:
+    """Counter values once none has changed for quiet_s (runtimes export with a delay)."""
+    values = {n: _counter(prom, q) for n, q in queries.items()}
+    changed_at = time.monotonic()
+    deadline = changed_at + timeout_s
+    while time.monotonic() - changed_at < quiet_s and time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = {n: _counter(prom, q) for n, q in queries.items()}
+        if now != values:
+            values, changed_at = now, time.monotonic()
+    return values
+
+
+def test_status_contract(testbed_up):
+    status = testbed_up
+    assert status["schema"] == "testbed.status/v1" and status["state"] == "running"
+    assert set(status["platforms"]) == set(PLATFORMS)
+    assert len(status["model"]["sha256"]) == 64 and status["model"]["features"][0] == "x0"
+    for name, p in status["platforms"].items():
+        assert p["state"] == "ready", name
+        assert p["v2_base_url"].startswith("http://127.0.0.1:")
+        assert p["model_name"] == status["model"]["name"]
+        assert p["metrics_url"].startswith("http://127.0.0.1:")
+    assert {t["job"]: t["health"] for t in status["prometheus"]["targets"]} == {n: "up" for n in PLATFORMS}
+
+
+def test_requests_are_counted_by_each_platform_in_prometheus(testbed_up):
+    prom = PrometheusClient(testbed_up["prometheus"]["url"])
+    rows = np.random.default_rng(1).normal(size=(1, 7))
+    rows[0, -1] = 1.0
+    queries = {n: PLATFORMS[n].infer_requests_promql for n in PLATFORMS}
+    before = _settled(prom, queries)
+    with httpx.Client(timeout=10) as client:
+        for name, p in testbed_up["platforms"].items():
+            for i in range(N_REQUESTS):
+                r = client.post(p["infer_url"], json=v2.request_body(rows, f"count-{i}"))
+                assert r.status_code == 200, (name, r.text)
+    for name, q in queries.items():
+        _wait_for(prom, q, before[name] + N_REQUESTS)
+    after = _settled(prom, queries)
+    for name, q in queries.items():
+        assert after[name] - before[name] == N_REQUESTS, f"{name}: {q} rose by {after[name] - before[name]}"
+
+
+def test_parity_recorded_at_up(testbed_up):
+    from testbed.settings import Settings
+
+    state = json.loads((Settings().run_dir / "state.json").read_text())
+    assert state["parity"]["ok"] and state["parity"]["rows"] == 32
+    assert set(state["parity"]["platforms"]) == set(PLATFORMS)
+
+
+def test_second_up_reports_what_runs(testbed_up):
+    proc = run_testbed("up")
+    assert "already up" in proc.stderr
+    assert json.loads(run_testbed("status", "--json").stdout)["platforms"]["kserve"]["pid"] == \
+        testbed_up["platforms"]["kserve"]["pid"]
+
+
+def test_metrics_verb_prints_a_table(testbed_up):
+    out = run_testbed("metrics", "sum by (job) (up)").stdout.splitlines()
+    assert out[0].split() == ["job", "value"]
+    assert sorted(line.split()[0] for line in out[1:]) == sorted(PLATFORMS)
