@@ -140,6 +140,11 @@ def render_status(status: dict) -> str:
     for name, p in status.get("platforms", {}).items():
         lines.append(f"  {name:<9} {p['state']:<10} {p.get('v2_base_url') or '-':<24} metrics {p.get('metrics_url') or '-'}"
                      + (f"  rss {p['rss_mb']:.0f} MB" if p.get("rss_mb") else ""))
+    exposed = (status.get("exposure") or {}).get("non_loopback_sockets", [])
+    if exposed:
+        lines.append(f"exposure: {len(exposed)} listening sockets NOT bound to loopback:")
+        for x in exposed:
+            lines.append(f"  {x['platform']:<9} {x['address']}:{x['port']}  ({x['process']}, pid {x['pid']})")
     prom = status.get("prometheus")
     if prom:
         lines.append(f"prometheus: {prom['url']}  {prom['state']}")

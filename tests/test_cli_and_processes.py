@@ -87,3 +87,11 @@ def test_listening_sockets_reports_addresses():
         mine = processes.listening_sockets([os.getpid()])[os.getpid()]
         assert ("127.0.0.1", port) in mine
         assert processes.is_loopback("127.0.0.1") and not processes.is_loopback("0.0.0.0")
+
+
+def test_a_reused_pid_is_not_ours():
+    me = os.getpid()
+    ticks = processes.start_ticks(me)
+    assert processes.is_ours(me, ticks)
+    assert not processes.is_ours(me, ticks - 1)  # same pid, another start time: someone else
+    assert not processes.is_ours(me, None)

@@ -58,6 +58,16 @@ def test_status_contract(testbed_up):
     assert {t["job"]: t["health"] for t in status["prometheus"]["targets"]} == {n: "up" for n in PLATFORMS}
 
 
+def test_exposure_audit_lists_every_listening_socket(testbed_up):
+    for name, p in testbed_up["platforms"].items():
+        ports = {s["port"] for s in p["listening"]}
+        assert set(p["ports"].values()) <= ports, name
+    exposed = {(x["platform"], x["port"]) for x in testbed_up["exposure"]["non_loopback_sockets"]}
+    # MLServer honours host=127.0.0.1 on all its servers; KServe 0.20.0 binds HTTP on 0.0.0.0.
+    assert not any(platform == "seldon" for platform, _ in exposed)
+    assert ("kserve", testbed_up["platforms"]["kserve"]["ports"]["http"]) in exposed
+
+
 def test_requests_are_counted_by_each_platform_in_prometheus(testbed_up):
     prom = PrometheusClient(testbed_up["prometheus"]["url"])
     rows = np.random.default_rng(1).normal(size=(1, 7))

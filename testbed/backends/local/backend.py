@@ -93,7 +93,7 @@ class LocalBackend:
         cmd = prometheus.server_command(ctx.extra["prometheus_bin"], config_file, data_dir, port)
         log = run_dir / "prometheus.log"
         pid = processes.start(cmd, log, cwd=run_dir)
-        ctx.extra["prometheus"] = {"pid": pid, "port": port, "url": f"http://127.0.0.1:{port}",
+        ctx.extra["prometheus"] = {"pid": pid, "pid_start": processes.start_ticks(pid), "port": port, "url": f"http://127.0.0.1:{port}",
                                    "config": str(config_file), "log": str(log), "data": str(data_dir)}
         self._save(ctx)
         client = prometheus.PrometheusClient(ctx.extra["prometheus"]["url"])
@@ -196,16 +196,21 @@ class LocalBackend:
 
     def _stop_recorded(self, current: dict, say) -> list[str]:
         lines = []
-        for name, info in (current.get("platforms") or {}).items():
+        recorded = [(name, info) for name, info in (current.get("platforms") or {}).items()]
+        if current.get("prometheus"):
+            recorded.append(("Prometheus", current["prometheus"]))
+        for name, info in recorded:
             pid = info.get("pid")
-            if pid and processes.session_members(pid):
-                seen = processes.stop_session(pid)
-                lines.append(f"stopped {name} (session {pid}, {len(seen)} processes)")
+            if not pid or not processes.session_members(pid):
+                continue
+            if not processes.is_ours(pid, info.get("pid_start")) and processes.alive(pid):
+                # The leader is another program now (pid reused after a crash): never signal it.
+                # Children of our dead leader keep its session id, so they are still stopped.
+                lines.append(f"left pid {pid} alone: it is no longer {name} (pid reused)")
                 say(f"  {lines[-1]}")
-        prom = current.get("prometheus") or {}
-        if prom.get("pid") and processes.session_members(prom["pid"]):
-            processes.stop_session(prom["pid"])
-            lines.append(f"stopped Prometheus (pid {prom['pid']})")
+                continue
+            seen = processes.stop_session(pid)
+            lines.append(f"stopped {name} (session {pid}, {len(seen)} processes)")
             say(f"  {lines[-1]}")
         return lines
 
@@ -230,7 +235,7 @@ class LocalBackend:
         prom_status = None
         if prom:
             prom_status = {"url": prom["url"], "pid": prom["pid"], "state": "dead", "targets": []}
-            if processes.alive(prom["pid"]):
+            if processes.is_ours(prom["pid"], prom.get("pid_start")):
                 client = prometheus.PrometheusClient(prom["url"], timeout_s=3.0)
                 prom_status["state"] = "ready" if client.ready() else "not ready"
                 try:
@@ -239,10 +244,14 @@ class LocalBackend:
                     prom_status["error"] = str(exc)
         healthy = (current.get("complete") and platforms and all(p["state"] == "ready" for p in platforms.values())
                    and prom_status and prom_status["state"] == "ready")
+        exposed = [{"platform": name, **sock} for name, p in platforms.items()
+                   for sock in p["listening"] if not sock["loopback"]]
         return {
             "schema": "testbed.status/v1",
             "backend": self.name,
             "state": "running" if healthy else "degraded",
+            "exposure": {"non_loopback_sockets": exposed,
+                         "note": "listening sockets of the testbed's processes not bound to loopback"},
             "model": current.get("model"),
             "prometheus": prom_status,
             "platforms": platforms,
@@ -256,7 +265,7 @@ def _platform_status(name: str, info: dict, client: httpx.Client) -> dict:
     state_ = "not started"
     if pid:
         state_ = "dead"
-        if processes.alive(pid):
+        if processes.is_ours(pid, info.get("pid_start")):
             state_ = "not ready"
             try:
                 if ep and client.get(ep.model_ready_url).status_code == 200:
@@ -264,6 +273,9 @@ def _platform_status(name: str, info: dict, client: httpx.Client) -> dict:
             except httpx.HTTPError:
                 pass
     members = processes.session_members(pid) if pid else []
+    sockets = [{"pid": p, "process": processes.command_name(p), "address": addr, "port": port,
+                "loopback": processes.is_loopback(addr)}
+               for p, socks in processes.listening_sockets(members).items() for addr, port in socks]
     return {
         "state": state_,
         "v2_base_url": ep.base_url if ep else None,
@@ -278,4 +290,5 @@ def _platform_status(name: str, info: dict, client: httpx.Client) -> dict:
         "ready_after_s": info.get("ready_after_s"),
         "versions": info.get("versions", {}),
         "endpoint": info.get("endpoint"),
+        "listening": sorted(sockets, key=lambda x: (x["loopback"], x["port"])),
     }

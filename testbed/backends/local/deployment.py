@@ -42,6 +42,7 @@ class LocalProcess:
     # --- protocol ----------------------------------------------------------------------------
     def __init__(self):
         self.pid: int | None = None
+        self.pid_start: int | None = None
         self.ports: dict[str, int] = {}
         self.workdir: Path | None = None
         self.started_at: float | None = None
@@ -60,6 +61,7 @@ class LocalProcess:
         self.started_at = time.monotonic()
         self.pid = processes.start(cmd, self.log_path, cwd=self.workdir,
                                    env={"PYTHONUNBUFFERED": "1", **self.extra_env(self.workdir)})
+        self.pid_start = processes.start_ticks(self.pid)
 
     def wait_ready(self, ctx: UpContext, timeout_s: float) -> Endpoint:
         endpoint = self.endpoint(ctx)
@@ -92,5 +94,5 @@ class LocalProcess:
 
     # --- persisted form (the state file), so `status` and `down` work from another process ----
     def to_state(self) -> dict:
-        return {"pid": self.pid, "ports": self.ports, "workdir": str(self.workdir), "log": str(self.log_path),
+        return {"pid": self.pid, "pid_start": self.pid_start, "ports": self.ports, "workdir": str(self.workdir), "log": str(self.log_path),
                 "ready_after_s": self.ready_after_s, "env": self.env.name}

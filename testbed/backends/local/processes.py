@@ -46,11 +46,11 @@ def port_holder(port: int) -> str:
     """'pid 123 (nginx)' for the process listening on port, or '' when it cannot be told."""
     for pid, inode_ports in _listening_by_pid().items():
         if port in inode_ports:
-            return f"pid {pid} ({_comm(pid)})"
+            return f"pid {pid} ({command_name(pid)})"
     return ""
 
 
-def _comm(pid: int) -> str:
+def command_name(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
@@ -122,6 +122,19 @@ def start(cmd: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None 
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
     return proc.pid
+
+
+def start_ticks(pid: int) -> int | None:
+    """When the process started (clock ticks since boot): with the pid, identifies it across pid reuse."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def is_ours(pid: int | None, ticks: int | None) -> bool:
+    """True when pid is still the process we started (not a later process that reuses the pid)."""
+    return bool(pid) and ticks is not None and start_ticks(pid) == ticks
 
 
 def alive(pid: int) -> bool:
