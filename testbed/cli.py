@@ -80,6 +80,7 @@ def cmd_up(args) -> int:
     if args.dry_run:
         run_steps(backend.up_steps(ctx), ctx)
         return 0
+    _interrupt_on_hangup()
     with state.exclusive(settings.run_dir, "up"):
         running = backend.already_up(settings)
         if running is not None:
@@ -89,6 +90,18 @@ def cmd_up(args) -> int:
         run_steps(backend.up_steps(ctx), ctx, on_failure=backend.rollback)
     print(render_status(backend.status(settings)))
     return 0
+
+
+def _interrupt_on_hangup() -> None:
+    """A closed terminal (SIGHUP) or a plain `kill` (SIGTERM) stops `up` like Ctrl-C does: the
+    step runner's rollback then stops what this attempt started instead of orphaning it."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, interrupt)
 
 
 def cmd_status(args) -> int:

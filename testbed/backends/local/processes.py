@@ -133,8 +133,9 @@ def start_ticks(pid: int) -> int | None:
 
 
 def is_ours(pid: int | None, ticks: int | None) -> bool:
-    """True when pid is still the process we started (not a later process that reuses the pid)."""
-    return bool(pid) and ticks is not None and start_ticks(pid) == ticks
+    """True when pid is still the live process we started (not a zombie, not a later process
+    that reuses the pid)."""
+    return bool(pid) and ticks is not None and alive(pid) and start_ticks(pid) == ticks
 
 
 def alive(pid: int) -> bool:
