@@ -71,6 +71,26 @@ class ExperimentSpec:
         return self.probe if isinstance(self.probe, str) else f"{self.probe.__module__}.{self.probe.__qualname__}"
 
 
+EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+
+
+def load_spec(name: str) -> ExperimentSpec:
+    """The SPEC of experiments/<name>.py (scripts are files, not a package)."""
+    import importlib.util
+
+    path = EXPERIMENTS_DIR / f"{name}.py"
+    if not path.is_file():
+        known = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.py") if not p.stem.startswith("_"))
+        raise ExperimentError(name, f"there is no {path}; experiments: {', '.join(known)}")
+    module_spec = importlib.util.spec_from_file_location(f"testbed_experiment_{name}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    spec = getattr(module, "SPEC", None)
+    if not isinstance(spec, ExperimentSpec):
+        raise ExperimentError(name, f"{path} defines no SPEC (an ExperimentSpec)")
+    return spec
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="local", help="local (default) or kind")
     parser.add_argument("--platforms", help="comma-separated subset (default: all registered platforms)")
