@@ -20,7 +20,7 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from testbed.report.criteria import mean_ci
+from testbed.report.criteria import interval
 from testbed.report.runs import select_runs
 
 LABELS = ["experiment", "probe", "platform", "backend", "run_id"]
@@ -47,7 +47,7 @@ def collect_values(root: Path) -> tuple[list[tuple[dict, str, float]], int, int]
             values = [v for v in values if math.isfinite(v)]
             if not values:
                 continue
-            m, lo, hi = mean_ci(values)
+            m, lo, hi = interval(values, key)
             out.append(({**base, "score": key}, "score", m))
             if lo is not None:
                 out.append(({**base, "score": key}, "score_ci_low", lo))
@@ -78,7 +78,7 @@ class ResultsCollector(Collector):
         families = {
             "score": GaugeMetricFamily("testbed_probe_score", "Probe score, mean over repeats (as in the report)",
                                        labels=LABELS + ["score"]),
-            "score_ci_low": GaugeMetricFamily("testbed_probe_score_ci_low", "Lower end of the 95% t-interval",
+            "score_ci_low": GaugeMetricFamily("testbed_probe_score_ci_low", "Lower end of the 95% t-interval (fractions clipped to [0, 1])",
                                               labels=LABELS + ["score"]),
             "score_ci_high": GaugeMetricFamily("testbed_probe_score_ci_high", "Upper end of the 95% t-interval",
                                                labels=LABELS + ["score"]),

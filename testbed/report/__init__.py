@@ -171,7 +171,7 @@ def to_markdown(rep: Report) -> str:
            + (f"{len(rep.runs)} run(s): {', '.join(r.run_id for r in rep.runs)}." if rep.runs
               else "documented rows only: no run exists yet (run an experiment in experiments/)."), ""]
     out += ["**Legend.** Measured cells: mean [95% t-interval over repeats] n=repeats, the verdicts over repeats, "
-            "the detection/serving mechanism, then the run id and backend. *documented:* cells are taken from the "
+            "the detection/serving mechanism, then the run id and backend; intervals of fractions are clipped to [0, 1]. *documented:* cells are taken from the "
             "system's own documentation (sources below) and are **not measured**. PARTIAL marks cells from "
             "interrupted runs.", ""]
     warnings = [f"- run `{rid}` not used: {why}" for rid, why in rep.skipped]

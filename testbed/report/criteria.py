@@ -76,8 +76,22 @@ def mean_ci(values: list[float]) -> tuple[float, float | None, float | None]:
     return m, m - half, m + half
 
 
-def summarize(label: str, values: list[float]) -> str:
+# Scores that are fractions by definition: their intervals are clipped to [0, 1] (a t-interval of
+# three values near 1 would otherwise claim an F1 above 1).
+FRACTIONS = {"f1", "precision", "recall", "fpr", "coverage", "count_accuracy", "topk_recall", "verified", "agreement",
+             "stayed_up_fraction", "handled_fraction"}
+
+
+def interval(values: list[float], key: str) -> tuple[float, float | None, float | None]:
+    """mean_ci, clipped to [0, 1] for fractions: the numbers the report and the exporter both show."""
     m, lo, hi = mean_ci(values)
+    if lo is not None and key in FRACTIONS:
+        lo, hi = max(0.0, lo), min(1.0, hi)
+    return m, lo, hi
+
+
+def summarize(label: str, values: list[float], key: str | None = None) -> str:
+    m, lo, hi = interval(values, key or label)
     if lo is None:
         return f"{label} {fmt(m)} (n=1)"
     return f"{label} {fmt(m)} [{fmt(lo)}, {fmt(hi)}] n={len(values)}"
@@ -104,7 +118,7 @@ def score_lines(criterion: Criterion, results: list[Result]) -> list[str]:
     lines = []
     present = [(k, label) for k, label in criterion.scores if any(_numeric(r.scores.get(k)) for r in results)]
     if present:
-        lines.append("; ".join(summarize(label, [float(r.scores[k]) for r in results if _numeric(r.scores.get(k))])
+        lines.append("; ".join(summarize(label, [float(r.scores[k]) for r in results if _numeric(r.scores.get(k))], k)
                                for k, label in present))
     else:
         others = sorted({k for r in results for k, v in r.scores.items() if _numeric(v)})[:3]
