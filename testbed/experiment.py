@@ -55,6 +55,10 @@ class ExperimentSpec:
     per_platform: bool = True
     """Run the probe once per platform (the unit of resumption) rather than once for all platforms."""
 
+    restarts_testbed: bool = False
+    """The probe takes the testbed down and up itself (ease of deployment). Such experiments run after
+    the others; the harness then restores the testbed it found (or takes down the one it started)."""
+
     def probe_fn(self) -> ProbeFn:
         if callable(self.probe):
             return self.probe
@@ -312,7 +316,7 @@ def check_resumable(run: Run, settings: Settings, repeats: int, seed: int, descr
 
 
 # --- running -------------------------------------------------------------------------------------
-def run_experiments(specs: list[ExperimentSpec], args, say=print) -> int:
+def run_experiments(specs: list[ExperimentSpec], args, say=print, extra_header: dict | None = None) -> int:
     """Run each spec's probe with repeats on the testbed; returns the process exit code."""
     from deployers import parse_platforms
 
@@ -344,7 +348,7 @@ def run_experiments(specs: list[ExperimentSpec], args, say=print) -> int:
             header = {"backend": settings.backend, "platforms": list(settings.platforms), "repeats": args.repeats,
                       "seed": args.seed, "seeds": {f"r{r}": args.seed + r for r in range(args.repeats)},
                       "command": [Path(sys.argv[0]).name, *sys.argv[1:]], "hardware": results_mod.hardware(),
-                      **describe}
+                      **describe, **(extra_header or {})}
             run = Run.create(root, run_id, header)
             say(f"Run {run.run_id}: writing to {run.dir}")
         with run.locked():
@@ -353,8 +357,14 @@ def run_experiments(specs: list[ExperimentSpec], args, say=print) -> int:
                 run.data["resumed_at"].append(time.time())
                 run.data["state"] = "running"
             failed = 0
-            for spec in specs:
+            restarted = False
+            for spec in sorted(specs, key=lambda s: s.restarts_testbed):
                 failed += _run_one(run, spec, probe_fns[spec.name], status, settings, args.repeats, args.seed, say)
+                restarted |= spec.restarts_testbed
+            if restarted and not (started_here and not args.keep_up):
+                say("Restoring the testbed as it was before the experiments that restart it ...")
+                take_down(settings)
+                status, _ = ensure_up(settings, say)
             run.data["finished_at"] = time.time()
             run.data["state"] = "complete" if failed == 0 else "incomplete"
             run.save()

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import yaml
 
-from testbed.report import plots as plots_mod
 from testbed.report.criteria import CRITERIA, BY_EXPERIMENT, Cell, measured_cell
 from testbed.report.runs import LoadedRun, Selection, select_runs
 from testbed.state import atomic_write_text
@@ -85,6 +84,8 @@ def build(root: Path, run_ids: list[str], out_dir: Path, by_artifact: bool = Fal
         groups.setdefault(run.sha256, []).append(run)
     matrices = [build_matrix(documented, rs, sha) for sha, rs in groups.items()] or [build_matrix(documented, [], None)]
     out_dir.mkdir(parents=True, exist_ok=True)
+    from testbed.report import plots as plots_mod  # matplotlib: only when drawing (the exporter imports this package)
+
     plot_rows = []
     for sha, rs in groups.items() or [(None, [])]:
         pairs = [(e, res) for r in rs for e, res in r.results]

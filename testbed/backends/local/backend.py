@@ -121,18 +121,7 @@ class LocalBackend:
                                          "results_dir": str(RESULTS_DIR)}
         ctx.extra.setdefault("extra_scrape_targets", []).append(
             prometheus.ScrapeTarget(job="testbed-results", url=url))  # results carry their own backend label
-        self._save(ctx)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url, timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if not processes.alive(pid) or time.monotonic() > deadline:
-                processes.reap(pid)
-                raise TestbedError(f"The results exporter did not start; see {log}:\n{processes.log_tail(log)}")
-            time.sleep(0.1)
+        self._save(ctx)  # no wait here: "check scrape targets" waits for it like for every target
 
     def _wait_ready(self, ctx: UpContext) -> None:
         """Wait for every runtime at once (they start in parallel), printing progress."""
