@@ -100,6 +100,8 @@ def build(root: Path, run_ids: list[str], out_dir: Path, by_artifact: bool = Fal
     md, page = to_markdown(report), to_html(report)
     atomic_write_text(out_dir / "report.md", md)
     atomic_write_text(out_dir / "report.html", page)
+    for name in ("report.md", "report.html"):
+        (out_dir / name).chmod(0o644)  # a report is for sharing (atomic writes create files 0600)
     return {"markdown": out_dir / "report.md", "html": out_dir / "report.html", "runs": [r.run_id for r in sel.runs],
             "skipped": sel.skipped, "report": report}
 

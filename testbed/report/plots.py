@@ -106,7 +106,8 @@ def coverage_heatmap(pairs, path: Path):
     ax.set_yticks(range(len(platforms)), platforms)
     for i in range(len(platforms)):
         for j in range(len(signals)):
-            ax.text(j, i, f"{grid[i, j]:.2g}", ha="center", va="center", fontsize=8)
+            ax.text(j, i, f"{grid[i, j]:.2g}", ha="center", va="center", fontsize=8,
+                    color="white" if grid[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, label="fraction of repeats exposed")
     ax.set_title("Metric coverage in Prometheus")
     return _save(fig, path), None

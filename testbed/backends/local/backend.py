@@ -54,6 +54,7 @@ class LocalBackend:
                 return status
         # Stale or partial: something crashed. Stop whatever survived, then start afresh.
         self._stop_recorded(current, lambda m: None)
+        self._stop_results_exporter(current, lambda m: None)
         self._archive_run_dir(settings)
         return None
 
@@ -185,6 +186,7 @@ class LocalBackend:
     def rollback(self, ctx: UpContext) -> None:
         ctx.say("  stopping what this attempt started ...")
         self._stop_recorded(state.load(ctx.settings.run_dir) or {}, ctx.say)
+        self._stop_results_exporter(state.load(ctx.settings.run_dir) or {}, ctx.say)
         self._archive_run_dir(ctx.settings)
 
     def _save(self, ctx: UpContext) -> None:
@@ -212,8 +214,17 @@ class LocalBackend:
         if current is None:
             return []
         lines = self._stop_recorded(current, say)
+        lines += self._stop_results_exporter(current, say)
         self._archive_run_dir(settings)
         return lines
+
+    def _stop_results_exporter(self, current: dict, say) -> list[str]:
+        exporter = current.get("results_exporter") or {}
+        if exporter.get("pid") and processes.session_members(exporter["pid"]):
+            processes.stop_session(exporter["pid"])
+            say(f"  stopped results exporter (pid {exporter['pid']})")
+            return [f"stopped results exporter (pid {exporter['pid']})"]
+        return []
 
     def _stop_recorded(self, current: dict, say) -> list[str]:
         lines = []
@@ -223,11 +234,6 @@ class LocalBackend:
                 seen = processes.stop_session(pid)
                 lines.append(f"stopped {name} (session {pid}, {len(seen)} processes)")
                 say(f"  {lines[-1]}")
-        exporter = current.get("results_exporter") or {}
-        if exporter.get("pid") and processes.session_members(exporter["pid"]):
-            processes.stop_session(exporter["pid"])
-            lines.append(f"stopped results exporter (pid {exporter['pid']})")
-            say(f"  {lines[-1]}")
         prom = current.get("prometheus") or {}
         if prom.get("pid") and processes.session_members(prom["pid"]):
             processes.stop_session(prom["pid"])
