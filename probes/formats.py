@@ -27,6 +27,8 @@ from testbed.settings import Settings
 
 FRESH_ROWS = 200
 _servers: dict[str, fmt_servers.FormatServer] = {}
+_expected: dict[tuple, dict] = {}
+"""In-process labels per (model dir, seed): computed once per repeat, shared by the platforms."""
 
 
 def labels_from(response: dict) -> list[int]:
@@ -122,7 +124,10 @@ def run(ctx) -> list[Result]:
     rows = np.vstack([ctx.artifact.probe_rows(), fresh])
     scratch = settings.state_dir / "formats-run"
     scratch.mkdir(parents=True, exist_ok=True)
-    expected = in_process(model_dir, rows, settings, scratch)
+    key = (str(model_dir), ctx.seed)
+    if key not in _expected:
+        _expected[key] = in_process(model_dir, rows, settings, scratch)
+    expected = _expected[key]
     body = v2.request_body(rows, request_id="formats")
     out = []
     for platform in ctx.endpoints:

@@ -181,6 +181,8 @@ def to_markdown(rep: Report) -> str:
     warnings += [f"- run `{r.run_id}` is PARTIAL: " + "; ".join(f"{e}: {len(u)} unit(s) missing" for e, u in
                                                                  r.missing_units.items() if u)
                  for r in rep.runs if r.partial]
+    warnings += [f"- run `{r.run_id}` left out experiment `{name}`: {why}"
+                 for r in rep.runs for name, why in (r.meta.get("skipped_experiments") or {}).items()]
     warnings += [f"- experiment(s) {', '.join(rep.experiments_unknown)} have no column in the matrix"] \
         if rep.experiments_unknown else []
     if warnings:
@@ -229,6 +231,8 @@ def to_html(rep: Report) -> str:
              "backend). Grey italics: documented, <b>not measured</b>. Amber: from an interrupted (partial) run.</p>"]
     warns = [f"run {rid} not used: {why}" for rid, why in rep.skipped]
     warns += [f"run {r.run_id} is PARTIAL" for r in rep.runs if r.partial]
+    warns += [f"run {r.run_id} left out experiment {name}: {why}"
+              for r in rep.runs for name, why in (r.meta.get("skipped_experiments") or {}).items()]
     if warns:
         parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li class='warn'>{e(w)}</li>" for w in warns) + "</ul>")
     for matrix in rep.matrices:
