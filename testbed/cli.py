@@ -41,6 +41,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     art = sub.add_parser("artifact", help="build (if needed) and describe the reference model artifact")
     art.add_argument("--rebuild", action="store_true")
+
+    rep = sub.add_parser("report", help="render the comparison report (Markdown + self-contained HTML)")
+    rep.add_argument("run_ids", nargs="*", metavar="RUN-ID", help="runs to report (default: the latest run per "
+                     "experiment; documented rows alone when there is none)")
+    rep.add_argument("--out", help="output directory (default: <results dir>/report)")
+    rep.add_argument("--results-dir", help="where runs are read (default: results/, env TESTBED_RESULTS_DIR)")
+    rep.add_argument("--by-artifact", action="store_true",
+                     help="show runs of different model artifacts as separate matrices instead of refusing")
+
+    pipe = sub.add_parser("pipeline", help="the experiment as a Kubeflow pipeline (kfp v2)")
+    pipe_sub = pipe.add_subparsers(dest="pipeline_verb", required=True, metavar="ACTION")
+    comp = pipe_sub.add_parser("compile", help="compile the pipeline to IR YAML that Kubeflow Pipelines accepts")
+    comp.add_argument("--out", default="testbed-pipeline.yaml", help="output file (default testbed-pipeline.yaml)")
+    prun = pipe_sub.add_parser("run-local", help="run it here with kfp.local's SubprocessRunner (local backend)")
+    prun.add_argument("--platforms", help="comma-separated subset (default: all registered platforms)")
+    prun.add_argument("--repeats", type=int, default=1)
+    prun.add_argument("--seed", type=int, default=20261125)
+    prun.add_argument("--results-dir", help="where the pipeline's run is written (default results/)")
+    prun.add_argument("--pipeline-root", help="kfp.local pipeline root (default <state dir>/kfp-local)")
+
+    exporter = sub.add_parser("results-exporter", help="serve probe verdicts and scores as Prometheus metrics")
+    exporter.add_argument("--port", type=int, required=True)
+    exporter.add_argument("--results-dir", help="runs to export (default results/)")
     return parser
 
 
@@ -167,4 +190,39 @@ def render_status(status: dict) -> str:
     return "\n".join(lines)
 
 
-VERBS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "metrics": cmd_metrics, "artifact": cmd_artifact}
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from testbed import report, results
+
+    root = Path(args.results_dir) if args.results_dir else results.RESULTS_DIR
+    out = Path(args.out) if args.out else root / "report"
+    built = report.build(root, args.run_ids, out, by_artifact=args.by_artifact)
+    for rid, why in built["skipped"]:
+        print(f"note: run {rid} not used: {why}", file=sys.stderr)
+    print(f"runs: {', '.join(built['runs']) or 'none (documented rows only)'}")
+    print(built["markdown"])
+    print(built["html"])
+    return 0
+
+
+def cmd_pipeline(args) -> int:
+    from testbed import pipeline
+
+    if args.pipeline_verb == "compile":
+        print(pipeline.compile_pipeline(args.out))
+        return 0
+    return pipeline.run_local(args)
+
+
+def cmd_results_exporter(args) -> int:
+    from pathlib import Path
+
+    from testbed import exporter, results
+
+    exporter.serve(args.port, Path(args.results_dir) if args.results_dir else results.RESULTS_DIR)
+    return 0
+
+
+VERBS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "metrics": cmd_metrics, "artifact": cmd_artifact,
+         "report": cmd_report, "pipeline": cmd_pipeline, "results-exporter": cmd_results_exporter}

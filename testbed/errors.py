@@ -104,3 +104,15 @@ class StepFailed(TestbedError):
 
     def __init__(self, step: str, cause: BaseException):
         super().__init__(f"Step {step!r} failed: {type(cause).__name__}: {cause}")
+
+
+class ExperimentError(TestbedError):
+    def __init__(self, what: str, detail: str):
+        super().__init__(f"Experiment {what}: {detail}")
+
+
+class ReportError(TestbedError):
+    """Results that cannot be put in one report without misleading: the message says why and what to do."""
+
+    def __init__(self, detail: str):
+        super().__init__(f"Report: {detail}")

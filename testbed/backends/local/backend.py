@@ -36,6 +36,7 @@ class LocalBackend:
             Step("model artifact", self._artifact),
             Step("runtime environments", self._environments),
             Step("start runtimes", self._start_runtimes),
+            Step("start results exporter", self._start_results_exporter),
             Step("start Prometheus", self._start_prometheus),
             Step("wait for readiness", self._wait_ready),
             Step("prediction parity", self._parity),
@@ -53,6 +54,7 @@ class LocalBackend:
                 return status
         # Stale or partial: something crashed. Stop whatever survived, then start afresh.
         self._stop_recorded(current, lambda m: None)
+        self._stop_results_exporter(current, lambda m: None)
         self._archive_run_dir(settings)
         return None
 
@@ -87,6 +89,7 @@ class LocalBackend:
         targets = [prometheus.ScrapeTarget(job=name, url=dep.endpoint(ctx).metrics_url,
                                            labels=(("platform", name), ("backend", self.name)))
                    for name, dep in ctx.deployments.items()]
+        targets += ctx.extra.get("extra_scrape_targets", [])
         config_file = run_dir / "prometheus.yml"
         state.atomic_write_text(config_file, prometheus.render_config(targets, ctx.settings.scrape_interval_s))
         data_dir = ctx.settings.state_dir / "prometheus-data"
@@ -103,6 +106,23 @@ class LocalBackend:
                 processes.reap(pid)
                 raise PrometheusError("did not start", f"see {log}:\n{processes.log_tail(log)}")
             time.sleep(0.1)
+
+    def _start_results_exporter(self, ctx: UpContext) -> None:
+        """Probe verdicts and scores as metrics (testbed/exporter.py), scraped like a platform."""
+        import sys
+
+        from testbed.results import RESULTS_DIR
+
+        port = processes.claim_port(None, "results exporter")
+        log = ctx.settings.run_dir / "results-exporter.log"
+        pid = processes.start([sys.executable, "-m", "testbed", "results-exporter", "--port", str(port),
+                               "--results-dir", str(RESULTS_DIR)], log, cwd=ctx.settings.run_dir)
+        url = f"http://127.0.0.1:{port}/metrics"
+        ctx.extra["results_exporter"] = {"pid": pid, "port": port, "url": url, "log": str(log),
+                                         "results_dir": str(RESULTS_DIR)}
+        ctx.extra.setdefault("extra_scrape_targets", []).append(
+            prometheus.ScrapeTarget(job="testbed-results", url=url))  # results carry their own backend label
+        self._save(ctx)  # no wait here: "check scrape targets" waits for it like for every target
 
     def _wait_ready(self, ctx: UpContext) -> None:
         """Wait for every runtime at once (they start in parallel), printing progress."""
@@ -152,7 +172,8 @@ class LocalBackend:
         while True:
             targets = client.targets()
             health = {t["job"]: t["health"] for t in targets}
-            if len(targets) == len(ctx.deployments) and all(h == "up" for h in health.values()):
+            expected = len(ctx.deployments) + len(ctx.extra.get("extra_scrape_targets", []))
+            if len(targets) == expected and all(h == "up" for h in health.values()):
                 break
             if time.monotonic() > deadline:
                 bad = [f"{t['job']} ({t['url']}): {t['health']} {t['last_error']}" for t in targets if t["health"] != "up"]
@@ -165,6 +186,7 @@ class LocalBackend:
     def rollback(self, ctx: UpContext) -> None:
         ctx.say("  stopping what this attempt started ...")
         self._stop_recorded(state.load(ctx.settings.run_dir) or {}, ctx.say)
+        self._stop_results_exporter(state.load(ctx.settings.run_dir) or {}, ctx.say)
         self._archive_run_dir(ctx.settings)
 
     def _save(self, ctx: UpContext) -> None:
@@ -174,6 +196,7 @@ class LocalBackend:
             "state_dir": str(ctx.settings.state_dir),
             "model": ctx.artifact.summary() if ctx.artifact else None,
             "prometheus": ctx.extra.get("prometheus"),
+            "results_exporter": ctx.extra.get("results_exporter"),
             "platforms": {
                 name: {**(dep.to_state() if dep.pid is not None else {"pid": None}),
                        "endpoint": dep.endpoint(ctx).to_json() if dep.pid is not None else None,
@@ -191,8 +214,17 @@ class LocalBackend:
         if current is None:
             return []
         lines = self._stop_recorded(current, say)
+        lines += self._stop_results_exporter(current, say)
         self._archive_run_dir(settings)
         return lines
+
+    def _stop_results_exporter(self, current: dict, say) -> list[str]:
+        exporter = current.get("results_exporter") or {}
+        if exporter.get("pid") and processes.session_members(exporter["pid"]):
+            processes.stop_session(exporter["pid"])
+            say(f"  stopped results exporter (pid {exporter['pid']})")
+            return [f"stopped results exporter (pid {exporter['pid']})"]
+        return []
 
     def _stop_recorded(self, current: dict, say) -> list[str]:
         lines = []
@@ -256,6 +288,7 @@ class LocalBackend:
             "prometheus": prom_status,
             "platforms": platforms,
             "timings": current.get("timings", {}),
+            "results_exporter": current.get("results_exporter"),
         }
 
 

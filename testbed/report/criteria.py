@@ -1,0 +1,184 @@
+"""The criteria matrix: which columns exist, which experiment measures each, and how a cell is
+computed from Results (pure functions: Results in, cell text out).
+
+Measured cells read named scores from Result.scores. A probe that names its scores otherwise is
+not silently dropped: its cell lists the scores it did report, marked as not in this list.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from testbed.results import Result
+
+
+@dataclass(frozen=True)
+class Criterion:
+    key: str
+    title: str
+    experiment: str | None = None
+    """The experiment directory (results/<run>/<experiment>/) whose Results measure this column."""
+
+    scores: tuple[tuple[str, str], ...] = ()
+    """(score key, label) shown in order, each as mean [95% CI] over repeats."""
+
+    kind: str = "scores"
+    """scores | formats: how measured results become a cell."""
+
+
+CRITERIA: tuple[Criterion, ...] = (
+    Criterion("formats", "Model formats", "formats", kind="formats"),
+    Criterion("outlier", "Outlier detection", "outlier", (("f1", "F1"), ("precision", "P"), ("recall", "R"))),
+    Criterion("drift", "Drift detection", "drift",
+              (("smallest_magnitude_detected", "min. magnitude"), ("fpr", "FPR"), ("delay_samples", "delay"))),
+    Criterion("monitoring", "Monitoring", "monitoring", (("coverage", "coverage"), ("count_accuracy", "count acc."))),
+    Criterion("explainability", "Explainability", "explain", (("topk_recall", "top-k recall"), ("latency_ms", "ms"))),
+    Criterion("cicd", "CI/CD", "pipeline", (("verified", "pipeline verified"),)),
+    Criterion("deployment_focus", "Deployment focus"),
+    Criterion("cost_licence", "Cost / licence"),
+    Criterion("docker", "Docker support"),
+    Criterion("batching", "Batching", "performance", (("batching_gain", "batching gain"),)),
+    Criterion("ease", "Ease of deployment", "ease",
+              (("ready_s", "ready s"), ("config_lines", "config lines"), ("components", "packages"))),
+    Criterion("robustness", "Robustness", "robustness",
+              (("stayed_up_fraction", "stayed up"), ("handled_fraction", "clean 4xx"))),
+)
+BY_KEY = {c.key: c for c in CRITERIA}
+BY_EXPERIMENT = {c.experiment: c for c in CRITERIA if c.experiment}
+
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+       15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def t95(df: int) -> float:
+    """Two-sided 95% Student t quantile (table; nearest lower df above 10)."""
+    if df in T95:
+        return T95[df]
+    return T95[max(k for k in T95 if k <= df)] if df < 30 else 1.96
+
+
+def fmt(x: float) -> str:
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return str(x)
+    return f"{x:.3g}"
+
+
+def mean_ci(values: list[float]) -> tuple[float, float | None, float | None]:
+    """Mean and a 95% t-interval over repeats (None, None when n < 2)."""
+    n = len(values)
+    m = sum(values) / n
+    if n < 2:
+        return m, None, None
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+    half = t95(n - 1) * sd / math.sqrt(n)
+    return m, m - half, m + half
+
+
+# Scores that are fractions by definition: their intervals are clipped to [0, 1] (a t-interval of
+# three values near 1 would otherwise claim an F1 above 1).
+FRACTIONS = {"f1", "precision", "recall", "fpr", "coverage", "count_accuracy", "topk_recall", "verified", "agreement",
+             "stayed_up_fraction", "handled_fraction"}
+
+
+def interval(values: list[float], key: str) -> tuple[float, float | None, float | None]:
+    """mean_ci, clipped to [0, 1] for fractions: the numbers the report and the exporter both show."""
+    m, lo, hi = mean_ci(values)
+    if lo is not None and key in FRACTIONS:
+        lo, hi = max(0.0, lo), min(1.0, hi)
+    return m, lo, hi
+
+
+def summarize(label: str, values: list[float], key: str | None = None) -> str:
+    m, lo, hi = interval(values, key or label)
+    if lo is None:
+        return f"{label} {fmt(m)} (n=1)"
+    return f"{label} {fmt(m)} [{fmt(lo)}, {fmt(hi)}] n={len(values)}"
+
+
+def _numeric(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@dataclass
+class Cell:
+    kind: str
+    """measured | documented | none"""
+
+    lines: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+    backends: list[str] = field(default_factory=list)
+    partial: bool = False
+
+
+def score_lines(criterion: Criterion, results: list[Result]) -> list[str]:
+    """The numeric part of a measured cell (no run/backend line)."""
+    lines = []
+    present = [(k, label) for k, label in criterion.scores if any(_numeric(r.scores.get(k)) for r in results)]
+    if present:
+        lines.append("; ".join(summarize(label, [float(r.scores[k]) for r in results if _numeric(r.scores.get(k))], k)
+                               for k, label in present))
+    else:
+        others = sorted({k for r in results for k, v in r.scores.items() if _numeric(v)})[:3]
+        if others:
+            lines.append("; ".join(summarize(k, [float(r.scores[k]) for r in results if _numeric(r.scores.get(k))])
+                                   for k in others) + " (scores not in the report's list)")
+    verdicts = Counter(r.verdict for r in results)
+    mech = Counter(r.mechanism for r in results if r.mechanism)
+    tail = ", ".join(f"{v} {c}/{len(results)}" for v, c in sorted(verdicts.items()))
+    if mech:
+        tail += " · " + "/".join(m for m, _ in mech.most_common())
+    lines.append(tail)
+    return lines
+
+
+def format_lines(results: list[Result]) -> list[str]:
+    """Formats cell: per format, how it was served and whether predictions matched, over repeats.
+
+    Each Result (one per platform and repeat) has measurements["formats"][fmt] =
+    {"served": bool, "mechanism": str, "parity": bool|None, "max_abs_diff": float|None, "error": str|None}."""
+    per_format: dict[str, list[dict]] = {}
+    for r in results:
+        for name, m in (r.measurements.get("formats") or {}).items():
+            per_format.setdefault(name, []).append(m)
+    groups: dict[str, list[str]] = {}
+    n = len(results)
+    for name, ms in sorted(per_format.items()):
+        ok = [m for m in ms if m.get("served") and m.get("parity")]
+        mech = Counter(m.get("mechanism") or "none" for m in ms).most_common(1)[0][0]
+        if len(ok) == n:
+            groups.setdefault(mech, []).append(f"{name} ✓")
+        elif ok:
+            groups.setdefault(mech, []).append(f"{name} {len(ok)}/{n}")
+        elif any(m.get("served") for m in ms):
+            groups.setdefault("parity failed", []).append(name)
+        else:
+            groups.setdefault("not served", []).append(name)
+    order = ["native", "add-on", "user code", "parity failed", "not served"]
+    parts = [f"{g}: {', '.join(groups[g])}" for g in order if g in groups]
+    parts += [f"{g}: {', '.join(v)}" for g, v in groups.items() if g not in order]
+    return ["; ".join(parts) or "no format results", f"n={n} repeats"]
+
+
+def measured_cell(criterion: Criterion, results: list[Result], runs_meta: dict[str, dict]) -> Cell:
+    """One platform's measured cell from all its Results for this criterion (possibly several runs/backends)."""
+    cell = Cell(kind="measured")
+    by_backend: dict[str, list[Result]] = {}
+    for r in results:
+        by_backend.setdefault(r.backend, []).append(r)
+    for backend, rs in sorted(by_backend.items()):
+        body = format_lines(rs) if criterion.kind == "formats" else score_lines(criterion, rs)
+        if len(by_backend) > 1:
+            body[0] = f"{backend}: {body[0]}"
+        cell.lines.extend(body)
+        run_ids = sorted({r.run_id for r in rs})
+        for rid in run_ids:
+            meta = runs_meta.get(rid, {})
+            if meta.get("partial_experiments", {}).get(criterion.experiment):
+                cell.partial = True
+        cell.lines.append(f"run {', '.join(run_ids)} · {backend}" + (" · PARTIAL" if cell.partial else ""))
+        cell.runs.extend(run_ids)
+        cell.backends.append(backend)
+    return cell

@@ -1,0 +1,178 @@
+"""The report from a small stored result set (tests/data/results, written by tests/data/make_results.py):
+exact cells, documented rows, plots, and the bad-input cases (older schema, missing/partial run,
+mixed artifacts)."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from testbed import report
+from testbed.cli import main as cli_main
+from testbed.errors import ReportError
+from testbed.report.criteria import CRITERIA
+
+DATA = Path(__file__).parent / "data" / "results"
+
+
+@pytest.fixture
+def results(tmp_path):
+    root = tmp_path / "results"
+    shutil.copytree(DATA, root)
+    return root
+
+
+def cells_of(built, system_id):
+    for system, cells in built["report"].matrices[0].rows:
+        if system["id"] == system_id:
+            return cells
+    raise KeyError(system_id)
+
+
+def test_measured_cells_are_exact(results, tmp_path):
+    built = report.build(results, [], tmp_path / "out")
+    assert built["runs"] == ["fixture-b", "fixture-a"]
+    ks, sd = cells_of(built, "kserve"), cells_of(built, "seldon")
+    # f1 [0.8, 0.9, 1.0]: mean 0.9, sd 0.1, t(2)=4.303 -> half width 0.248; clipped at 1 (a fraction).
+    assert ks["outlier"].lines == ["F1 0.9 [0.652, 1] n=3; P 0.9 [0.9, 0.9] n=3; R 0.7 [0.452, 0.948] n=3",
+                                   "detected 3/3 · add-on", "run fixture-a · local"]
+    assert sd["outlier"].lines[0] == "F1 0.5 [0.5, 0.5] n=3; P 0.9 [0.9, 0.9] n=3; R 0.7 [0.452, 0.948] n=3"
+    # fpr [0, 0.05, 0.1]: half width 0.124, clipped at 0.
+    assert ks["drift"].lines[0] == "min. magnitude 0.5 [0.5, 0.5] n=3; FPR 0.05 [0, 0.174] n=3"
+    assert ks["formats"].lines == ["user code: sklearn ✓; not served: onnx, xgboost", "n=3 repeats",
+                                   "run fixture-a · local"]
+    assert sd["formats"].lines[0] == "native: sklearn ✓, xgboost ✓; not served: onnx"
+    assert ks["monitoring"].lines[0] == "coverage 0.75 [0.75, 0.75] n=3"
+    # fixture-b was interrupted: its one finished unit is shown, marked PARTIAL.
+    assert ks["explainability"].lines == ["top-k recall 1 (n=1); ms 40 (n=1)", "pass 1/1",
+                                          "run fixture-b · local · PARTIAL"]
+    assert ks["explainability"].partial
+    assert sd["explainability"].kind == "documented"
+    assert all(cells_of(built, "kserve")[c.key].kind == "documented" for c in CRITERIA if c.experiment is None)
+
+
+def test_documented_rows_are_marked_and_sourced(results, tmp_path):
+    built = report.build(results, [], tmp_path / "out")
+    md = built["markdown"].read_text()
+    for name in ("BentoML", "MLflow", "TorchServe", "TF Serving", "Amazon SageMaker", "Azure ML", "Vertex AI",
+                 "Kubeflow (as a whole)"):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {name} *(not measured)*"))
+        assert row.count("*documented:*") == len(CRITERIA)
+    seldon = next(line for line in md.splitlines() if line.startswith("| Seldon Core |"))
+    assert "BSL-1.1 for Seldon Core v1 >= 1.18 and v2 >= 2.7" in seldon and "MLServer stays Apache-2.0" in seldon
+    assert "alibi >= 0.9.5 and alibi-detect >= 0.11.5 are BSL-1.1" in md
+    assert "https://www.seldon.io/resources/licensing-faqs" in md
+    assert "Test CPU, 2 cores, 24.0 GB" in md and "kserve 0.20.0" in md and "backend: local" in md
+
+
+def test_plots_drawn_and_inlined_in_html(results, tmp_path):
+    built = report.build(results, [], tmp_path / "out")
+    keys = {key: path for key, _, path, _ in built["report"].plots}
+    assert all(keys[k] is not None and keys[k].stat().st_size > 1000 for k in
+               ("drift_delay", "outlier_pr", "coverage", "latency_cdf"))
+    page = built["html"].read_text()
+    assert page.count("data:image/png;base64,") == 4
+    assert not re.search(r"<img[^>]+src=['\"](?!data:)", page), "HTML must not reference external images"
+
+
+def test_documented_only_when_no_run(tmp_path):
+    built = report.build(tmp_path / "empty", [], tmp_path / "out")
+    assert built["runs"] == []
+    md = built["markdown"].read_text()
+    assert "documented rows only" in md
+    assert "(documented; not measured yet)" in md
+    assert all(c.kind == "documented" for _, cells in built["report"].matrices[0].rows for c in cells.values())
+
+
+def test_named_runs_and_cli(results, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert cli_main(["report", "fixture-a", "--results-dir", str(results), "--out", str(out)]) == 0
+    assert "runs: fixture-a" in capsys.readouterr().out
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+
+
+def test_missing_run_is_refused(results, tmp_path):
+    with pytest.raises(ReportError, match="there is no run 'nope'.*fixture-a"):
+        report.build(results, ["nope"], tmp_path / "out")
+    assert cli_main(["report", "nope", "--results-dir", str(results), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_run_without_run_json_is_refused_and_skipped(results, tmp_path):
+    (results / "fixture-a" / "run.json").unlink()
+    with pytest.raises(ReportError, match="has no run.json"):
+        report.build(results, ["fixture-a"], tmp_path / "out")
+    built = report.build(results, [], tmp_path / "out")
+    assert built["runs"] == ["fixture-b"]
+    assert [rid for rid, _ in built["skipped"]] == ["fixture-a"]
+    assert "run `fixture-a` not used: Report: run 'fixture-a' has no run.json" in built["markdown"].read_text()
+
+
+def test_older_result_schema_is_refused(results, tmp_path):
+    path = results / "fixture-a" / "outlier" / "outlier-kserve-r0.json"
+    data = json.loads(path.read_text())
+    data["schema"] = "testbed.result/v0"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ReportError, match="result schema 'testbed.result/v0'.*Re-run"):
+        report.build(results, ["fixture-a"], tmp_path / "out")
+
+
+def test_older_run_schema_is_refused(results, tmp_path):
+    path = results / "fixture-a" / "run.json"
+    data = json.loads(path.read_text())
+    data["schema"] = "testbed.run/v0"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ReportError, match="schema 'testbed.run/v0'.*older testbed"):
+        report.build(results, ["fixture-a"], tmp_path / "out")
+
+
+def _other_artifact(results):
+    shutil.copytree(results / "fixture-b", results / "fixture-c")
+    for path in (results / "fixture-c").rglob("*.json"):
+        data = json.loads(path.read_text())
+        if "artifact" in data:
+            data["artifact"]["sha256"] = "b" * 64
+            data["created_at"] += 100
+            data["run_id"] = "fixture-c"
+        else:
+            data["artifact_sha256"], data["run_id"] = "b" * 64, "fixture-c"
+        path.write_text(json.dumps(data))
+
+
+def test_runs_of_different_artifacts_refused_or_shown_apart(results, tmp_path):
+    _other_artifact(results)
+    with pytest.raises(ReportError, match="different model artifacts.*fixture-a: aaaaaaaaaaaa; fixture-c: bbbbbbbbbbbb"):
+        report.build(results, ["fixture-a", "fixture-c"], tmp_path / "out")
+    built = report.build(results, ["fixture-a", "fixture-c"], tmp_path / "out", by_artifact=True)
+    assert [m.title for m in built["report"].matrices] == ["artifact aaaaaaaaaaaa", "artifact bbbbbbbbbbbb"]
+    # Picked automatically: the newest run's artifact wins, the other is listed as not used.
+    auto = report.build(results, [], tmp_path / "auto")
+    assert auto["runs"] == ["fixture-c"]
+    assert {rid for rid, _ in auto["skipped"]} == {"fixture-a", "fixture-b"}
+
+
+def test_result_artifact_differing_from_its_run_is_refused(results, tmp_path):
+    path = results / "fixture-a" / "parity" / "parity-seldon-r2.json"
+    data = json.loads(path.read_text())
+    data["artifact_sha256"] = "c" * 64
+    path.write_text(json.dumps(data))
+    with pytest.raises(ReportError, match="mixes artifacts"):
+        report.build(results, ["fixture-a"], tmp_path / "out")
+
+
+def test_exporter_exports_the_report_numbers(results):
+    from testbed.exporter import collect_values, registry_for
+    from prometheus_client import generate_latest
+
+    values, runs, skipped = collect_values(results)
+    assert (runs, skipped) == (2, 0)
+    got = {(l["experiment"], l["platform"], l.get("score"), suffix): v for l, suffix, v in values}
+    assert got[("outlier", "kserve", "f1", "score")] == pytest.approx(0.9)
+    assert got[("outlier", "kserve", "f1", "score_ci_low")] == pytest.approx(0.6516, abs=1e-4)
+    assert got[("outlier", "kserve", "f1", "score_ci_high")] == 1.0
+    assert got[("outlier", "kserve", None, "repeats")] == 3
+    text = generate_latest(registry_for(results)).decode()
+    assert 'testbed_probe_verdict{backend="local",experiment="outlier",platform="kserve",probe="outlier",' \
+           'run_id="fixture-a",verdict="detected"} 3.0' in text
+    assert "testbed_results_read_error 0.0" in text
