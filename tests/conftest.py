@@ -57,6 +57,7 @@ def testbed_up():
     # `down` must free every port the testbed held (checked once per session, here).
     ports = [port for p in status["platforms"].values() for port in p["ports"].values()]
     ports.append(int(status["prometheus"]["url"].rsplit(":", 1)[1]))
+    ports += [svc["port"] for key, svc in status.items() if key.endswith("_exporter") and svc]
     still = [port for port in ports if _listening(port)]
     assert not still, f"ports still listening after `down`: {still}"
     assert json.loads(run_testbed("status", "--json").stdout)["state"] == "stopped"

@@ -55,7 +55,8 @@ def test_status_contract(testbed_up):
         assert p["v2_base_url"].startswith("http://127.0.0.1:")
         assert p["model_name"] == status["model"]["name"]
         assert p["metrics_url"].startswith("http://127.0.0.1:")
-    assert {t["job"]: t["health"] for t in status["prometheus"]["targets"]} == {n: "up" for n in PLATFORMS}
+    health = {t["job"]: t["health"] for t in status["prometheus"]["targets"]}
+    assert health == {**{n: "up" for n in PLATFORMS}, "testbed-results": "up"}
 
 
 def test_exposure_audit_lists_every_listening_socket(testbed_up):
@@ -104,4 +105,4 @@ def test_second_up_reports_what_runs(testbed_up):
 def test_metrics_verb_prints_a_table(testbed_up):
     out = run_testbed("metrics", "sum by (job) (up)").stdout.splitlines()
     assert out[0].split() == ["job", "value"]
-    assert sorted(line.split()[0] for line in out[1:]) == sorted(PLATFORMS)
+    assert sorted(line.split()[0] for line in out[1:]) == sorted([*PLATFORMS, "testbed-results"])

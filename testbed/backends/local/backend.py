@@ -54,7 +54,6 @@ class LocalBackend:
                 return status
         # Stale or partial: something crashed. Stop whatever survived, then start afresh.
         self._stop_recorded(current, lambda m: None)
-        self._stop_results_exporter(current, lambda m: None)
         self._archive_run_dir(settings)
         return None
 
@@ -118,7 +117,8 @@ class LocalBackend:
         pid = processes.start([sys.executable, "-m", "testbed", "results-exporter", "--port", str(port),
                                "--results-dir", str(RESULTS_DIR)], log, cwd=ctx.settings.run_dir)
         url = f"http://127.0.0.1:{port}/metrics"
-        ctx.extra["results_exporter"] = {"pid": pid, "port": port, "url": url, "log": str(log),
+        ctx.extra["results_exporter"] = {"pid": pid, "pid_start": processes.start_ticks(pid), "port": port,
+                                         "url": url, "log": str(log),
                                          "results_dir": str(RESULTS_DIR)}
         ctx.extra.setdefault("extra_scrape_targets", []).append(
             prometheus.ScrapeTarget(job="testbed-results", url=url))  # results carry their own backend label
@@ -186,7 +186,6 @@ class LocalBackend:
     def rollback(self, ctx: UpContext) -> None:
         ctx.say("  stopping what this attempt started ...")
         self._stop_recorded(state.load(ctx.settings.run_dir) or {}, ctx.say)
-        self._stop_results_exporter(state.load(ctx.settings.run_dir) or {}, ctx.say)
         self._archive_run_dir(ctx.settings)
 
     def _save(self, ctx: UpContext) -> None:
@@ -214,23 +213,15 @@ class LocalBackend:
         if current is None:
             return []
         lines = self._stop_recorded(current, say)
-        lines += self._stop_results_exporter(current, say)
         self._archive_run_dir(settings)
         return lines
-
-    def _stop_results_exporter(self, current: dict, say) -> list[str]:
-        exporter = current.get("results_exporter") or {}
-        if exporter.get("pid") and processes.session_members(exporter["pid"]):
-            processes.stop_session(exporter["pid"])
-            say(f"  stopped results exporter (pid {exporter['pid']})")
-            return [f"stopped results exporter (pid {exporter['pid']})"]
-        return []
 
     def _stop_recorded(self, current: dict, say) -> list[str]:
         lines = []
         recorded = [(name, info) for name, info in (current.get("platforms") or {}).items()]
-        if current.get("prometheus"):
-            recorded.append(("Prometheus", current["prometheus"]))
+        for key, name in (("prometheus", "Prometheus"), ("results_exporter", "results exporter")):
+            if current.get(key):
+                recorded.append((name, current[key]))
         for name, info in recorded:
             pid = info.get("pid")
             if not pid or not processes.session_members(pid):
