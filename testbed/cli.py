@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     art = sub.add_parser("artifact", help="build (if needed) and describe the reference model artifact")
     art.add_argument("--rebuild", action="store_true")
+
+    images = sub.add_parser("images", help="every container image the kind backend runs (to pre-pull and `kind load`)")
+    images.add_argument("--with-node-image", action="store_true", help="also print the kind node image first")
+    images.add_argument("--json", action="store_true", help="grouped by component, with the node image")
     return parser
 
 
@@ -147,3 +151,18 @@ def render_status(status: dict) -> str:
 
 
 VERBS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "metrics": cmd_metrics, "artifact": cmd_artifact}
+
+
+def cmd_images(args) -> int:
+    from testbed.backends.kind.pins import pins
+
+    p = pins()
+    if args.json:
+        print(json.dumps({"node_image": p.node_image, "images": {k: list(v) for k, v in p.images_by_source.items()}},
+                         indent=2))
+    else:
+        print("\n".join(([p.node_image] if args.with_node_image else []) + p.images()))
+    return 0
+
+
+VERBS["images"] = cmd_images
