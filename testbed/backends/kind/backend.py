@@ -348,6 +348,8 @@ class KindBackend:
 
     def _save(self, ctx: UpContext) -> None:
         run_ = ctx.extra["kind"]
+        if run_.plan.dry_run:
+            return
         cf = run_.files
         state_io.atomic_write_json(cf.state, {
             "schema": STATE_SCHEMA,
