@@ -368,6 +368,38 @@ class KindBackend:
             "versions": ctx.extra.get("versions", {}),
         })
 
+    # --- deploying beside `up` (experiments, e2e tests) ---------------------------------------
+    def attach(self, settings: Settings, namespace: str, out=None) -> UpContext:
+        """An UpContext on the running cluster, with `namespace` and its artifacts volume applied.
+
+        Deploy any platform's kind Deployment (with its own node_port from cluster/ports.yaml
+        `spare`) into it, then `detach` to delete the namespace and everything in it.
+        """
+        from testbed.errors import NotRunning
+
+        pins = load_pins()
+        cf = cluster.files(settings, pins)
+        if not cf.kubeconfig.is_file():
+            raise NotRunning(f"The kind cluster {cf.name!r} (no kubeconfig at {cf.kubeconfig})")
+        run_ = KindRun(pins=pins, files=cf, plan=Plan(dry_run=False, out=out or sys.stderr), namespace=namespace)
+        run_.plan.apply_fn = run_.kube.apply
+        run_.plan.begin(f"attach {namespace}")
+        ctx = UpContext(settings=settings, out=out or sys.stderr, extra={"kind": run_})
+        ctx.artifact = artifact_mod.ensure(settings.artifacts_dir, settings.artifact_seed)
+        run_.artifact_subpath = ctx.artifact.path.name
+        run_.code_dir = stage_runtime_code(settings.artifacts_dir).name
+        for obj in templates.namespace_objects(namespace):
+            run_.plan.apply(obj)
+        return ctx
+
+    def detach(self, ctx: UpContext, timeout_s: float = 300.0) -> None:
+        """Delete an attached namespace (its resources go with it) and its artifacts volume."""
+        run_ = ctx.extra["kind"]
+        namespace_obj, pv, _ = templates.namespace_objects(run_.namespace)
+        run_.kube.delete(namespace_obj)
+        run_.kube.wait_gone(namespace_obj, timeout_s)
+        run_.kube.delete(pv)
+
     # --- down / status -------------------------------------------------------------------------
     def down(self, settings: Settings, out=None) -> list[str]:
         pins = load_pins()
