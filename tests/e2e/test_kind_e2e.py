@@ -2,7 +2,7 @@
 scraping every platform, a deployment per platform in its own namespace, then `down`.
 
 Opt-in (see conftest.py): `pytest tests/e2e --e2e` on a machine with Docker, kind, kubectl and helm.
-The first run pulls ~4 GB of images; allow 30-40 minutes on a 4-CPU runner.
+The first run pulls several GB of images; the workflow allows 90 minutes (durations not yet measured).
 """
 
 from __future__ import annotations

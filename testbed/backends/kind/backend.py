@@ -30,7 +30,7 @@ from testbed.settings import Settings
 from testbed.steps import Step, UpContext
 
 KIND_READY_FLOOR_S = 900.0
-"""Waiting for each platform takes at least this long on kind: the first run pulls ~4 GB of images."""
+"""Each platform may take this long on kind: the first run pulls several GB of images (Ray's alone is large)."""
 
 INFRA_TIMEOUT_S = 300.0
 SCRAPE_TIMEOUT_S = 180.0
