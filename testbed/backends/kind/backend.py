@@ -146,9 +146,10 @@ class KindBackend:
                                            f"{pins.kubernetes}")
         proc = run(["docker", "inspect", "--format", "{{json .Mounts}}", f"{cf.name}-control-plane"], timeout_s=30)
         mounts = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
-        sources = {m.get("Source") for m in mounts if m.get("Destination") == cluster.ARTIFACTS_NODE_PATH}
+        sources = {m.get("Source") or "" for m in mounts if m.get("Destination") == cluster.ARTIFACTS_NODE_PATH}
         want = str(Path(settings.artifacts_dir).resolve())
-        if sources != {want}:
+        # Docker Desktop reports host paths with a VM prefix (/host_mnt/...): compare the tail.
+        if not any(source == want or source.endswith(want) for source in sources):
             raise ClusterConflict(cf.name, f"its node mounts {sorted(s for s in sources if s) or 'nothing'} at "
                                            f"{cluster.ARTIFACTS_NODE_PATH}, this testbed needs {want}")
 
@@ -215,6 +216,8 @@ class KindBackend:
             for name, dep in ctx.deployments.items():
                 ctx.endpoints[name] = dep.wait_ready(ctx, timeout_s)
             return
+        for dep in ctx.deployments.values():  # discovery once, here, not concurrently in the threads below
+            ctx.extra["kind"].kube.resource(dep.api_version, dep.kind)
         errors: dict[str, TestbedError] = {}
 
         def wait(name, dep):

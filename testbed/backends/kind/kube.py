@@ -39,7 +39,8 @@ class Kube:
         api_client = config.new_client_from_config(config_file=str(kubeconfig), context=context)
         self.dyn = dynamic.DynamicClient(api_client)
 
-    def _resource(self, api_version: str, kind: str):
+    def resource(self, api_version: str, kind: str):
+        """The API resource for (apiVersion, kind), from discovery (cached; refreshed when unknown)."""
         return self.dyn.resources.get(api_version=api_version, kind=kind)
 
     def apply(self, obj: dict) -> dict:
@@ -47,7 +48,7 @@ class Kube:
 
         meta = obj["metadata"]
         try:
-            resource = self._resource(obj["apiVersion"], obj["kind"])
+            resource = self.resource(obj["apiVersion"], obj["kind"])
             result = self.dyn.server_side_apply(
                 resource, body=obj, name=meta["name"], namespace=meta.get("namespace"),
                 field_manager=FIELD_MANAGER, force_conflicts=True, query_params=[("fieldValidation", "Strict")])
@@ -62,13 +63,13 @@ class Kube:
         from kubernetes.dynamic.exceptions import NotFoundError
 
         try:
-            return self._resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+            return self.resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
         except NotFoundError:
             return None
 
     def list(self, api_version: str, kind: str, namespace: str | None = None,
              label_selector: str | None = None) -> list[dict]:
-        result = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
+        result = self.resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
         return [item.to_dict() for item in result.items]
 
     def delete(self, obj: dict) -> bool:
@@ -77,7 +78,7 @@ class Kube:
 
         meta = obj["metadata"]
         try:
-            self._resource(obj["apiVersion"], obj["kind"]).delete(
+            self.resource(obj["apiVersion"], obj["kind"]).delete(
                 name=meta["name"], namespace=meta.get("namespace"), propagation_policy="Background")
             return True
         except NotFoundError:
