@@ -19,7 +19,7 @@ from deployers import get_platform
 from probes import parity
 from testbed import artifact as artifact_mod
 from testbed import state as state_io
-from testbed.backends.kind import budget, cluster, diagnostics, helm, infrastructure, preflight, templates
+from testbed.backends.kind import budget, cluster, failure, helm, infrastructure, preflight, templates
 from testbed.backends.kind.context import KindRun, runtime_code_dirname, stage_runtime_code
 from testbed.backends.kind.kube import wait_until
 from testbed.backends.kind.pins import Chart, pins as load_pins
@@ -43,7 +43,7 @@ class KindBackend:
     # --- up ------------------------------------------------------------------------------------
     def up_steps(self, ctx: UpContext) -> list[Step]:
         pins = load_pins()
-        plan = Plan(dry_run=ctx.dry_run, out=ctx.extra.get("plan_out") or sys.stdout)
+        plan = Plan(dry_run=ctx.dry_run, out=ctx.extra.get("plan_out") or sys.stdout, log=ctx.out)
         ctx.extra["kind"] = KindRun(pins=pins, files=cluster.files(ctx.settings, pins), plan=plan,
                                     namespace=ctx.extra.get("namespace") or "testbed")
         ctx.deployments = {name: get_platform(name).deployment_for(self.name) for name in ctx.settings.platforms}
@@ -130,7 +130,7 @@ class KindBackend:
             ctx.extra["created_cluster"] = True
             self._save(ctx)  # before creating: `down` must find a cluster even if this process dies
             plan.command(cluster.create_command(cf, pins), timeout_s=600,
-                         hint=f"Is Docker running with enough memory? `kind create cluster` output above.")
+                         hint="Is Docker running, with enough memory? The output of `kind create cluster` is above.")
         plan.apply_fn = run_.kube.apply
         self._save(ctx)
 
@@ -298,56 +298,7 @@ class KindBackend:
     # --- failure -------------------------------------------------------------------------------
     def rollback(self, ctx: UpContext) -> None:
         """Show the failed step's cluster state; delete a cluster this attempt created, unless --retain."""
-        run_ = ctx.extra.get("kind")
-        if run_ is None or run_.plan.dry_run:
-            return
-        step = ctx.extra.get("failed_step", "?")
-        commands = self._diagnose_commands(ctx, step)
-        if commands:
-            ctx.say(f"  state of the cluster when {step!r} failed:")
-            for line in diagnostics.collect(commands).splitlines():
-                ctx.say(f"    {line}")
-        cf = run_.files
-        if not ctx.extra.get("created_cluster"):
-            if ctx.extra.get("created_cluster") is False:
-                ctx.say(f"  the kind cluster {cf.name!r} existed before this attempt: kept. "
-                        f"`python -m testbed down --backend kind` deletes it.")
-            return
-        if ctx.extra.get("retain"):
-            ctx.say(f"  kept the kind cluster {cf.name!r} (--retain): KUBECONFIG={cf.kubeconfig} kubectl get pods -A; "
-                    f"`python -m testbed down --backend kind` deletes it.")
-            return
-        ctx.say(f"  deleting the kind cluster {cf.name!r} this attempt created (keep it with --retain) ...")
-        proc = run(cluster.delete_command(cf), timeout_s=300)
-        if proc.returncode != 0:
-            ctx.say(f"  could not delete it: {tail_of(proc)}\n  run `kind delete cluster --name {cf.name}`")
-            return
-        cf.state.unlink(missing_ok=True)
-
-    def _diagnose_commands(self, ctx: UpContext, step: str) -> list[list[str]]:
-        run_ = ctx.extra["kind"]
-        cf = run_.files
-        if step in ("preflight", "model artifact"):
-            return []
-        if step == "kind cluster":
-            return [["kind", "get", "clusters"],
-                    ["docker", "ps", "-a", "--filter", f"name={cf.name}-control-plane"],
-                    ["docker", "logs", "--tail", "30", f"{cf.name}-control-plane"]]
-        if not cf.kubeconfig.is_file():
-            return []
-        for chart in run_.pins.charts:
-            if step.startswith(f"helm {chart.release} "):
-                return ([helm.status_command(chart, cf.kubeconfig)]
-                        + diagnostics.namespace_commands(cf.kubeconfig, chart.namespace))
-        if step in ("pre-load images", "wait for CRDs, webhooks and controllers"):
-            return diagnostics.cluster_commands(cf.kubeconfig)
-        commands = diagnostics.namespace_commands(cf.kubeconfig, run_.namespace)
-        for dep in ctx.deployments.values():
-            commands += diagnostics.object_commands(cf.kubeconfig, dep.kind.lower(), ctx.artifact.name, run_.namespace)
-        if step == "Prometheus scrapes each platform":
-            commands += diagnostics.namespace_commands(cf.kubeconfig, "monitoring")
-            commands.append(diagnostics.kubectl(cf.kubeconfig, "get", "podmonitors", "-A"))
-        return commands
+        failure.report_and_clean(ctx)
 
     def _save(self, ctx: UpContext) -> None:
         run_ = ctx.extra["kind"]
@@ -384,7 +335,8 @@ class KindBackend:
         cf = cluster.files(settings, pins)
         if not cf.kubeconfig.is_file():
             raise NotRunning(f"The kind cluster {cf.name!r} (no kubeconfig at {cf.kubeconfig})")
-        run_ = KindRun(pins=pins, files=cf, plan=Plan(dry_run=False, out=out or sys.stderr), namespace=namespace)
+        run_ = KindRun(pins=pins, files=cf, plan=Plan(dry_run=False, out=out or sys.stderr, log=out or sys.stderr),
+                       namespace=namespace)
         run_.plan.apply_fn = run_.kube.apply
         run_.plan.begin(f"attach {namespace}")
         ctx = UpContext(settings=settings, out=out or sys.stderr, extra={"kind": run_})

@@ -43,6 +43,9 @@ class Plan:
     apply_fn: Callable[[dict], dict] | None = None
     """Applies one manifest in a real run (set once the cluster exists; see kube.Kube.apply)."""
 
+    log: TextIO | None = None
+    """In a real run, each command and applied object is echoed here (the user's progress view)."""
+
     actions: list[Action] = field(default_factory=list)
     step: str = ""
 
@@ -61,11 +64,13 @@ class Plan:
         if self.dry_run:
             self._print(f"$ {line}")
             return None
+        self._log(f"  $ {line}")
         for attempt in range(1, attempts + 1):
             proc = run(argv, timeout_s=timeout_s)
             if proc.returncode == 0:
                 return proc
             if attempt < attempts:
+                self._log(f"  attempt {attempt} of {attempts} failed; retrying in 10 s")
                 time.sleep(10)
         raise CommandFailed(line, proc.returncode, tail_of(proc), hint)
 
@@ -76,6 +81,7 @@ class Plan:
             return None
         if self.apply_fn is None:
             raise RuntimeError("Plan.apply before the cluster's API client was set")
+        self._log(f"  apply {object_id(obj)}")
         return self.apply_fn(obj)
 
     def file(self, name: str, content: str, path: Path | None = None) -> None:
@@ -143,6 +149,10 @@ class Plan:
 
     def _print(self, text: str) -> None:
         print(text, file=self.out, flush=True)
+
+    def _log(self, text: str) -> None:
+        if self.log is not None:
+            print(text, file=self.log, flush=True)
 
 
 def run(argv: list[str], *, timeout_s: float, env: dict | None = None) -> subprocess.CompletedProcess:
