@@ -109,7 +109,7 @@ class SeldonKind(KindDeployment):
                         metrics_url=f"{base_url}/prometheus",
                         notes=("SeldonDeployment (Seldon Core v1, BSL-1.1) serving SKLEARN_SERVER with MLServer under "
                                "protocol v2, through the Seldon executor on a NodePort Service on 127.0.0.1",
-                               "metrics_url is the executor's; MLServer's own metrics are scraped in-cluster"))
+                               "metrics_url is the Seldon executor's (seldon_api_executor_*), also what Prometheus scrapes"))
 
 
 PLATFORM = Platform(

@@ -34,7 +34,7 @@ PLATFORM_NAMES = sorted(PLATFORMS)
 # A request counter each platform exports itself (the platform's own metric names).
 SERVED_REQUESTS = {
     "kserve": "request_predict_seconds_count",
-    "seldon": "model_infer_request_success_total",
+    "seldon": "seldon_api_executor_server_requests_seconds_count",  # the executor's (see seldon/podmonitor.yaml)
     "rayserve": "ray_serve_num_http_requests_total",
 }
 UP_TIMEOUT_S = 3600
