@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from testbed.backends.kind import templates
+from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
@@ -29,6 +31,67 @@ class KServeLocal(LocalProcess):
                         notes=("kserve.ModelServer binds its HTTP port on 0.0.0.0 (not configurable in 0.20.0)",))
 
 
+class KServeKind(KindDeployment):
+    """An InferenceService (sklearn, protocol v2, Standard mode) served by kserve-sklearnserver."""
+
+    platform = "kserve"
+    api_version = "serving.kserve.io/v1beta1"
+    kind = "InferenceService"
+    http_port = 8080
+
+    def __init__(self, namespace: str | None = None, node_port: int | None = None, logger_url: str | None = None,
+                 batcher: dict | None = None):
+        super().__init__(namespace, node_port)
+        self.logger_url = logger_url
+        """Payload logger: every request and response as CloudEvents to this URL (KServe's agent sidecar)."""
+
+        self.batcher = batcher
+        """Server-side batching by the agent sidecar: {"maxBatchSize": int, "maxLatency": ms}."""
+
+    @classmethod
+    def variants(cls) -> list[dict]:
+        logger = "http://payload-sink.testbed.svc.cluster.local:8080/"
+        batcher = {"maxBatchSize": 32, "maxLatency": 50}
+        return [{}, {"logger_url": logger}, {"batcher": batcher}, {"logger_url": logger, "batcher": batcher}]
+
+    def render_resource(self, target: Target) -> dict:
+        isvc = templates.render("kserve/inferenceservice.yaml", name=target.model_name, namespace=target.namespace,
+                                runtime=target.serving["runtime"], pvc_name=templates.PVC_NAME,
+                                artifact_subpath=target.artifact_subpath)
+        predictor = isvc["spec"]["predictor"]
+        if self.logger_url:
+            predictor["logger"] = {"mode": "all", "url": self.logger_url}
+        if self.batcher:
+            predictor["batcher"] = {"maxBatchSize": int(self.batcher["maxBatchSize"]),
+                                    "maxLatency": int(self.batcher["maxLatency"])}
+        return isvc
+
+    def pod_selector(self, target: Target) -> dict[str, str]:
+        # Standard mode labels the predictor's pods app=isvc.<name>-predictor (its own Service uses it).
+        return {"app": f"isvc.{target.model_name}-predictor"}
+
+    def readiness(self, obj: dict) -> Readiness:
+        status = obj.get("status") or {}
+        model = status.get("modelStatus") or {}
+        failure = (model.get("lastFailureInfo") or {}).get("message")
+        if model.get("transitionStatus") in ("InvalidSpec", "BlockedByFailedLoad") or \
+                (model.get("states") or {}).get("targetModelState") == "FailedToLoad":
+            return Readiness(False, f"model {model.get('transitionStatus')}: {failure or model}", failed=True)
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+        if ready and ready.get("status") == "True":
+            return Readiness(True, "Ready")
+        waiting = [f"{c['type']}={c.get('status')}" + (f" ({c.get('reason') or c.get('message')})"
+                                                      if c.get("reason") or c.get("message") else "")
+                   for c in status.get("conditions") or [] if c.get("status") != "True"]
+        return Readiness(False, "; ".join(waiting) or "no status yet")
+
+    def make_endpoint(self, base_url: str, model_name: str) -> Endpoint:
+        return Endpoint(platform=self.platform, backend="kind", base_url=base_url, model_name=model_name,
+                        metrics_url=f"{base_url}/metrics",
+                        notes=("InferenceService in Standard mode (kserve-sklearnserver), reached through a NodePort "
+                               "Service on 127.0.0.1; Prometheus scrapes it in-cluster through a PodMonitor",))
+
+
 PLATFORM = Platform(
     name="kserve",
     display_name="KServe",
@@ -36,3 +99,6 @@ PLATFORM = Platform(
     deployments={"local": KServeLocal},
     facts={"runtime": "kserve.ModelServer (Python)", "licence": "Apache-2.0"},
 )
+
+# Registered here rather than in the literal above, so this line merges cleanly with edits to it.
+PLATFORM.deployments["kind"] = KServeKind

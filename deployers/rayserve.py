@@ -9,6 +9,10 @@ import hashlib
 import tempfile
 from pathlib import Path
 
+import yaml
+
+from testbed.backends.kind import templates
+from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
@@ -49,6 +53,76 @@ class RayServeLocal(LocalProcess):
                         notes=("V2 routes are user code in a Serve deployment (Ray Serve has no V2 protocol)",))
 
 
+class RayServeKind(KindDeployment):
+    """A KubeRay RayService running the same Serve application as the local backend
+    (deployers/runtimes/ray_app.py, `ray_app:build_app` with {artifact_dir, model_name})."""
+
+    platform = "rayserve"
+    api_version = "ray.io/v1"
+    kind = "RayService"
+    http_port = 8000
+
+    def __init__(self, namespace: str | None = None, node_port: int | None = None, workers: int = 0,
+                 num_replicas: int = 1):
+        super().__init__(namespace, node_port)
+        self.workers = int(workers)
+        """Ray worker pods besides the head (0: the head runs the Serve replicas)."""
+
+        self.num_replicas = int(num_replicas)
+        """Serve replicas of the V2Model deployment."""
+
+    @classmethod
+    def variants(cls) -> list[dict]:
+        return [{}, {"workers": 1}, {"num_replicas": 2}, {"workers": 2, "num_replicas": 2}]
+
+    def serve_config(self, target: Target) -> dict:
+        return templates.render("rayserve/serve-config.yaml",
+                                artifact_dir=f"{templates.MOUNT_PATH}/{target.artifact_subpath}",
+                                model_name=target.model_name, pip=list(target.serving["pip"]),
+                                num_replicas=self.num_replicas)
+
+    def render_resource(self, target: Target) -> dict:
+        common = dict(name=target.model_name, image=target.serving["image"], pvc_name=templates.PVC_NAME,
+                      mount_path=templates.MOUNT_PATH, code_dir=f"{templates.MOUNT_PATH}/{target.code_dir}")
+        service = templates.render("rayserve/rayservice.yaml", namespace=target.namespace,
+                                   ray_version=str(target.serving["ray_version"]), **common)
+        service["spec"]["serveConfigV2"] = yaml.safe_dump(self.serve_config(target), sort_keys=False)
+        if self.workers:
+            service["spec"]["rayClusterConfig"]["workerGroupSpecs"] = [
+                templates.render("rayserve/worker-group.yaml", workers=self.workers, **common)]
+        return service
+
+    def pod_selector(self, target: Target) -> dict[str, str]:
+        # KubeRay sets ray.io/serve=true on the pods whose Serve proxy is healthy (its own serve Service does too).
+        return {"testbed.io/rayservice": target.model_name, "ray.io/serve": "true"}
+
+    def render_podmonitor(self, target: Target) -> dict:
+        # Every Ray node exports metrics, serving or not.
+        return templates.render("rayserve/podmonitor.yaml", name=f"testbed-{self.platform}",
+                                namespace=target.namespace, selector={"testbed.io/rayservice": target.model_name})
+
+    def readiness(self, obj: dict) -> Readiness:
+        status = obj.get("status") or {}
+        for which in ("activeServiceStatus", "pendingServiceStatus"):
+            for app, st in ((status.get(which) or {}).get("applicationStatuses") or {}).items():
+                if st.get("status") == "DEPLOY_FAILED":
+                    return Readiness(False, f"Serve application {app!r} DEPLOY_FAILED: {st.get('message', '')}",
+                                     failed=True)
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+        if ready and ready.get("status") == "True":
+            return Readiness(True, "Ready")
+        if ready:
+            return Readiness(False, f"Ready={ready.get('status')} ({ready.get('reason', '')}: {ready.get('message', '')})")
+        return Readiness(False, "no Ready condition yet")
+
+    def make_endpoint(self, base_url: str, model_name: str) -> Endpoint:
+        return Endpoint(platform=self.platform, backend="kind", base_url=base_url, model_name=model_name,
+                        metrics_url=None,
+                        notes=("V2 routes are user code in a Serve deployment (Ray Serve has no V2 protocol)",
+                               "RayService (KubeRay) reached through a NodePort Service on 127.0.0.1; Ray's metrics "
+                               "port is scraped in-cluster through a PodMonitor (query the testbed's Prometheus)"))
+
+
 PLATFORM = Platform(
     name="rayserve",
     display_name="Ray Serve",
@@ -56,3 +130,6 @@ PLATFORM = Platform(
     deployments={"local": RayServeLocal},
     facts={"runtime": "Ray Serve on a local Ray instance", "licence": "Apache-2.0"},
 )
+
+# Registered here rather than in the literal above, so this line merges cleanly with edits to it.
+PLATFORM.deployments["kind"] = RayServeKind

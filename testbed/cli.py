@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     exporter = sub.add_parser("results-exporter", help="serve probe verdicts and scores as Prometheus metrics")
     exporter.add_argument("--port", type=int, required=True)
     exporter.add_argument("--results-dir", help="runs to export (default results/)")
+    images = sub.add_parser("images", help="every container image the kind backend runs (to pre-pull and `kind load`)")
+    images.add_argument("--with-node-image", action="store_true", help="also print the kind node image first")
+    images.add_argument("--json", action="store_true", help="grouped by component, with the node image")
     return parser
 
 
@@ -226,3 +229,18 @@ def cmd_results_exporter(args) -> int:
 
 VERBS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "metrics": cmd_metrics, "artifact": cmd_artifact,
          "report": cmd_report, "pipeline": cmd_pipeline, "results-exporter": cmd_results_exporter}
+
+
+def cmd_images(args) -> int:
+    from testbed.backends.kind.pins import pins
+
+    p = pins()
+    if args.json:
+        print(json.dumps({"node_image": p.node_image, "images": {k: list(v) for k, v in p.images_by_source.items()}},
+                         indent=2))
+    else:
+        print("\n".join(([p.node_image] if args.with_node_image else []) + p.images()))
+    return 0
+
+
+VERBS["images"] = cmd_images

@@ -116,3 +116,61 @@ class ReportError(TestbedError):
 
     def __init__(self, detail: str):
         super().__init__(f"Report: {detail}")
+
+# --- kind backend ----------------------------------------------------------------------------
+
+
+class PreflightFailed(TestbedError):
+    """Everything missing for `up --backend kind`, reported at once, each with its fix."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        listed = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"The kind backend cannot start; {len(problems)} prerequisite(s) missing:\n{listed}\n"
+            f"Fix them, then run `python -m testbed up --backend kind` again "
+            f"(`--dry-run` shows the whole plan without any of them)."
+        )
+
+
+class CommandFailed(TestbedError):
+    def __init__(self, command: str, returncode: int | None, tail: str, hint: str = ""):
+        how = "timed out" if returncode is None else f"exited with code {returncode}"
+        super().__init__(f"`{command}` {how}. Last output:\n{tail}" + (f"\n{hint}" if hint else ""))
+
+
+class ClusterConflict(TestbedError):
+    def __init__(self, name: str, problem: str):
+        super().__init__(
+            f"A kind cluster named {name!r} already exists but cannot be reused: {problem}. "
+            f"Delete it with `python -m testbed down --backend kind` (or `kind delete cluster --name {name}`), "
+            f"or set TESTBED_KIND_CLUSTER to another name."
+        )
+
+
+class ManifestRejected(TestbedError):
+    """The API server refused a manifest; `message` is its own words, verbatim."""
+
+    def __init__(self, kind: str, name: str, namespace: str | None, status: int | None, message: str):
+        self.message = message
+        where = f"{namespace}/{name}" if namespace else name
+        super().__init__(
+            f"The API server rejected {kind} {where} (HTTP {status}): {message}\n"
+            f"The manifest is what `python -m testbed up --backend kind --dry-run --out DIR` writes; "
+            f"fix its template under manifests/ or the deployer that fills it."
+        )
+
+
+class ResourceNotReady(TestbedError):
+    def __init__(self, what: str, reason: str, timeout_s: float | None, state: str = ""):
+        waited = f"within {timeout_s:.0f}s" if timeout_s is not None else "and failed"
+        super().__init__(
+            f"{what} did not become ready {waited}: {reason}"
+            + (f"\nCluster state:\n{state}" if state else "")
+        )
+
+
+class SchemaViolation(TestbedError):
+    def __init__(self, what: str, errors: list[str], crd: str):
+        listed = "\n".join(f"  - {e}" for e in errors)
+        super().__init__(f"{what} does not match the upstream CRD schema ({crd}):\n{listed}")

@@ -1,0 +1,169 @@
+"""End to end on a real kind cluster: `up --backend kind`, inference through every endpoint, Prometheus
+scraping every platform, a deployment per platform in its own namespace, then `down`.
+
+Opt-in (see conftest.py): `pytest tests/e2e --e2e` on a machine with Docker, kind, kubectl and helm.
+The first run pulls several GB of images; the workflow allows 90 minutes (durations not yet measured).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from deployers import PLATFORMS
+from testbed import artifact as artifact_mod
+from testbed import v2
+from testbed.backends.kind.backend import KindBackend
+from testbed.backends.kind.pins import pins
+from testbed.errors import ManifestRejected
+from testbed.prometheus import PrometheusClient
+from testbed.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+PINS = pins()
+PLATFORM_NAMES = sorted(PLATFORMS)
+# A request counter each platform exports itself (the platform's own metric names).
+SERVED_REQUESTS = {
+    "kserve": "request_predict_seconds_count",
+    "seldon": "seldon_api_executor_server_requests_seconds_count",  # the executor's (see seldon/podmonitor.yaml)
+    "rayserve": "ray_serve_num_http_requests_total",
+}
+UP_TIMEOUT_S = 3600
+READY_TIMEOUT_S = 900
+
+
+def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "testbed", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ))
+
+
+@pytest.fixture(scope="session")
+def kind_up(request):
+    """`up --backend kind` once for the session (namespace `testbed`); `down` afterwards, whatever happened.
+
+    If any test failed, the cluster's state is written to <state dir>/kind/e2e-diagnostics.txt first.
+    """
+    try:
+        proc = cli("up", "--backend", "kind", timeout=UP_TIMEOUT_S)
+        assert proc.returncode == 0, f"up failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        status = cli("status", "--backend", "kind", "--json")
+        yield json.loads(status.stdout)
+    finally:
+        if request.session.testsfailed:
+            save_diagnostics()
+        down = cli("down", "--backend", "kind")
+        assert down.returncode == 0, down.stderr
+        clusters = subprocess.run(["kind", "get", "clusters"], capture_output=True, text=True, timeout=60).stdout
+        assert PINS.cluster_name not in clusters.split(), "`down --backend kind` left the cluster behind"
+
+
+def save_diagnostics() -> None:
+    from testbed.backends.kind import cluster, diagnostics
+
+    cf = cluster.files(Settings(backend="kind"), PINS)
+    if cf.kubeconfig.is_file():
+        commands = diagnostics.cluster_commands(cf.kubeconfig) + [
+            diagnostics.kubectl(cf.kubeconfig, "get", "events", "-A", "--sort-by=.lastTimestamp"),
+            diagnostics.kubectl(cf.kubeconfig, "get", "inferenceservices,seldondeployments,rayservices,podmonitors",
+                                "-A", "-o", "yaml")]
+        (cf.dir / "e2e-diagnostics.txt").write_text(diagnostics.collect(commands, lines=400))
+
+
+@pytest.fixture(scope="session")
+def reference(kind_up):
+    art = artifact_mod.load(Path(kind_up["model"]["path"]))
+    rows = art.probe_rows()
+    return rows, [int(x) for x in art.load_model().predict(rows)]
+
+
+def infer(url: str, rows: np.ndarray, source: str) -> list[int]:
+    resp = httpx.post(url, json=v2.request_body(rows, request_id="e2e"), timeout=30)
+    assert resp.status_code == 200, f"{source}: HTTP {resp.status_code}: {resp.text[:300]}"
+    return [int(x) for x in v2.predictions(resp.json(), source)]
+
+
+def wait_for(promql: str, ok, timeout_s: float = 180) -> list[dict]:
+    client = PrometheusClient(f"http://127.0.0.1:{PINS.prometheus_port}")
+    deadline, rows = time.monotonic() + timeout_s, []
+    while time.monotonic() < deadline:
+        rows = client.query(promql)
+        if rows and ok(rows):
+            return rows
+        time.sleep(3)
+    raise AssertionError(f"Prometheus: {promql} -> {rows} after {timeout_s:.0f}s")
+
+
+def test_up_reports_every_platform_ready(kind_up):
+    assert kind_up["state"] == "running", json.dumps(kind_up, indent=2)[:3000]
+    assert set(kind_up["platforms"]) == set(PLATFORM_NAMES)
+    for name, platform in kind_up["platforms"].items():
+        assert platform["state"] == "ready" and platform["resource_state"] == "Ready", name
+        assert platform["v2_base_url"] == f"http://127.0.0.1:{PINS.node_port(name)}"
+    assert kind_up["prometheus"]["state"] == "ready"
+
+
+def test_up_again_changes_nothing(kind_up):
+    proc = cli("up", "--backend", "kind", timeout=300)
+    assert proc.returncode == 0 and "already up" in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("platform", PLATFORM_NAMES)
+def test_inference_through_each_endpoint(kind_up, reference, platform):
+    rows, expected = reference
+    assert infer(kind_up["platforms"][platform]["infer_url"], rows, platform) == expected
+
+
+@pytest.mark.parametrize("platform", PLATFORM_NAMES)
+def test_prometheus_scrapes_each_platform(kind_up, reference, platform):
+    rows, _ = reference
+    wait_for(f'up{{job="{platform}",namespace="testbed"}}', lambda rs: all(r["value"] == 1 for r in rs))
+    metric = f'sum({SERVED_REQUESTS[platform]}{{job="{platform}",namespace="testbed"}})'
+    before = sum(r["value"] for r in PrometheusClient(f"http://127.0.0.1:{PINS.prometheus_port}").query(metric))
+    for _ in range(5):
+        infer(kind_up["platforms"][platform]["infer_url"], rows[:1], platform)
+    wait_for(metric, lambda rs: rs[0]["value"] >= before + 5)
+
+
+@pytest.mark.parametrize("platform", PLATFORM_NAMES)
+def test_deploy_in_its_own_namespace(kind_up, reference, platform):
+    """One platform in a fresh namespace on a spare port: ready, inferring, scraped; all deleted after."""
+    rows, expected = reference
+    backend = KindBackend()
+    namespace = f"e2e-{platform}-{uuid.uuid4().hex[:6]}"
+    ctx = backend.attach(Settings(backend="kind"), namespace)
+    port = PINS.spare_ports[PLATFORM_NAMES.index(platform)]
+    deployment = PLATFORMS[platform].deployments["kind"](namespace=namespace, node_port=port)
+    try:
+        deployment.deploy(ctx)
+        endpoint = deployment.wait_ready(ctx, READY_TIMEOUT_S)
+        assert endpoint.base_url == f"http://127.0.0.1:{port}"
+        assert infer(endpoint.infer_url, rows, platform) == expected
+        wait_for(f'up{{job="{platform}",namespace="{namespace}"}}', lambda rs: all(r["value"] == 1 for r in rs))
+    finally:
+        deployment.teardown(ctx)
+        backend.detach(ctx)
+    assert ctx.extra["kind"].kube.get("v1", "Namespace", namespace) is None
+
+
+def test_api_server_rejection_is_shown_verbatim(kind_up):
+    backend = KindBackend()
+    namespace = f"e2e-reject-{uuid.uuid4().hex[:6]}"
+    ctx = backend.attach(Settings(backend="kind"), namespace)
+    try:
+        deployment = PLATFORMS["kserve"].deployments["kind"](namespace=namespace, node_port=PINS.spare_ports[0])
+        isvc = deployment.render_resource(deployment.target(ctx))
+        isvc["spec"]["predictor"]["model"]["modelFromat"] = {"name": "sklearn"}
+        with pytest.raises(ManifestRejected) as info:
+            ctx.extra["kind"].kube.apply(isvc)
+        assert "modelFromat" in info.value.message  # the API server's own words (strict field validation)
+    finally:
+        backend.detach(ctx)
