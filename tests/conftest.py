@@ -9,13 +9,10 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from testbed_cli import run_testbed
 
 
 def pytest_addoption(parser):
@@ -26,19 +23,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/e2e/" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(pytest.mark.e2e)
-
-
-def run_testbed(*args: str, state_dir: Path | None = None, check: bool = True, timeout: float = 600):
-    """Run `python -m testbed ARGS` as a user would; returns the CompletedProcess."""
-    env = dict(os.environ)
-    if state_dir is not None:
-        env["TESTBED_STATE_DIR"] = str(state_dir)
-    proc = subprocess.run([sys.executable, "-m", "testbed", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"testbed {' '.join(args)} exited {proc.returncode}\n"
-                             f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
-    return proc
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from conftest import run_testbed
+from testbed_cli import run_testbed
 from deployers import kserve
 from testbed.backends.local import envs, processes
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run_testbed
+from testbed_cli import REPO, run_testbed
 from testbed.backends.local import processes
 
 pytestmark = pytest.mark.integration

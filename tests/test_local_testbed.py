@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import run_testbed
+from testbed_cli import run_testbed
 from deployers import PLATFORMS
 from testbed import v2
 from testbed.prometheus import PrometheusClient

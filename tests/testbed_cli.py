@@ -1,0 +1,23 @@
+"""Run the testbed's CLI from tests as a user would (a module, not conftest, so tests can import it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_testbed(*args: str, state_dir: Path | None = None, check: bool = True, timeout: float = 600):
+    """Run `python -m testbed ARGS` as a user would; returns the CompletedProcess."""
+    env = dict(os.environ)
+    if state_dir is not None:
+        env["TESTBED_STATE_DIR"] = str(state_dir)
+    proc = subprocess.run([sys.executable, "-m", "testbed", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"testbed {' '.join(args)} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
+    return proc
