@@ -96,9 +96,6 @@ PLATFORM = Platform(
     name="kserve",
     display_name="KServe",
     infer_requests_promql='sum(request_predict_seconds_count{job="kserve"})',
-    deployments={"local": KServeLocal},
+    deployments={"local": KServeLocal, "kind": KServeKind},
     facts={"runtime": "kserve.ModelServer (Python)", "licence": "Apache-2.0"},
 )
-
-# Registered here rather than in the literal above, so this line merges cleanly with edits to it.
-PLATFORM.deployments["kind"] = KServeKind

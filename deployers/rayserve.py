@@ -127,9 +127,6 @@ PLATFORM = Platform(
     name="rayserve",
     display_name="Ray Serve",
     infer_requests_promql='sum(ray_serve_num_http_requests_total{job="rayserve",method="POST",route="/v2/models/{name}/infer",status_code="200"})',
-    deployments={"local": RayServeLocal},
+    deployments={"local": RayServeLocal, "kind": RayServeKind},
     facts={"runtime": "Ray Serve on a local Ray instance", "licence": "Apache-2.0"},
 )
-
-# Registered here rather than in the literal above, so this line merges cleanly with edits to it.
-PLATFORM.deployments["kind"] = RayServeKind

@@ -116,9 +116,6 @@ PLATFORM = Platform(
     name="seldon",
     display_name="Seldon Core (MLServer)",
     infer_requests_promql='sum(model_infer_request_success_total{job="seldon"})',
-    deployments={"local": SeldonLocal},
+    deployments={"local": SeldonLocal, "kind": SeldonKind},
     facts={"runtime": "MLServer (Seldon)", "licence": "MLServer Apache-2.0; Seldon Core >=1.18 / >=2.7 BSL-1.1"},
 )
-
-# Registered here rather than in the literal above, so this line merges cleanly with edits to it.
-PLATFORM.deployments["kind"] = SeldonKind
