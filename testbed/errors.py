@@ -104,3 +104,25 @@ class StepFailed(TestbedError):
 
     def __init__(self, step: str, cause: BaseException):
         super().__init__(f"Step {step!r} failed: {type(cause).__name__}: {cause}")
+
+
+class PlatformNotUp(TestbedError):
+    def __init__(self, platform: str, state: str, ready: list[str]):
+        running = ", ".join(ready) if ready else "none"
+        super().__init__(
+            f"Platform {platform!r} is not up in the running testbed (its state: {state}; ready platforms: "
+            f"{running}). Bring it up with `python -m testbed up --platforms {platform}` (after "
+            f"`python -m testbed down`), or leave it out of --platforms."
+        )
+
+
+class ProbeUnavailable(TestbedError):
+    def __init__(self, name: str, problem: str, known: list[str]):
+        super().__init__(
+            f"Probe {name!r} cannot run: {problem}. Known probes: {', '.join(known)} (or `all`)."
+        )
+
+
+class UserDataError(TestbedError):
+    def __init__(self, path, problem: str):
+        super().__init__(f"Data file {path} is not usable: {problem}")
