@@ -137,8 +137,10 @@ def render(signal: Signal, platform: str, model: str) -> str | None:
 
 
 # --- pure scoring ------------------------------------------------------------------------------
-def expected_counts(sent: int, answered_ok: int, answered_failed: int) -> dict[str, int]:
-    return {ALL: sent, OK: answered_ok, FAILED: answered_failed}
+def expected_counts(answered_ok: int, answered_failed: int) -> dict[str, int]:
+    """What each kind of count signal should have grown by. Only answered requests are expected: one
+    that got no HTTP answer may or may not have reached the server (it is reported as no_answer)."""
+    return {ALL: answered_ok + answered_failed, OK: answered_ok, FAILED: answered_failed}
 
 
 def score(catalogue: PlatformMetrics, before: dict[str, float | None], after: dict[str, float | None],
@@ -209,12 +211,14 @@ class TrafficPlan:
 
 def send(endpoint: Endpoint, requests: list[tuple[str, dict]], timeout_s: float = 10.0) -> dict:
     statuses: list[int | None] = []
+    errors: list[str] = []
     with httpx.Client(timeout=timeout_s) as client:
-        for _, body in requests:
+        for i, (_, body) in enumerate(requests):
             try:
                 statuses.append(client.post(endpoint.infer_url, json=body).status_code)
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 statuses.append(None)
+                errors.append(f"request {i}: {type(exc).__name__}: {exc}"[:200])
     kinds = [k for k, _ in requests]
     return {
         "sent": len(requests),
@@ -224,6 +228,7 @@ def send(endpoint: Endpoint, requests: list[tuple[str, dict]], timeout_s: float 
         "good_sent": kinds.count("good"),
         "bad_sent": kinds.count("bad"),
         "status_by_kind": {k: sorted({str(s) for kk, s in zip(kinds, statuses) if kk == k}) for k in set(kinds)},
+        "transport_errors": errors,
     }
 
 
@@ -282,7 +287,7 @@ def run(ctx: ProbeContext) -> list[Result]:
         traffic[p] = send(ctx.endpoints[p], requests)
         sent_at[p] = time.monotonic()
 
-    expected = {p: expected_counts(t["sent"], t["answered_ok"], t["answered_failed"]) for p, t in traffic.items()}
+    expected = {p: expected_counts(t["answered_ok"], t["answered_failed"]) for p, t in traffic.items()}
     visible_after: dict[str, float | None] = {p: None for p in platforms}
     deadline = time.monotonic() + max(quiet.values(), default=0) + 30.0
     while time.monotonic() < deadline and any(v is None for v in visible_after.values()):
@@ -301,7 +306,7 @@ def run(ctx: ProbeContext) -> list[Result]:
         results.append(Result(
             probe=PROBE, platform=p, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
             verdict=scored["verdict"], mechanism="native",
-            scores={**scored["scores"], "visible_after_s": visible_after[p]},
+            scores={**scored["scores"], "visible_after_s": visible_after[p], "no_answer": traffic[p]["no_answer"]},
             measurements={"signals": scored["signals"], "traffic": traffic[p], "before": before[p], "after": after},
             evidence={"queries": all_queries[p], "seed": ctx.seed, "good": plan.good, "bad": plan.bad,
                       "bad_request": f"well-formed V2 body of width {max(1, len(ctx.artifact.feature_names) - 4)}",

@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 
 from probes.context import ProbeContext
+from testbed import v2
 from testbed.endpoint import Endpoint
 from testbed.results import Result
 
@@ -100,6 +101,7 @@ def score(outcomes: list[dict]) -> dict:
         "rejected_4xx": classes.count("rejected"),
         "server_error_5xx": classes.count("server error"),
         "accepted_2xx": classes.count("accepted"),
+        "next_request_failed": sum(1 for o in outcomes if o.get("next_request", 200) != 200),
         "no_answer": classes.count("no answer"),
         # The share of client mistakes answered as such (4xx): how well the platform tells users it was them.
         "client_errors_as_4xx": sum(c == "rejected" for _, c in client) / len(client) if client else None,
@@ -122,7 +124,8 @@ def _healthy(client: httpx.Client, endpoint: Endpoint, wait_s: float) -> dict:
         time.sleep(0.25)
 
 
-def probe_one(endpoint: Endpoint, all_cases: list[Case], timeout_s: float = 60.0, health_wait_s: float = 10.0) -> list[dict]:
+def probe_one(endpoint: Endpoint, all_cases: list[Case], good_body: dict, timeout_s: float = 60.0,
+              health_wait_s: float = 10.0) -> list[dict]:
     outcomes = []
     with httpx.Client(timeout=timeout_s) as client:
         for case in all_cases:
@@ -136,11 +139,17 @@ def probe_one(endpoint: Endpoint, all_cases: list[Case], timeout_s: float = 60.0
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"[:300]
             elapsed = time.monotonic() - started
+            # A valid request right after, on the same keep-alive connection: some servers drop the
+            # connection after an unhandled error, and a client reusing it sees a reset (a race).
+            try:
+                next_status = client.post(endpoint.infer_url, json=good_body).status_code
+            except httpx.HTTPError as exc:
+                next_status = f"{type(exc).__name__}: {exc}"[:120]
             health = _healthy(client, endpoint, health_wait_s)
             outcomes.append({"case": case.name, "description": case.description, "client_error": case.client_error,
                              "request_bytes": len(case.body), "status": status, "class": classify(status),
                              "message": message, "transport_error": error, "seconds": round(elapsed, 4),
-                             "health_after": health, "stayed_up": health["ok"]})
+                             "next_request": next_status, "health_after": health, "stayed_up": health["ok"]})
     return outcomes
 
 
@@ -155,9 +164,10 @@ VALIDATION = {
 def run(ctx: ProbeContext) -> list[Result]:
     rows = int(ctx.options.get("oversized_rows", OVERSIZED_ROWS))
     all_cases = cases(len(ctx.artifact.feature_names), oversized_rows=rows, seed=ctx.seed)
+    good_body = v2.request_body(ctx.artifact.probe_rows()[:1], request_id="robustness-follow-up")
     results = []
     for platform, endpoint in ctx.endpoints.items():
-        outcomes = probe_one(endpoint, all_cases)
+        outcomes = probe_one(endpoint, all_cases, good_body)
         scored = score(outcomes)
         results.append(Result(
             probe=PROBE, platform=platform, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,

@@ -172,9 +172,10 @@ def cmd_probe(args) -> int:
     for flag, key in (("reference", "reference_csv"), ("data", "data_csv"), ("truth", "truth_csv")):
         if getattr(args, flag):
             options[key] = str(getattr(args, flag))
+    _check_user_flags(names, options, UserDataError)
     ctx = registry.context_from_status(status, parse_platforms(args.platforms) if args.platforms else None,
                                        seed=args.seed, run_id=run_id, options=options)
-    _check_user_data(names, options, ctx.artifact.feature_names, userdata, UserDataError)
+    _check_user_data(options, ctx.artifact.feature_names, userdata)
     run_dir = results.RESULTS_DIR / run_id
     results.write_run(run_dir, {"backend": ctx.backend, "platforms": list(ctx.endpoints), "probes": names,
                                 "seed": args.seed, "artifact": ctx.artifact.summary(), "versions": ctx.versions,
@@ -201,8 +202,8 @@ def cmd_probe(args) -> int:
     return 2 if failures else 0
 
 
-def _check_user_data(names, options, features, userdata, UserDataError) -> None:
-    """Validate user CSVs up front (header = the model's features), and refuse flags no chosen probe reads."""
+def _check_user_flags(names, options, UserDataError) -> None:
+    """Refuse data flags that no chosen probe reads, and incomplete pairs, before touching the testbed."""
     from probes.registry import USER_DATA
 
     used = {key for n in names for key in USER_DATA.get(n, ())}
@@ -218,6 +219,10 @@ def _check_user_data(names, options, features, userdata, UserDataError) -> None:
                             f"probe drift with your own data needs both --reference and --data; {missing} is missing")
     if "truth_csv" in options and "data_csv" not in options:
         raise UserDataError(options["truth_csv"], "--truth labels the rows of --data; give --data too")
+
+
+def _check_user_data(options, features, userdata) -> None:
+    """Validate user CSVs up front: header = the model's features, numeric rows, truth = one 0/1 per row."""
     rows = {}
     for key in ("reference_csv", "data_csv"):
         if key in options:
