@@ -162,7 +162,6 @@ def cmd_probe(args) -> int:
     from probes import registry, userdata
     from testbed import results
     from testbed.backends import get_backend
-    from testbed.errors import UserDataError
 
     names = registry.expand(args.probe)
     settings = Settings(backend=args.backend)
@@ -172,7 +171,7 @@ def cmd_probe(args) -> int:
     for flag, key in (("reference", "reference_csv"), ("data", "data_csv"), ("truth", "truth_csv")):
         if getattr(args, flag):
             options[key] = str(getattr(args, flag))
-    _check_user_flags(names, options, UserDataError)
+    _check_user_flags(names, options)
     ctx = registry.context_from_status(status, parse_platforms(args.platforms) if args.platforms else None,
                                        seed=args.seed, run_id=run_id, options=options)
     _check_user_data(options, ctx.artifact.feature_names, userdata)
@@ -189,11 +188,12 @@ def cmd_probe(args) -> int:
                 result.run_id = result.run_id or run_id
                 results.write(result, run_dir, "probe")
                 written.append(result)
-        except TestbedError as exc:
+        except Exception as exc:  # noqa: BLE001 - with `all`, one probe's failure must not lose the others
             if len(names) == 1:
                 raise
-            failures.append((name, str(exc)))
-            print(f"error: probe {name}: {exc}", file=sys.stderr)
+            message = str(exc) if isinstance(exc, TestbedError) else f"{type(exc).__name__}: {exc}"
+            failures.append((name, message))
+            print(f"error: probe {name}: {message}", file=sys.stderr)
     if args.json:
         print(json.dumps([r.to_json() for r in written], indent=2))
     else:
@@ -202,9 +202,10 @@ def cmd_probe(args) -> int:
     return 2 if failures else 0
 
 
-def _check_user_flags(names, options, UserDataError) -> None:
+def _check_user_flags(names, options) -> None:
     """Refuse data flags that no chosen probe reads, and incomplete pairs, before touching the testbed."""
     from probes.registry import USER_DATA
+    from testbed.errors import UserDataError
 
     used = {key for n in names for key in USER_DATA.get(n, ())}
     flag = {"reference_csv": "--reference", "data_csv": "--data", "truth_csv": "--truth"}
