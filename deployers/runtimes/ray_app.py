@@ -93,22 +93,25 @@ class V2Model:
                 "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, n]}],
                 "outputs": [{"name": "predict", "datatype": "INT64", "shape": [-1]}]}
 
-    @api.post("/v2/models/{name}/infer")
-    async def infer(self, name: str, request: Request):
-        self._check_name(name)
+    async def _rows(self, request: Request) -> tuple[dict, np.ndarray]:
+        """The request's JSON body and its first tensor as rows; HTTP 400 when either is malformed."""
         try:
             body = await request.json()
         except ValueError:
             raise HTTPException(status_code=400, detail="request body is not JSON") from None
         try:
-            rows = decode_v2(body, len(self.metadata["features"]))
+            return body, decode_v2(body, len(self.metadata["features"]))
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
+
+    @api.post("/v2/models/{name}/infer")
+    async def infer(self, name: str, request: Request):
+        self._check_name(name)
+        body, rows = await self._rows(request)
         labels = self.model.predict(rows).astype(np.int64)
         return {"model_name": name, "id": body.get("id"),
                 "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(labels)],
                              "data": labels.tolist()}]}
-
 
     @api.post("/v2/models/{name}/explain")
     async def explain(self, name: str, request: Request):
@@ -116,14 +119,7 @@ class V2Model:
         self._check_name(name)
         if self.explainer is None:
             raise HTTPException(status_code=404, detail="this application was built without an explainer")
-        try:
-            body = await request.json()
-        except ValueError:
-            raise HTTPException(status_code=400, detail="request body is not JSON") from None
-        try:
-            rows = decode_v2(body, len(self.metadata["features"]))
-        except ValueError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from None
+        _, rows = await self._rows(request)
         return await self.explainer.explain.remote(rows)
 
 
