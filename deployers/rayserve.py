@@ -18,7 +18,9 @@ from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.platforms import Platform
 
-ENV = EnvSpec("rayserve", ("ray[serve]==2.60.0", "scikit-learn==1.5.2", "numpy==1.26.4", "joblib>=1.3"))
+# alibi[shap] 0.9.6 (KernelShap, the explainer deployment) needs shap < 0.44 and numba < 0.60.
+ENV = EnvSpec("rayserve", ("ray[serve]==2.60.0", "scikit-learn==1.5.2", "numpy==1.26.4", "joblib>=1.3",
+                           "alibi[shap]==0.9.6", "shap==0.43.0"))
 
 
 def ray_temp_dir(workdir: Path) -> Path:
@@ -34,7 +36,7 @@ class RayServeLocal(LocalProcess):
     platform = "rayserve"
     env = ENV
     port_names = ("http", "metrics")
-    version_packages = ("ray", "scikit-learn", "numpy", "fastapi")
+    version_packages = ("ray", "scikit-learn", "numpy", "fastapi", "alibi", "shap")
 
     def command(self, python: Path, ports, workdir: Path, ctx) -> list[str]:
         return [str(python), str(RUNTIMES_DIR / "ray_app.py"), "--artifact", str(ctx.artifact.path),
@@ -48,9 +50,12 @@ class RayServeLocal(LocalProcess):
                 "RAY_metrics_report_interval_ms": "2000"}
 
     def make_endpoint(self, ports, model_name) -> Endpoint:
-        return Endpoint(platform=self.platform, backend="local", base_url=f"http://127.0.0.1:{ports['http']}",
+        base = f"http://127.0.0.1:{ports['http']}"
+        return Endpoint(platform=self.platform, backend="local", base_url=base,
                         model_name=model_name, metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
-                        notes=("V2 routes are user code in a Serve deployment (Ray Serve has no V2 protocol)",))
+                        explain_url=f"{base}/v2/models/{model_name}/explain",
+                        notes=("V2 routes are user code in a Serve deployment (Ray Serve has no V2 protocol)",
+                               "the explain route is user code: ingress -> Explainer deployment (alibi KernelShap)"))
 
 
 class RayServeKind(KindDeployment):

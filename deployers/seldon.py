@@ -3,19 +3,31 @@ with under the V2 protocol, and what Seldon Core v2 runs); a SeldonDeployment on
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import time
 from pathlib import Path
 
 from testbed.backends.kind import templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
 from testbed.backends.local.deployment import LocalProcess
+import httpx
+
+from testbed.backends.local import processes
+from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
+from testbed.errors import RuntimeStartFailed
 from testbed.platforms import Platform
 
 # uvloop 0.23 breaks MLServer 1.7.1's workers ("There is no current event loop").
+# mlserver-alibi-explain's metadata pins pydantic==2.7.1 and TensorFlow: installed --no-deps, with the
+# alibi[shap] it really imports (KernelShap needs shap < 0.44 and numba < 0.60) resolved beside MLServer.
 ENV = EnvSpec("mlserver", ("mlserver==1.7.1", "mlserver-sklearn==1.7.1", "scikit-learn==1.5.2",
-                           "numpy==1.26.4", "uvloop==0.21.0"))
+                           "numpy==1.26.4", "uvloop==0.21.0", "alibi[shap]==0.9.6", "shap==0.43.0"),
+              no_deps=("mlserver-alibi-explain==1.6.1",))
+EXPLAINER_SUFFIX = "-explainer"
 
 
 def mlserver_settings(ports: dict[str, int], workdir: Path) -> dict:
@@ -28,7 +40,9 @@ def mlserver_settings(ports: dict[str, int], workdir: Path) -> dict:
         "metrics_dir": str(workdir / "metrics"),
         # In-process inference: one process to account for, and no uvloop worker pool.
         "parallel_workers": 0,
-        "load_models_at_startup": True,
+        # The explainer calls the model while it loads: models are loaded in order by wait_ready
+        # (at start-up they load concurrently, and one failed load aborts the server).
+        "load_models_at_startup": False,
     }
 
 
@@ -40,11 +54,43 @@ def model_settings(artifact_path: Path, model_name: str, version: str) -> dict:
     }
 
 
+def explainer_settings(model_name: str, version: str, saved_explainer: Path, infer_uri: str) -> dict:
+    """MLServer's alibi-explain runtime: black-box KernelShap calling the model's V2 route for predict_proba."""
+    return {
+        "name": model_name + EXPLAINER_SUFFIX,
+        "implementation": "mlserver_alibi_explain.AlibiExplainRuntime",
+        "parameters": {
+            "uri": str(saved_explainer),
+            "version": version,
+            "extra": {"explainer_type": "kernel_shap", "infer_uri": infer_uri, "infer_output": "predict_proba",
+                      "explainer_batch": True},
+        },
+    }
+
+
+def saved_explainer(python: Path, artifact, state_dir: Path, say=lambda m: None) -> Path:
+    """The KernelShap explainer fitted on the artifact and saved with alibi (by the mlserver env's python),
+    reused while the artifact, the explainer code and the environment are unchanged."""
+    code = (RUNTIMES_DIR / "explainer_io.py").read_bytes()
+    key = hashlib.sha256(code + artifact.sha256.encode() + ENV.digest().encode()).hexdigest()[:12]
+    out = state_dir / "explainers" / f"{artifact.path.name}-kernel_shap-{key}"
+    if (out / "meta.dill").is_file():
+        return out
+    say(f"  fitting the KernelShap explainer for MLServer's alibi-explain runtime (first time only) ...")
+    proc = subprocess.run([str(python), str(RUNTIMES_DIR / "explainer_io.py"), "save", "--artifact",
+                           str(artifact.path), "--out", str(out)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise RuntimeStartFailed("seldon", "fitting its explainer failed", "(no log: output below)", tail)
+    return out
+
+
 class SeldonLocal(LocalProcess):
     platform = "seldon"
     env = ENV
     port_names = ("http", "grpc", "metrics")
-    version_packages = ("mlserver", "mlserver-sklearn", "scikit-learn", "numpy")
+    version_packages = ("mlserver", "mlserver-sklearn", "mlserver-alibi-explain", "alibi", "shap", "scikit-learn",
+                        "numpy")
 
     def command(self, python: Path, ports, workdir: Path, ctx) -> list[str]:
         repo = workdir / "models"
@@ -54,12 +100,56 @@ class SeldonLocal(LocalProcess):
         (repo / "settings.json").write_text(json.dumps(mlserver_settings(ports, workdir), indent=2))
         (model_dir / "model-settings.json").write_text(
             json.dumps(model_settings(ctx.artifact.path, ctx.artifact.name, ctx.artifact.sha256[:12]), indent=2))
+        explainer_dir = repo / (ctx.artifact.name + EXPLAINER_SUFFIX)
+        explainer_dir.mkdir(parents=True, exist_ok=True)
+        infer_uri = f"http://127.0.0.1:{ports['http']}/v2/models/{ctx.artifact.name}/infer"
+        (explainer_dir / "model-settings.json").write_text(json.dumps(explainer_settings(
+            ctx.artifact.name, ctx.artifact.sha256[:12], saved_explainer(python, ctx.artifact, ctx.settings.state_dir,
+                                                                         ctx.say), infer_uri), indent=2))
         return [str(python.parent / "mlserver"), "start", str(repo)]
 
+    def wait_ready(self, ctx, timeout_s: float) -> Endpoint:
+        """Load the model, then its explainer (which calls the model while loading), then check readiness."""
+        endpoint = self.endpoint(ctx)
+        deadline = self.started_at + timeout_s
+        with httpx.Client(timeout=max(5.0, timeout_s)) as client:
+            self._poll(client, endpoint.server_live_url, deadline, timeout_s)
+            for name in (ctx.artifact.name, ctx.artifact.name + EXPLAINER_SUFFIX):
+                url = f"{endpoint.base_url}/v2/repository/models/{name}/load"
+                try:
+                    resp = client.post(url)
+                except httpx.HTTPError as exc:
+                    resp = None
+                    reason = f"POST {url} failed: {exc}"
+                if resp is None or resp.status_code != 200:
+                    if resp is not None:
+                        reason = f"POST {url} answered HTTP {resp.status_code}: {resp.text[:300]}"
+                    raise RuntimeStartFailed(self.platform, reason, self.log_path, processes.log_tail(self.log_path))
+        return super().wait_ready(ctx, timeout_s)
+
+    def _poll(self, client: httpx.Client, url: str, deadline: float, timeout_s: float) -> None:
+        while True:
+            exit_code = processes.reap(self.pid)
+            if exit_code is not None or not processes.alive(self.pid):
+                raise RuntimeStartFailed(self.platform, f"its process (pid {self.pid}) exited", self.log_path,
+                                         processes.log_tail(self.log_path))
+            try:
+                if client.get(url, timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeStartFailed(self.platform, f"{url} did not answer 200 within {timeout_s:.0f}s",
+                                         self.log_path, processes.log_tail(self.log_path))
+            time.sleep(0.25)
+
     def make_endpoint(self, ports, model_name) -> Endpoint:
-        return Endpoint(platform=self.platform, backend="local", base_url=f"http://127.0.0.1:{ports['http']}",
+        base = f"http://127.0.0.1:{ports['http']}"
+        return Endpoint(platform=self.platform, backend="local", base_url=base,
                         model_name=model_name, metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
-                        notes=("served by MLServer, the runtime Seldon Core uses for SKLEARN_SERVER (v2 protocol)",))
+                        explain_url=f"{base}/v2/models/{model_name}{EXPLAINER_SUFFIX}/infer",
+                        notes=("served by MLServer, the runtime Seldon Core uses for SKLEARN_SERVER (v2 protocol)",
+                               "explainer: MLServer alibi-explain runtime (KernelShap) calling the model's V2 route"))
 
 
 class SeldonKind(KindDeployment):

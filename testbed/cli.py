@@ -67,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     images = sub.add_parser("images", help="every container image the kind backend runs (to pre-pull and `kind load`)")
     images.add_argument("--with-node-image", action="store_true", help="also print the kind node image first")
     images.add_argument("--json", action="store_true", help="grouped by component, with the node image")
+    probe = sub.add_parser("probe", help="measure the running testbed: outlier, drift, monitoring, explain, "
+                           "robustness (or all)")
+    backend_opt(probe)
+    probe.add_argument("probe", help="outlier | drift | monitoring | explain | robustness | all")
+    probe.add_argument("--platforms", help="comma-separated subset of the running platforms (default: all of them)")
+    probe.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    probe.add_argument("--reference", metavar="REF.csv", help="drift: your reference rows (header = feature names)")
+    probe.add_argument("--data", metavar="CUR.csv", help="drift/outlier: your rows to test (header = feature names)")
+    probe.add_argument("--truth", metavar="TRUTH.csv", help="outlier: one 0/1 column per data row (1 = outlier)")
+    probe.add_argument("--seed", type=int, default=0, help="seed of generated scenarios and traffic (default 0)")
     return parser
 
 
@@ -227,10 +237,6 @@ def cmd_results_exporter(args) -> int:
     return 0
 
 
-VERBS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "metrics": cmd_metrics, "artifact": cmd_artifact,
-         "report": cmd_report, "pipeline": cmd_pipeline, "results-exporter": cmd_results_exporter}
-
-
 def cmd_images(args) -> int:
     from testbed.backends.kind.pins import pins
 
@@ -243,4 +249,99 @@ def cmd_images(args) -> int:
     return 0
 
 
-VERBS["images"] = cmd_images
+def cmd_probe(args) -> int:
+    from deployers import parse_platforms
+    from probes import registry, userdata
+    from testbed import results
+    from testbed.backends import get_backend
+
+    names = registry.expand(args.probe)
+    settings = Settings(backend=args.backend)
+    status = get_backend(args.backend).status(settings)
+    run_id = results.new_run_id("probe")
+    options = {"scrape_interval_s": settings.scrape_interval_s}
+    for flag, key in (("reference", "reference_csv"), ("data", "data_csv"), ("truth", "truth_csv")):
+        if getattr(args, flag):
+            options[key] = str(getattr(args, flag))
+    _check_user_flags(names, options)
+    ctx = registry.context_from_status(status, parse_platforms(args.platforms) if args.platforms else None,
+                                       seed=args.seed, run_id=run_id, options=options)
+    _check_user_data(options, ctx.artifact.feature_names, userdata)
+    run_dir = results.RESULTS_DIR / run_id
+    results.write_run(run_dir, {"backend": ctx.backend, "platforms": list(ctx.endpoints), "probes": names,
+                                "seed": args.seed, "artifact": ctx.artifact.summary(), "versions": ctx.versions,
+                                "options": options, "hardware": results.hardware()})
+    written, failures = [], []
+    for name in names:
+        try:
+            module = registry.load(name)
+            print(f"probe {name}: {', '.join(ctx.endpoints)} ...", file=sys.stderr, flush=True)
+            for result in module.run(registry.for_probe(ctx, name)):
+                result.run_id = result.run_id or run_id
+                results.write(result, run_dir, "probe")
+                written.append(result)
+        except Exception as exc:  # noqa: BLE001 - with `all`, one probe's failure must not lose the others
+            if len(names) == 1:
+                raise
+            message = str(exc) if isinstance(exc, TestbedError) else f"{type(exc).__name__}: {exc}"
+            failures.append((name, message))
+            print(f"error: probe {name}: {message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([r.to_json() for r in written], indent=2))
+    else:
+        print(render_probe_table(written, failures))
+        print(f"results: {run_dir / 'probe'}")
+    return 2 if failures else 0
+
+
+def _check_user_flags(names, options) -> None:
+    """Refuse data flags that no chosen probe reads, and incomplete pairs, before touching the testbed."""
+    from probes.registry import USER_DATA
+    from testbed.errors import UserDataError
+
+    used = {key for n in names for key in USER_DATA.get(n, ())}
+    flag = {"reference_csv": "--reference", "data_csv": "--data", "truth_csv": "--truth"}
+    for key in ("reference_csv", "data_csv", "truth_csv"):
+        if key in options and key not in used:
+            readers = [n for n, keys in USER_DATA.items() if key in keys]
+            raise UserDataError(options[key], f"{flag[key]} is read only by the {' and '.join(readers)} probe(s), "
+                                f"not by {', '.join(names)}")
+    if names == ["drift"] and ("reference_csv" in options) != ("data_csv" in options):
+        missing = "--data" if "reference_csv" in options else "--reference"
+        raise UserDataError(options.get("reference_csv") or options.get("data_csv"),
+                            f"probe drift with your own data needs both --reference and --data; {missing} is missing")
+    if "truth_csv" in options and "data_csv" not in options:
+        raise UserDataError(options["truth_csv"], "--truth labels the rows of --data; give --data too")
+
+
+def _check_user_data(options, features, userdata) -> None:
+    """Validate user CSVs up front: header = the model's features, numeric rows, truth = one 0/1 per row."""
+    rows = {}
+    for key in ("reference_csv", "data_csv"):
+        if key in options:
+            rows[key] = userdata.read_rows(options[key], features)
+    if "truth_csv" in options:
+        userdata.read_truth(options["truth_csv"], len(rows["data_csv"]))
+
+
+def render_probe_table(rows, failures=()) -> str:
+    """One line per result: probe, platform, verdict, mechanism and its headline scores."""
+    table = [("probe", "platform", "verdict", "mechanism", "scores")]
+    for r in rows:
+        scores = "  ".join(f"{k}={_fmt_score(v)}" for k, v in r.scores.items() if not isinstance(v, (dict, list)))
+        table.append((r.probe, r.platform, r.verdict, r.mechanism or "-", scores))
+    for name, message in failures:
+        table.append((name, "-", "error", "-", message.splitlines()[0][:120]))
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4] for row in table).rstrip()
+
+
+def _fmt_score(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+VERBS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "metrics": cmd_metrics, "artifact": cmd_artifact,
+         "probe": cmd_probe, "report": cmd_report, "pipeline": cmd_pipeline, "results-exporter": cmd_results_exporter,
+         "images": cmd_images}

@@ -174,3 +174,24 @@ class SchemaViolation(TestbedError):
     def __init__(self, what: str, errors: list[str], crd: str):
         listed = "\n".join(f"  - {e}" for e in errors)
         super().__init__(f"{what} does not match the upstream CRD schema ({crd}):\n{listed}")
+
+class PlatformNotUp(TestbedError):
+    def __init__(self, platform: str, state: str, ready: list[str]):
+        running = ", ".join(ready) if ready else "none"
+        super().__init__(
+            f"Platform {platform!r} is not up in the running testbed (its state: {state}; ready platforms: "
+            f"{running}). Bring it up with `python -m testbed up --platforms {platform}` (after "
+            f"`python -m testbed down`), or leave it out of --platforms."
+        )
+
+
+class ProbeUnavailable(TestbedError):
+    def __init__(self, name: str, problem: str, known: list[str]):
+        super().__init__(
+            f"Probe {name!r} cannot run: {problem}. Known probes: {', '.join(known)} (or `all`)."
+        )
+
+
+class UserDataError(TestbedError):
+    def __init__(self, path, problem: str):
+        super().__init__(f"Data file {path} is not usable: {problem}")

@@ -97,3 +97,10 @@ def read_run(run_dir: Path) -> list[Result]:
             continue
         out.append(Result.from_json(json.loads(path.read_text())))
     return out
+
+
+def write_run(run_dir: Path, description: dict) -> Path:
+    """run.json: what the run was (backend, platforms, seeds, versions, hardware), written first."""
+    path = run_dir / "run.json"
+    atomic_write_json(path, {"schema": "testbed.run/v1", "started_at": time.time(), **description})
+    return path

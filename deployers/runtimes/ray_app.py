@@ -1,4 +1,5 @@
-"""Ray Serve: the artifact behind Open Inference Protocol (V2) routes written as user code.
+"""Ray Serve: the artifact behind Open Inference Protocol (V2) routes written as user code, plus an
+explain route composed with an Explainer deployment (alibi KernelShap, explainer_io.py).
 
 Ray Serve has no V2 protocol of its own; every route below is ours. The same module is the
 RayService application on kind (`import_path: ray_app:build_app`, args {artifact_dir: ...}).
@@ -42,11 +43,30 @@ def decode_v2(body, n_features: int) -> np.ndarray:
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5})
+class Explainer:
+    """alibi KernelShap over the artifact's predict_proba (explainer_io.py), in a replica of its own so
+    the model's replica never imports alibi. Ray Serve has no explainer concept: this is user code."""
+
+    def __init__(self, artifact_dir: str):
+        import explainer_io
+
+        self.model, self.metadata = load_verified(artifact_dir)
+        self.explainer = explainer_io.fit(self.model.predict_proba, artifact_dir, self.metadata)
+
+    def explain(self, rows: np.ndarray) -> dict:
+        import explainer_io
+
+        return explainer_io.explain(self.explainer, rows)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.5})
 @serve.ingress(api)
 class V2Model:
-    def __init__(self, artifact_dir: str, model_name: str):
+    def __init__(self, artifact_dir: str, model_name: str, explainer=None):
         self.model, self.metadata = load_verified(artifact_dir)
         self.model_name = model_name
+        self.explainer = explainer
+        """DeploymentHandle of the Explainer deployment, or None (no explain route)."""
 
     def _check_name(self, name: str) -> None:
         if name != self.model_name:
@@ -73,26 +93,40 @@ class V2Model:
                 "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, n]}],
                 "outputs": [{"name": "predict", "datatype": "INT64", "shape": [-1]}]}
 
-    @api.post("/v2/models/{name}/infer")
-    async def infer(self, name: str, request: Request):
-        self._check_name(name)
+    async def _rows(self, request: Request) -> tuple[dict, np.ndarray]:
+        """The request's JSON body and its first tensor as rows; HTTP 400 when either is malformed."""
         try:
             body = await request.json()
         except ValueError:
             raise HTTPException(status_code=400, detail="request body is not JSON") from None
         try:
-            rows = decode_v2(body, len(self.metadata["features"]))
+            return body, decode_v2(body, len(self.metadata["features"]))
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
+
+    @api.post("/v2/models/{name}/infer")
+    async def infer(self, name: str, request: Request):
+        self._check_name(name)
+        body, rows = await self._rows(request)
         labels = self.model.predict(rows).astype(np.int64)
         return {"model_name": name, "id": body.get("id"),
                 "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(labels)],
                              "data": labels.tolist()}]}
 
+    @api.post("/v2/models/{name}/explain")
+    async def explain(self, name: str, request: Request):
+        """A V2 request in, alibi's Explanation document out (composed: ingress -> Explainer deployment)."""
+        self._check_name(name)
+        if self.explainer is None:
+            raise HTTPException(status_code=404, detail="this application was built without an explainer")
+        _, rows = await self._rows(request)
+        return await self.explainer.explain.remote(rows)
+
 
 def build_app(args: dict):
-    """Application builder for `serve run`/RayService: args = {artifact_dir, model_name}."""
-    return V2Model.bind(args["artifact_dir"], args.get("model_name", "reference-classifier"))
+    """Application builder for `serve run`/RayService: args = {artifact_dir, model_name, explainer (bool)}."""
+    explainer = Explainer.bind(args["artifact_dir"]) if args.get("explainer") else None
+    return V2Model.bind(args["artifact_dir"], args.get("model_name", "reference-classifier"), explainer)
 
 
 def main() -> None:
@@ -105,6 +139,7 @@ def main() -> None:
     parser.add_argument("--temp-dir", required=True)
     parser.add_argument("--model-name", default="reference-classifier")
     parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--no-explainer", action="store_true", help="serve predictions only (no alibi import)")
     opts = parser.parse_args()
 
     stop = threading.Event()
@@ -113,8 +148,9 @@ def main() -> None:
     ray.init(num_cpus=opts.num_cpus, include_dashboard=False, _metrics_export_port=opts.metrics_port,
              _temp_dir=opts.temp_dir, configure_logging=False)
     serve.start(http_options={"host": "127.0.0.1", "port": opts.http_port})
-    serve.run(build_app({"artifact_dir": opts.artifact, "model_name": opts.model_name}),
-              name="reference", route_prefix="/", blocking=False)
+    app = build_app({"artifact_dir": opts.artifact, "model_name": opts.model_name,
+                     "explainer": not opts.no_explainer})
+    serve.run(app, name="reference", route_prefix="/", blocking=False)
     print("ray serve application running", flush=True)
     while not stop.is_set():
         time.sleep(0.5)

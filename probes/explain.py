@@ -1,0 +1,217 @@
+"""Explainability: explanations requested through each platform's own explainer path, scored
+against the features that matter by construction.
+
+The reference model is trained on data where only x0, x1, x2 carry the label (testbed/population.py,
+artifact metadata "informative_features"). Every platform serves the same explainer (alibi
+KernelShap over predict_proba with one configuration, deployers/runtimes/explainer_io.py); what
+differs is the path: KServe's V1 explain route calling our Model.explain, MLServer's alibi-explain
+runtime calling the model's V2 route (what Seldon Core v2 runs for a Model's `explainer`), and a
+Ray Serve deployment of our own. Scoring (`attributions`, `ranking`, `topk_recall`, `score`) is pure.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+from probes.context import ProbeContext
+from testbed import v2
+from testbed.endpoint import Endpoint
+from testbed.population import Population
+from testbed.results import Result
+
+PROBE = "explain"
+MIN_TOPK_RECALL = 1.0
+"""Stated threshold: the top-k features of the aggregated attributions (k = number of planted
+features) must be exactly the planted ones. Exact Shapley values of a linear model on this data
+give that; an explainer fed labels, shuffled features or the wrong model would not."""
+
+
+@dataclass(frozen=True)
+class ExplainPath:
+    request: str
+    """Body the route takes: "v1-instances" ({"instances": rows}) or "v2" (an Open Inference request)."""
+
+    response: str
+    """"alibi-json" (the Explanation document) or "v2-bytes" (V2 response whose first output holds it)."""
+
+    mechanism: str
+    route: str
+    methods_offered: dict = field(default_factory=dict)
+
+
+MLSERVER_ALIBI_METHODS = ["anchor_tabular", "anchor_text", "anchor_image", "kernel_shap", "integrated_gradients",
+                          "tree_shap", "tree_partial_dependence", "tree_partial_dependence_variance"]
+
+PATHS = {
+    "kserve": ExplainPath(
+        request="v1-instances", response="alibi-json", mechanism="user code",
+        route="native route POST /v1/models/<m>:explain -> kserve.Model.explain, implemented by us with alibi",
+        methods_offered={
+            "built_in": ["ART (InferenceService spec.explainer.art: adversarial examples, not feature attribution)"],
+            "extension_point": "Model.explain in a custom predictor, or a custom explainer container "
+                               "(spec.explainer.containers)",
+            "note": "the 0.20 InferenceService CRD's spec.explainer has only `art` and `containers`: no alibi "
+                    "explainer server any more",
+        }),
+    "seldon": ExplainPath(
+        request="v2", response="v2-bytes", mechanism="native",
+        route="MLServer alibi-explain runtime as a second model (<m>-explainer) calling the model's V2 infer "
+              "route (Seldon Core v2: Model spec.explainer {type, modelRef})",
+        methods_offered={
+            "built_in": MLSERVER_ALIBI_METHODS,
+            "black_box_via_infer_uri": ["anchor_tabular", "anchor_text", "anchor_image", "kernel_shap"],
+            "note": "runtime package mlserver-alibi-explain 1.6.1 (Apache-2.0) with alibi 0.9.6 (BSL-1.1); "
+                    "Seldon Core v2's Model CRD has spec.explainer",
+        }),
+    "rayserve": ExplainPath(
+        request="v2", response="alibi-json", mechanism="user code",
+        route="POST /v2/models/<m>/explain: our ingress forwarding to an Explainer deployment (ray_app.py)",
+        methods_offered={"built_in": [], "extension_point": "any Python library inside a deployment"}),
+}
+
+
+# --- pure scoring ------------------------------------------------------------------------------
+def attributions(explanation: dict, n_features: int) -> np.ndarray:
+    """Per-row attribution magnitude, shape (n_rows, n_features): mean |SHAP value| over classes."""
+    try:
+        values = np.asarray(explanation["data"]["shap_values"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"explanation has no numeric data.shap_values ({exc!r})") from None
+    if values.ndim == 2:  # a single output
+        values = values[None]
+    if values.ndim != 3 or values.shape[2] != n_features:
+        raise ValueError(f"shap_values of shape {list(values.shape)}, expected [classes, rows, {n_features}]")
+    return np.abs(values).mean(axis=0)
+
+
+def ranking(importance: np.ndarray, feature_names: list[str]) -> list[str]:
+    """Features by decreasing importance; ties keep the model's feature order (a stable sort)."""
+    order = np.argsort(-np.asarray(importance, dtype=np.float64), kind="stable")
+    return [feature_names[i] for i in order]
+
+
+def topk_recall(ranked: list[str], planted: list[str], k: int | None = None) -> float:
+    """Share of the planted features found among the first k ranked (k defaults to how many were planted)."""
+    if not planted:
+        raise ValueError("no planted features to recover")
+    k = len(planted) if k is None else k
+    return len(set(ranked[:k]) & set(planted)) / len(planted)
+
+
+def score(row_attributions: np.ndarray, feature_names: list[str], planted: list[str],
+          latencies_s: list[float], rows_per_request: int) -> dict:
+    """Top-k recall of the aggregated and of each row's attributions, and explanation latency."""
+    row_attributions = np.asarray(row_attributions, dtype=np.float64)
+    if row_attributions.ndim != 2 or len(row_attributions) == 0:
+        raise ValueError("no explained rows to score")
+    global_importance = row_attributions.mean(axis=0)
+    ranked = ranking(global_importance, feature_names)
+    per_row = [topk_recall(ranking(r, feature_names), planted) for r in row_attributions]
+    lat = np.asarray(latencies_s, dtype=np.float64)
+    scores = {
+        "topk_recall": topk_recall(ranked, planted),
+        "k": len(planted),
+        "row_topk_recall_mean": float(np.mean(per_row)),
+        "row_topk_recall_min": float(np.min(per_row)),
+        "rows_explained": int(len(row_attributions)),
+        "latency_p50_s": float(np.median(lat)) if lat.size else None,
+        "latency_max_s": float(lat.max()) if lat.size else None,
+        "latency_per_row_ms": float(np.median(lat) / rows_per_request * 1000) if lat.size else None,
+    }
+    return {"scores": scores, "ranking": ranked,
+            "importance": {f: float(v) for f, v in zip(feature_names, global_importance)},
+            "verdict": "pass" if scores["topk_recall"] >= MIN_TOPK_RECALL else "fail"}
+
+
+# --- I/O -----------------------------------------------------------------------------------------
+def request_body(path: ExplainPath, rows: np.ndarray) -> dict:
+    if path.request == "v1-instances":
+        return {"instances": np.asarray(rows, dtype=np.float64).tolist()}
+    return v2.request_body(rows)
+
+
+def parse_response(path: ExplainPath, body: dict) -> dict:
+    if path.response == "v2-bytes":
+        try:
+            return json.loads(body["outputs"][0]["data"][0])
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ValueError(f"V2 explanation response without a JSON document in outputs[0].data[0] ({exc!r}): "
+                             f"{str(body)[:200]}") from None
+    return body
+
+
+def explain_once(client: httpx.Client, endpoint: Endpoint, path: ExplainPath, rows: np.ndarray) -> tuple[dict, float]:
+    started = time.monotonic()
+    resp = client.post(endpoint.explain_url, json=request_body(path, rows))
+    elapsed = time.monotonic() - started
+    if resp.status_code != 200:
+        raise ValueError(f"HTTP {resp.status_code} from {endpoint.explain_url}: {resp.text[:300]}")
+    return parse_response(path, resp.json()), elapsed
+
+
+def probe_one(endpoint: Endpoint, path: ExplainPath, batches: list[np.ndarray], n_features: int,
+              ready_timeout_s: float = 120.0, timeout_s: float = 120.0) -> dict:
+    """Warm up (retrying while the explainer loads), then explain each batch; raw data for `score`."""
+    with httpx.Client(timeout=timeout_s) as client:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            try:
+                _, first_s = explain_once(client, endpoint, path, batches[0])
+                break
+            except (httpx.HTTPError, ValueError) as exc:
+                if time.monotonic() > deadline:
+                    raise ValueError(f"explainer did not answer within {ready_timeout_s:.0f}s: {exc}") from None
+                time.sleep(1.0)
+        rows, latencies, docs = [], [], []
+        for batch in batches:
+            doc, elapsed = explain_once(client, endpoint, path, batch)
+            rows.append(attributions(doc, n_features))
+            latencies.append(elapsed)
+            docs.append({"meta": doc.get("meta"), "expected_value": doc.get("data", {}).get("expected_value")})
+    return {"row_attributions": np.vstack(rows), "latencies_s": latencies, "first_call_s": first_s, "docs": docs}
+
+
+def run(ctx: ProbeContext) -> list[Result]:
+    rows_per_request = int(ctx.options.get("explain_rows_per_request", 5))
+    n_requests = int(ctx.options.get("explain_requests", 4))
+    features = ctx.artifact.feature_names
+    planted = list(ctx.artifact.metadata["informative_features"])
+    population = Population(ctx.artifact.metadata["recipe"]["seed"])
+    X, _ = population.sample(rows_per_request * n_requests, np.random.default_rng(ctx.seed))
+    batches = [X[i * rows_per_request:(i + 1) * rows_per_request] for i in range(n_requests)]
+    results = []
+    for platform, endpoint in ctx.endpoints.items():
+        path = PATHS.get(platform)
+        base = dict(probe=PROBE, platform=platform, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
+                    run_id=ctx.run_id, repeat=ctx.repeat)
+        evidence = {"explain_url": endpoint.explain_url, "seed": ctx.seed, "planted": planted,
+                    "rows_per_request": rows_per_request, "requests": n_requests,
+                    "route": path.route if path else None,
+                    "methods_offered": path.methods_offered if path else None,
+                    "versions": ctx.versions.get(platform, {})}
+        if path is None or not endpoint.explain_url:
+            results.append(Result(**base, verdict="unsupported", mechanism="none",
+                                  evidence={**evidence, "reason": "the endpoint has no explain_url"}))
+            continue
+        try:
+            raw = probe_one(endpoint, path, batches, len(features))
+            scored = score(raw["row_attributions"], features, planted, raw["latencies_s"], rows_per_request)
+        except (httpx.HTTPError, ValueError) as exc:
+            results.append(Result(**base, verdict="error", mechanism=path.mechanism,
+                                  evidence={**evidence, "error": str(exc)[:500]}))
+            continue
+        meta = (raw["docs"][0] or {}).get("meta") or {}
+        results.append(Result(
+            **base, verdict=scored["verdict"], mechanism=path.mechanism,
+            scores={**scored["scores"], "first_call_s": raw["first_call_s"]},
+            measurements={"ranking": scored["ranking"], "importance": scored["importance"],
+                          "latencies_s": raw["latencies_s"],
+                          "row_attributions": raw["row_attributions"].round(6).tolist()},
+            evidence={**evidence, "method": meta.get("name"), "explainer_params": meta.get("params"),
+                      "min_topk_recall": MIN_TOPK_RECALL}))
+    return results

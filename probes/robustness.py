@@ -1,0 +1,179 @@
+"""Robustness: malformed payloads sent to each platform's V2 infer route, and what it answered.
+
+For each case: the status code, the start of the message, the time taken, and whether the
+server still answered its liveness and model-readiness routes afterwards. The testbed never
+trusts an answer to be well-formed: a timeout, a reset connection or a non-JSON error body is a
+measurement, not a crash. Cases are built by a pure function; `classify`/`score` are pure too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+
+from probes.context import ProbeContext
+from testbed import v2
+from testbed.endpoint import Endpoint
+from testbed.results import Result
+
+PROBE = "robustness"
+OVERSIZED_ROWS = 100_000
+"""Rows in the oversized request: 700k values, ~13 MB of JSON; large, bounded, loopback only."""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    description: str
+    body: bytes
+    content_type: str = "application/json"
+    model: str | None = None
+    """Model name in the URL; None = the served model."""
+
+    client_error: bool = True
+    """True when a correct server should answer 4xx (the request is the client's fault)."""
+
+
+def _json(obj) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def _tensor(shape, datatype, data) -> dict:
+    return {"inputs": [{"name": "input-0", "shape": shape, "datatype": datatype, "data": data}]}
+
+
+def cases(n_features: int, oversized_rows: int = OVERSIZED_ROWS, seed: int = 0) -> list[Case]:
+    """The malformed payloads, in the order they are sent (the oversized one last)."""
+    rng = np.random.default_rng(seed)
+    row = rng.normal(size=n_features).round(6).tolist()
+    nan_body = json.dumps(_tensor([1, n_features], "FP64", [float("nan")] * n_features)).encode()  # emits NaN tokens
+    big = rng.normal(size=(oversized_rows, n_features)).round(6)
+    return [
+        Case("wrong_shape", f"well-formed V2, shape [1, {n_features - 4}] instead of [n, {n_features}]",
+             _json(_tensor([1, n_features - 4], "FP64", row[: n_features - 4]))),
+        Case("shape_data_mismatch", f"shape [2, {n_features}] but {n_features} values",
+             _json(_tensor([2, n_features], "FP64", row))),
+        Case("wrong_dtype", "datatype BYTES with strings for a numeric model",
+             _json(_tensor([1, n_features], "BYTES", ["a"] * n_features))),
+        Case("strings_as_fp64", "datatype FP64 but the values are strings",
+             _json(_tensor([1, n_features], "FP64", ["x"] * n_features))),
+        Case("nan", "FP64 NaN values (non-standard JSON NaN tokens)", nan_body),
+        Case("null_values", "JSON null values in an FP64 tensor", _json(_tensor([1, n_features], "FP64", [None] * n_features))),
+        Case("empty_body", "zero-byte request body", b""),
+        Case("empty_inputs", 'V2 body with "inputs": []', _json({"inputs": []})),
+        Case("zero_rows", f"shape [0, {n_features}], no data", _json(_tensor([0, n_features], "FP64", []))),
+        Case("missing_inputs", 'JSON object without "inputs"', _json({"instances": [row]})),
+        Case("non_json", "plain text body", b"this is not json", content_type="text/plain"),
+        Case("unknown_model", "valid body for a model that is not served",
+             _json(_tensor([1, n_features], "FP64", row)), model="no-such-model"),
+        Case("oversized", f"{oversized_rows} rows x {n_features} FP64 in one request (~{big.size * 9 // 2**20} MB JSON)",
+             _json(_tensor([oversized_rows, n_features], "FP64", big.ravel().tolist())), client_error=False),
+    ]
+
+
+def classify(status: int | None) -> str:
+    if status is None:
+        return "no answer"
+    if 200 <= status < 300:
+        return "accepted"
+    if 400 <= status < 500:
+        return "rejected"
+    if status >= 500:
+        return "server error"
+    return "other"
+
+
+def score(outcomes: list[dict]) -> dict:
+    """Pure: outcomes are {case, client_error, status, stayed_up} dicts."""
+    if not outcomes:
+        raise ValueError("no robustness outcomes to score")
+    classes = [classify(o["status"]) for o in outcomes]
+    client = [(o, c) for o, c in zip(outcomes, classes) if o["client_error"]]
+    stayed_up = all(o["stayed_up"] for o in outcomes)
+    scores = {
+        "cases": len(outcomes),
+        "stayed_up": stayed_up,
+        "down_after": [o["case"] for o in outcomes if not o["stayed_up"]],
+        "rejected_4xx": classes.count("rejected"),
+        "server_error_5xx": classes.count("server error"),
+        "accepted_2xx": classes.count("accepted"),
+        "next_request_failed": sum(1 for o in outcomes if o.get("next_request", 200) != 200),
+        "no_answer": classes.count("no answer"),
+        # The share of client mistakes answered as such (4xx): how well the platform tells users it was them.
+        "client_errors_as_4xx": sum(c == "rejected" for _, c in client) / len(client) if client else None,
+    }
+    return {"scores": scores, "verdict": "pass" if stayed_up else "fail"}
+
+
+def _healthy(client: httpx.Client, endpoint: Endpoint, wait_s: float) -> dict:
+    """Liveness and model readiness, retried for up to wait_s (a busy server may answer late)."""
+    deadline = time.monotonic() + wait_s
+    last = {}
+    while True:
+        for name, url in (("live", endpoint.server_live_url), ("model_ready", endpoint.model_ready_url)):
+            try:
+                last[name] = client.get(url, timeout=2.0).status_code
+            except httpx.HTTPError as exc:
+                last[name] = f"{type(exc).__name__}"
+        if all(v == 200 for v in last.values()) or time.monotonic() > deadline:
+            return {**last, "ok": all(v == 200 for v in last.values())}
+        time.sleep(0.25)
+
+
+def probe_one(endpoint: Endpoint, all_cases: list[Case], good_body: dict, timeout_s: float = 60.0,
+              health_wait_s: float = 10.0) -> list[dict]:
+    outcomes = []
+    with httpx.Client(timeout=timeout_s) as client:
+        for case in all_cases:
+            url = endpoint.infer_url if case.model is None else \
+                f"{endpoint.base_url}/v2/models/{case.model}/infer"
+            started = time.monotonic()
+            status, message, error = None, "", None
+            try:
+                resp = client.post(url, content=case.body, headers={"content-type": case.content_type})
+                status, message = resp.status_code, resp.text[:300]
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+            elapsed = time.monotonic() - started
+            # A valid request right after, on the same keep-alive connection: some servers drop the
+            # connection after an unhandled error, and a client reusing it sees a reset (a race).
+            try:
+                next_status = client.post(endpoint.infer_url, json=good_body).status_code
+            except httpx.HTTPError as exc:
+                next_status = f"{type(exc).__name__}: {exc}"[:120]
+            health = _healthy(client, endpoint, health_wait_s)
+            outcomes.append({"case": case.name, "description": case.description, "client_error": case.client_error,
+                             "request_bytes": len(case.body), "status": status, "class": classify(status),
+                             "message": message, "transport_error": error, "seconds": round(elapsed, 4),
+                             "next_request": next_status, "health_after": health, "stayed_up": health["ok"]})
+    return outcomes
+
+
+# Who validates the payload: the answers below are the platform's own only where it parses V2 itself.
+VALIDATION = {
+    "kserve": ("native", "KServe decodes V2 itself; the feature-count check is ours (kserve_server.py predict)"),
+    "seldon": ("native", "MLServer decodes and validates V2 itself"),
+    "rayserve": ("user code", "Ray Serve has no V2 protocol: decoding and validation are ours (ray_app.py)"),
+}
+
+
+def run(ctx: ProbeContext) -> list[Result]:
+    rows = int(ctx.options.get("oversized_rows", OVERSIZED_ROWS))
+    all_cases = cases(len(ctx.artifact.feature_names), oversized_rows=rows, seed=ctx.seed)
+    good_body = v2.request_body(ctx.artifact.probe_rows()[:1], request_id="robustness-follow-up")
+    results = []
+    for platform, endpoint in ctx.endpoints.items():
+        outcomes = probe_one(endpoint, all_cases, good_body)
+        scored = score(outcomes)
+        results.append(Result(
+            probe=PROBE, platform=platform, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
+            verdict=scored["verdict"], mechanism=VALIDATION.get(platform, ("native", ""))[0],
+            scores=scored["scores"], measurements={"cases": outcomes},
+            evidence={"infer_url": endpoint.infer_url, "validation": VALIDATION.get(platform, ("", "unknown"))[1], "oversized_rows": rows, "seed": ctx.seed,
+                      "versions": ctx.versions.get(platform, {})},
+            run_id=ctx.run_id, repeat=ctx.repeat))
+    return results

@@ -1,0 +1,86 @@
+"""Monitoring scoring on recorded query values: known inputs -> known scores (no server)."""
+
+import pytest
+
+from probes import monitoring as m
+from testbed import errors
+from testbed.population import Population
+
+EXPECTED = m.expected_counts(answered_ok=20, answered_failed=5)
+
+
+def test_expected_counts_follow_answers():
+    assert EXPECTED == {m.ALL: 25, m.OK: 20, m.FAILED: 5}
+
+
+def test_exact_counts_pass_and_absent_signals_are_not_exposed():
+    before = {"requests_total": 9.0, "requests_ok": 6.0, "requests_failed": 3.0, "latency_histogram": 9.0}
+    after = {"requests_total": 34.0, "requests_ok": 26.0, "requests_failed": 8.0, "latency_histogram": 34.0,
+             "model_label": 1.0}
+    scored = m.score(m.CATALOGUE["kserve"], before, after, EXPECTED)
+    assert scored["verdict"] == "pass"
+    assert scored["scores"]["count_accuracy"] == 1.0
+    assert scored["scores"]["count_signals"] == 4
+    assert scored["scores"]["signals_exposed"] == 5
+    assert scored["scores"]["coverage"] == pytest.approx(5 / 7)
+    assert scored["signals"]["status_codes"] == {"exposed": False, "counts": None,
+                                                 "note": m.CATALOGUE["kserve"].signals["status_codes"].note}
+
+
+def test_a_miscount_fails_and_reports_the_error():
+    before = {"requests_total": 0.0, "requests_ok": 0.0, "requests_failed": 0.0, "latency_histogram": 0.0,
+              "status_codes": 0.0}
+    after = {"requests_total": 24.0, "requests_ok": 20.0, "requests_failed": 5.0, "latency_histogram": 25.0,
+             "status_codes": 5.0}
+    scored = m.score(m.CATALOGUE["seldon"], before, after, EXPECTED)
+    assert scored["verdict"] == "fail"
+    assert scored["signals"]["requests_total"]["exact"] is False
+    assert scored["scores"]["count_accuracy"] == pytest.approx(4 / 5)
+    assert scored["scores"]["max_count_error"] == 1.0
+
+
+def test_a_counter_born_during_the_traffic_counts_from_zero():
+    # MLServer creates its failure series on the first failure: absent before, 5 after.
+    before = {"requests_total": 10.0, "requests_ok": 10.0, "requests_failed": None, "latency_histogram": 10.0,
+              "status_codes": None}
+    after = {"requests_total": 35.0, "requests_ok": 30.0, "requests_failed": 5.0, "latency_histogram": 35.0,
+             "status_codes": 5.0}
+    assert m.score(m.CATALOGUE["seldon"], before, after, EXPECTED)["verdict"] == "pass"
+
+
+def test_nothing_counted_is_a_fail_not_a_vacuous_pass():
+    scored = m.score(m.CATALOGUE["rayserve"], {}, {}, EXPECTED)
+    assert scored["verdict"] == "fail"
+    assert scored["scores"]["count_accuracy"] is None
+    assert scored["scores"]["coverage"] == 0.0
+
+
+def test_counts_reached_waits_for_every_count_signal():
+    cat = m.CATALOGUE["rayserve"]
+    before = {n: 0.0 for n in cat.signals}
+    partial = {"requests_total": 25.0, "requests_ok": 20.0, "requests_failed": 5.0, "latency_histogram": 25.0,
+               "status_codes": None}
+    assert not m.counts_reached(cat, before, partial, EXPECTED)
+    assert m.counts_reached(cat, before, {**partial, "status_codes": 5.0}, EXPECTED)
+
+
+def test_catalogue_covers_every_signal_and_renders_plain_promql():
+    for platform, cat in m.CATALOGUE.items():
+        assert set(cat.signals) == set(m.SIGNALS), platform
+        for name, signal in cat.signals.items():
+            q = m.render(signal, platform, "reference-classifier")
+            if q is not None:
+                assert "$" not in q and f'platform="{platform}"' in q, (platform, name, q)
+                assert q.count("{") == q.count("}")
+
+
+def test_traffic_plan_is_seeded_and_rejects_zero_requests():
+    pop = Population(1)
+    a = m.TrafficPlan(good=4, bad=2, seed=3).requests(pop, 7)
+    b = m.TrafficPlan(good=4, bad=2, seed=3).requests(pop, 7)
+    assert a == b
+    assert [k for k, _ in a].count("bad") == 2
+    assert all(body["inputs"][0]["shape"] == [1, 3] for k, body in a if k == "bad")
+    assert all(body["inputs"][0]["shape"] == [1, 7] for k, body in a if k == "good")
+    with pytest.raises(errors.TestbedError, match="at least one good and one bad"):
+        m.TrafficPlan(good=0, bad=5).validate()
