@@ -4,7 +4,7 @@ import pytest
 
 from probes import registry, userdata
 from testbed import errors
-from tests.conftest import testbed_cli as run_cli
+from testbed_cli import run_testbed as run_cli
 
 FEATURES = ["x0", "x1", "x2", "x3", "x4", "x5", "segment"]
 

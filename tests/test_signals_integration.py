@@ -6,7 +6,7 @@ import os
 import pytest
 
 from probes import explain, monitoring, registry, robustness
-from tests.conftest import testbed_cli as run_cli
+from testbed_cli import run_testbed as run_cli
 
 pytestmark = pytest.mark.integration
 
