@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 
+from testbed.backends.local import processes
 from testbed_cli import run_testbed
 
 
@@ -42,11 +42,7 @@ def testbed_up():
     ports = [port for p in status["platforms"].values() for port in p["ports"].values()]
     ports.append(int(status["prometheus"]["url"].rsplit(":", 1)[1]))
     ports += [svc["port"] for key, svc in status.items() if key.endswith("_exporter") and svc]
-    still = [port for port in ports if _listening(port)]
+    still = [port for port in ports if processes.is_listening(port)]
     assert not still, f"ports still listening after `down`: {still}"
     assert json.loads(run_testbed("status", "--json").stdout)["state"] == "stopped"
 
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -74,5 +74,5 @@ def test_runtime_that_dies_at_start_stops_the_others(state_dir):
     seldon = last["platforms"]["seldon"]
     assert seldon["pid"] and processes.session_members(seldon["pid"]) == []
     for port in seldon["ports"].values():
-        assert processes.port_is_free(port)
+        assert not processes.is_listening(port)
     assert not processes.session_members(last["prometheus"]["pid"])

@@ -29,8 +29,13 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     # 0.0.0.0 listeners (KServe binds all interfaces) also make a loopback port unusable.
+    return not is_listening(port)
+
+
+def is_listening(port: int) -> bool:
+    """Something accepts connections on 127.0.0.1:port (unlike a failed bind, not fooled by TIME_WAIT)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def claim_port(port: int | None, owner: str) -> int:
