@@ -89,6 +89,102 @@ class V2Model:
                 "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(labels)],
                              "data": labels.tolist()}]}
 
+    def predict_rows(self, rows: np.ndarray) -> np.ndarray:
+        """For deployments that compose this model through a handle (the detected application)."""
+        return self.model.predict(rows).astype(np.int64)
+
+
+# --- detection: Ray Serve has none built in; this composition (model + detector) is user code ---------
+detected_api = FastAPI()
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=1000)
+class Detector:
+    """The saved detectors in one replica (drift windows are state), reporting verdicts to the sink."""
+
+    def __init__(self, detectors_dir: str, model_sha256: str, n_features: int, sink: str, platform: str):
+        import queue
+
+        import detectors_io
+
+        self.io = detectors_io
+        self.meta, self.outlier, drift = detectors_io.load(detectors_dir, model_sha256, n_features)
+        self.windows = detectors_io.DriftWindows(drift, self.meta["drift"]["window_rows"], self.meta["feature_names"])
+        self.sink = sink
+        self.reports = queue.Queue(maxsize=10000)
+        self.dropped = 0
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def detect(self, rows: np.ndarray, request_id) -> dict:
+        verdicts = [self.io.outlier_verdict(self.outlier, rows, request_id)]
+        verdicts += self.windows.add(rows, request_id)
+        report = {"request_id": request_id, "n_rows": int(rows.shape[0]), "verdicts": verdicts,
+                  "computed_by": "Ray Serve deployment (user code, alibi-detect)"}
+        try:
+            self.reports.put_nowait(report)
+        except Exception:  # queue.Full: the sink is slower than traffic; counted as lost events
+            self.dropped += 1
+        return {"flags": verdicts[0]["flags"], "drift_windows": len(verdicts) - 1}
+
+    def _drain(self) -> None:
+        import json
+        import urllib.request
+
+        while True:
+            report = self.reports.get()
+            req = urllib.request.Request(self.sink, data=json.dumps(report).encode(),
+                                         headers={"content-type": "application/json"}, method="POST")
+            try:
+                urllib.request.urlopen(req, timeout=10).read()
+            except OSError as exc:
+                print(f"detector sink unreachable: {exc}", flush=True)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+@serve.ingress(detected_api)
+class DetectedModel:
+    """V2 inference through the model and the detector at once (the model is the reference app's)."""
+
+    def __init__(self, detector, model_name: str, n_features: int, reference_app: str):
+        self.detector = detector
+        self.model = serve.get_deployment_handle("V2Model", app_name=reference_app)
+        self.model_name = model_name
+        self.n_features = n_features
+
+    @detected_api.get("/v2/health/ready")
+    def ready(self):
+        return {"ready": True}
+
+    @detected_api.get("/v2/models/{name}/ready")
+    def model_ready(self, name: str):
+        if name != self.model_name:
+            raise HTTPException(status_code=404, detail=f"model {name!r} not found")
+        return {"name": name, "ready": True}
+
+    @detected_api.post("/v2/models/{name}/infer")
+    async def infer(self, name: str, request: Request):
+        if name != self.model_name:
+            raise HTTPException(status_code=404, detail=f"model {name!r} not found")
+        try:
+            body = await request.json()
+            rows = decode_v2(body, self.n_features)
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        labels = self.model.predict_rows.remote(rows)
+        verdict = self.detector.detect.remote(rows, body.get("id"))
+        labels, _ = await labels, await verdict
+        return {"model_name": name, "id": body.get("id"),
+                "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(labels)],
+                             "data": labels.tolist()}]}
+
+
+def build_detected_app(args: dict):
+    """args = {detectors_dir, model_sha256, n_features, sink, model_name, reference_app}."""
+    detector = Detector.bind(args["detectors_dir"], args["model_sha256"], int(args["n_features"]), args["sink"],
+                             args.get("platform", "rayserve"))
+    return DetectedModel.bind(detector, args.get("model_name", "reference-classifier"), int(args["n_features"]),
+                              args.get("reference_app", "reference"))
+
 
 def build_app(args: dict):
     """Application builder for `serve run`/RayService: args = {artifact_dir, model_name}."""
@@ -105,6 +201,10 @@ def main() -> None:
     parser.add_argument("--temp-dir", required=True)
     parser.add_argument("--model-name", default="reference-classifier")
     parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--detectors", help="detectors directory: also serve the detected application")
+    parser.add_argument("--detector-sink", help="detector service /verdicts URL (with ?platform=...)")
+    parser.add_argument("--model-sha256")
+    parser.add_argument("--n-features", type=int)
     opts = parser.parse_args()
 
     stop = threading.Event()
@@ -116,6 +216,13 @@ def main() -> None:
     serve.run(build_app({"artifact_dir": opts.artifact, "model_name": opts.model_name}),
               name="reference", route_prefix="/", blocking=False)
     print("ray serve application running", flush=True)
+    if opts.detectors:
+        # After the model is up, so loading alibi-detect (10-15 s) does not delay its readiness.
+        serve.run(build_detected_app({"detectors_dir": opts.detectors, "model_sha256": opts.model_sha256,
+                                      "n_features": opts.n_features, "sink": opts.detector_sink,
+                                      "model_name": opts.model_name, "reference_app": "reference"}),
+                  name="detected", route_prefix="/detected", blocking=False)
+        print("ray serve detected application running", flush=True)
     while not stop.is_set():
         time.sleep(0.5)
     serve.shutdown()

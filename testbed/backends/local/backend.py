@@ -17,7 +17,7 @@ from deployers import get_platform
 from probes import parity
 from testbed import artifact as artifact_mod
 from testbed import prometheus, state
-from testbed.backends.local import envs, processes
+from testbed.backends.local import detection, envs, processes
 from testbed.endpoint import Endpoint
 from testbed.errors import ParityFailed, PrometheusError, TestbedError
 from testbed.settings import Settings
@@ -35,10 +35,13 @@ class LocalBackend:
             Step("check prerequisites", self._prerequisites),
             Step("model artifact", self._artifact),
             Step("runtime environments", self._environments),
+            Step("detectors", lambda ctx: detection.step_detectors(ctx, self._save)),
             Step("start runtimes", self._start_runtimes),
+            Step("start detection paths", lambda ctx: detection.step_start_paths(ctx, self._save)),
             Step("start Prometheus", self._start_prometheus),
             Step("wait for readiness", self._wait_ready),
             Step("prediction parity", self._parity),
+            Step("wait for detection paths", lambda ctx: detection.step_wait_paths(ctx, self._save)),
             Step("check scrape targets", self._scrape_targets),
         ]
 
@@ -87,6 +90,10 @@ class LocalBackend:
         targets = [prometheus.ScrapeTarget(job=name, url=dep.endpoint(ctx).metrics_url,
                                            labels=(("platform", name), ("backend", self.name)))
                    for name, dep in ctx.deployments.items()]
+        if detection.scrape_url(ctx):
+            targets.append(prometheus.ScrapeTarget(job="detectors", url=detection.scrape_url(ctx),
+                                                   labels=(("backend", self.name),)))
+        ctx.extra["scrape_jobs"] = [t.job for t in targets]
         config_file = run_dir / "prometheus.yml"
         state.atomic_write_text(config_file, prometheus.render_config(targets, ctx.settings.scrape_interval_s))
         data_dir = ctx.settings.state_dir / "prometheus-data"
@@ -152,7 +159,8 @@ class LocalBackend:
         while True:
             targets = client.targets()
             health = {t["job"]: t["health"] for t in targets}
-            if len(targets) == len(ctx.deployments) and all(h == "up" for h in health.values()):
+            expected = len(ctx.extra.get("scrape_jobs", ctx.deployments))
+            if len(targets) == expected and all(h == "up" for h in health.values()):
                 break
             if time.monotonic() > deadline:
                 bad = [f"{t['job']} ({t['url']}): {t['health']} {t['last_error']}" for t in targets if t["health"] != "up"]
@@ -181,6 +189,7 @@ class LocalBackend:
                 for name, dep in ctx.deployments.items()
             },
             "parity": ctx.extra.get("parity"),
+            "detection": ctx.extra.get("detection"),
             "timings": ctx.timings,
         })
 
@@ -202,6 +211,7 @@ class LocalBackend:
                 seen = processes.stop_session(pid)
                 lines.append(f"stopped {name} (session {pid}, {len(seen)} processes)")
                 say(f"  {lines[-1]}")
+        lines += detection.stop_recorded(current.get("detection"), say)
         prom = current.get("prometheus") or {}
         if prom.get("pid") and processes.session_members(prom["pid"]):
             processes.stop_session(prom["pid"])
@@ -246,6 +256,7 @@ class LocalBackend:
             "model": current.get("model"),
             "prometheus": prom_status,
             "platforms": platforms,
+            "detection": current.get("detection"),
             "timings": current.get("timings", {}),
         }
 

@@ -1,0 +1,202 @@
+"""Detection paths on the local backend: the detector service, and each platform's way to reach it.
+
+Three `up` steps (see LocalBackend.up_steps):
+- `detectors`: fit the detectors once beside the artifact (or verify the saved ones), start the
+  detector service (KServe's add-on target, every path's verdict sink, a Prometheus target).
+- `start detection paths`: start each platform's sidecars (a platform module's Local class may
+  define `detection_sidecars(ctx, sink)`), e.g. KServe's transformer, Seldon's pipeline stand-in.
+- `wait for detection paths`: after the models are ready (so detector loading never delays them),
+  run each platform's `detection_ready(ctx, sink)` (e.g. MLServer loads its detector models), wait
+  for every sidecar, then publish each path as Endpoint.detection.
+Everything started here is recorded in the state file under "detection" so `down` stops it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import httpx
+
+from testbed import detectors
+from testbed.backends.local import envs, processes
+from testbed.errors import RuntimeStartFailed, TestbedError
+from testbed.steps import UpContext
+
+RUNTIMES_DIR = detectors.RUNTIMES_DIR
+
+
+@dataclass
+class Sidecar:
+    """A helper process of a detection path: started, waited for and stopped by its session."""
+
+    name: str
+    env: envs.EnvSpec
+    command: Callable[[Path, int], list[str]]
+    """(venv python, port) -> argv."""
+
+    ready_path: str = "/v2/health/ready"
+    extra_env: dict = field(default_factory=dict)
+    pid: int | None = None
+    port: int | None = None
+    log: Path | None = None
+    started_at: float | None = None
+    ready_after_s: float | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, ctx: UpContext) -> None:
+        env_dir = envs.ensure(self.env, ctx.settings.envs_dir, ctx.say)
+        workdir = ctx.settings.run_dir / "detection"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = processes.claim_port(None, self.name)
+        self.log = workdir / f"{self.name}.log"
+        self.started_at = time.monotonic()
+        self.pid = processes.start(self.command(envs.python_of(env_dir), self.port), self.log, cwd=workdir,
+                                   env={"PYTHONUNBUFFERED": "1", **self.extra_env})
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = self.started_at + timeout_s
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                code = processes.reap(self.pid)
+                if code is not None or not processes.alive(self.pid):
+                    raise RuntimeStartFailed(self.name, f"its process (pid {self.pid}) exited"
+                                             + (f" with code {code}" if code is not None else ""),
+                                             self.log, processes.log_tail(self.log))
+                try:
+                    if client.get(self.url + self.ready_path).status_code == 200:
+                        self.ready_after_s = round(time.monotonic() - self.started_at, 2)
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeStartFailed(self.name, f"{self.url}{self.ready_path} did not answer 200 within "
+                                             f"{timeout_s:.0f}s", self.log, processes.log_tail(self.log))
+                time.sleep(0.25)
+
+    def to_state(self) -> dict:
+        return {"pid": self.pid, "port": self.port, "url": self.url, "log": str(self.log),
+                "ready_after_s": self.ready_after_s, "env": self.env.name}
+
+
+def sink_urls(service_url: str, platform: str, mechanism: str) -> dict:
+    q = f"platform={platform}&mechanism={mechanism.replace(' ', '+')}"
+    return {"events": f"{service_url}/events?{q}", "verdicts": f"{service_url}/verdicts?{q}",
+            "log": f"{service_url}/verdicts?platform={platform}", "metrics": f"{service_url}/metrics",
+            "service": service_url}
+
+
+def _state(ctx: UpContext) -> dict:
+    return ctx.extra.setdefault("detection", {"processes": {}, "paths": {}})
+
+
+def _register(ctx: UpContext, sidecar: Sidecar) -> None:
+    ctx.extra.setdefault("detection_sidecars", {})[sidecar.name] = sidecar
+    _state(ctx)["processes"][sidecar.name] = sidecar.to_state()
+
+
+def step_detectors(ctx: UpContext, save: Callable[[UpContext], None]) -> None:
+    """Fit (once) or verify the detectors, then start the detector service."""
+    fitted = detectors.ensure(ctx.artifact, ctx.settings.envs_dir, ctx.say)
+    ctx.extra["detectors"] = fitted
+    state = _state(ctx)
+    state["detectors"] = fitted.summary()
+    service = Sidecar(
+        name="detector-service", env=detectors.ENV, ready_path="/ready",
+        command=lambda py, port: [str(py), str(RUNTIMES_DIR / "detector_service.py"), "--detectors",
+                                  str(fitted.path), "--port", str(port), "--model-sha256", ctx.artifact.sha256,
+                                  "--n-features", str(len(ctx.artifact.feature_names))])
+    service.start(ctx)
+    _register(ctx, service)
+    state["service_url"] = service.url
+    save(ctx)
+    ctx.say(f"  detectors {fitted.path.name} (config {fitted.metadata['config_key']}); "
+            f"detector service pid {service.pid} on {service.url}")
+
+
+def step_start_paths(ctx: UpContext, save: Callable[[UpContext], None]) -> None:
+    service_url = _state(ctx)["service_url"]
+    for name, dep in ctx.deployments.items():
+        hook = getattr(dep, "detection_sidecars", None)
+        if hook is None:
+            continue
+        for sidecar in hook(ctx, service_url):
+            sidecar.start(ctx)
+            _register(ctx, sidecar)
+            ctx.say(f"  {name}: {sidecar.name} pid {sidecar.pid} on {sidecar.url}")
+        save(ctx)
+
+
+def step_wait_paths(ctx: UpContext, save: Callable[[UpContext], None]) -> None:
+    """Wait for the detector service, each platform's detection hook and every sidecar, in parallel."""
+    state = _state(ctx)
+    service_url = state["service_url"]
+    timeout = ctx.settings.ready_timeout_s
+    errors: list[TestbedError] = []
+    started = time.monotonic()
+
+    def guarded(fn, *args):
+        try:
+            fn(*args)
+        except TestbedError as exc:
+            errors.append(exc)
+        except Exception as exc:  # a hook's bug must not leave `up` hanging
+            errors.append(TestbedError(f"detection path: {type(exc).__name__}: {exc}"))
+
+    jobs = [threading.Thread(target=guarded, args=(s.wait_ready, timeout), daemon=True)
+            for s in ctx.extra.get("detection_sidecars", {}).values()]
+    for name, dep in ctx.deployments.items():
+        hook = getattr(dep, "detection_ready", None)
+        if hook is not None:
+            jobs.append(threading.Thread(target=guarded, args=(hook, ctx, service_url, timeout), daemon=True))
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join()
+    for s in ctx.extra.get("detection_sidecars", {}).values():
+        state["processes"][s.name] = s.to_state()
+    if errors:
+        save(ctx)
+        raise errors[0]
+    for name, dep in ctx.deployments.items():
+        paths = getattr(dep, "detection_paths", None)
+        if paths is not None:
+            state["paths"][name] = paths(ctx, service_url)
+    ctx.timings["ready:detection"] = round(time.monotonic() - started, 2)
+    save(ctx)
+    ctx.say("  " + ", ".join(f"{n}: {p['outlier']['label']}" for n, p in state["paths"].items())
+            + f" (detection ready {ctx.timings['ready:detection']:.1f}s after the models)")
+
+
+def stop_recorded(recorded: dict | None, say) -> list[str]:
+    lines = []
+    for name, info in ((recorded or {}).get("processes") or {}).items():
+        pid = info.get("pid")
+        if pid and processes.session_members(pid):
+            seen = processes.stop_session(pid)
+            lines.append(f"stopped {name} (session {pid}, {len(seen)} processes)")
+            say(f"  {lines[-1]}")
+    return lines
+
+
+def scrape_url(ctx: UpContext) -> str | None:
+    url = _state(ctx).get("service_url") if "detection" in ctx.extra else None
+    return f"{url}/metrics" if url else None
+
+
+def path_info(ctx: UpContext, platform: str, infer_url: str, label: str, service_url: str, **details) -> dict:
+    """Endpoint.detection for one platform: the same path serves both kinds of detection here."""
+    fitted = ctx.extra["detectors"]
+    sink = sink_urls(service_url, platform, label)
+    common = {"url": infer_url, "label": label, "verdicts_url": sink["log"], "metrics_url": sink["metrics"],
+              "prometheus_labels": {"platform": platform, "mechanism": label},
+              "detectors_path": str(fitted.path), "detectors_sha256": fitted.metadata["files"], **details}
+    return {"outlier": {**common, "detector": fitted.summary()["outlier"]},
+            "drift": {**common, "detector": fitted.summary()["drift"],
+                      "window_rows": fitted.window_rows, "request_rows": fitted.request_rows}}
