@@ -35,9 +35,9 @@ class KServeLocal(LocalProcess):
         model = ctx.artifact.name
         return [detection.Sidecar(
             name="kserve-transformer", env=ENV, ready_path=f"/v2/models/{model}/ready",
-            command=lambda py, port: [str(py), str(RUNTIMES_DIR / "kserve_transformer.py"), "--http-port", str(port),
-                                      "--predictor-host", f"127.0.0.1:{self.ports['http']}", "--model-name", model,
-                                      "--sink", sink])]
+            command=lambda py, me, _: [str(py), str(RUNTIMES_DIR / "kserve_transformer.py"), "--http-port",
+                                       str(me.port), "--predictor-host", f"127.0.0.1:{self.ports['http']}",
+                                       "--model-name", model, "--sink", sink])]
 
     def detection_paths(self, ctx, service_url: str) -> dict:
         transformer = ctx.extra["detection_sidecars"]["kserve-transformer"]

@@ -4,16 +4,12 @@ with under the V2 protocol, and what Seldon Core v2 runs); a SeldonDeployment on
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-import httpx
-
-from testbed.backends.local import detection, processes
+from testbed.backends.local import detection
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
-from testbed.errors import RuntimeStartFailed
 from testbed.platforms import Platform
 
 # uvloop 0.23 breaks MLServer 1.7.1's workers ("There is no current event loop").
@@ -67,13 +63,9 @@ class SeldonLocal(LocalProcess):
                         model_name=model_name, metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
                         notes=("served by MLServer, the runtime Seldon Core uses for SKLEARN_SERVER (v2 protocol)",))
 
-    # --- detection (native detector runtime; routing by a stand-in for the v2 pipeline) ------------
+    # --- detection: detectors on a second MLServer (native runtime); routing by a v2 pipeline stand-in ----
     OUTLIER_MODEL = "outlier-detector"
     DRIFT_MODEL = "drift-detector"
-
-    def extra_env(self, workdir: Path) -> dict[str, str]:
-        # MLServer imports the outlier detector's runtime (mlserver_detectors.py) from here.
-        return {"PYTHONPATH": str(RUNTIMES_DIR)}
 
     def detector_model_settings(self, ctx) -> dict[str, dict]:
         fitted = ctx.extra["detectors"]
@@ -89,54 +81,54 @@ class SeldonLocal(LocalProcess):
                                               "extra": {"batch_size": fitted.window_rows // fitted.request_rows}}},
         }
 
+    def _detector_server_command(self, ctx, python: Path, me, workdir: Path) -> list[str]:
+        """A second MLServer, as Seldon Core v2 would schedule detector Models on a Server: it starts in
+        parallel with the classifier's and imports alibi-detect (10-15 s) without delaying it."""
+        repo = workdir / "models"
+        (workdir / "metrics").mkdir(parents=True, exist_ok=True)
+        for name, settings in self.detector_model_settings(ctx).items():
+            (repo / name).mkdir(parents=True, exist_ok=True)
+            (repo / name / "model-settings.json").write_text(json.dumps(settings, indent=2))
+        (repo / "settings.json").write_text(json.dumps(mlserver_settings(me.ports, workdir), indent=2))
+        return [str(python.parent / "mlserver"), "start", str(repo)]
+
     def detection_sidecars(self, ctx, service_url: str) -> list:
         fitted = ctx.extra["detectors"]
         sink = detection.sink_urls(service_url, self.platform, "native")["verdicts"]
-        mlserver_url = f"http://127.0.0.1:{self.ports['http']}"
-        return [detection.Sidecar(
+        server = detection.Sidecar(
+            name="seldon-detector-server", env=ENV, ready_path="/v2/health/ready",
+            port_names=("http", "grpc", "metrics"), metrics_port="metrics", labels=(("platform", self.platform),),
+            # MLServer imports the outlier detector's runtime (mlserver_detectors.py) from here.
+            extra_env={"PYTHONPATH": str(RUNTIMES_DIR)},
+            command=lambda py, me, workdir: self._detector_server_command(ctx, py, me, workdir))
+        pipeline = detection.Sidecar(
             name="seldon-pipeline", env=ENV, ready_path="/v2/health/ready",
-            command=lambda py, port: [str(py), str(RUNTIMES_DIR / "seldon_pipeline.py"), "--port", str(port),
-                                      "--mlserver", mlserver_url, "--model", ctx.artifact.name,
-                                      "--outlier-model", self.OUTLIER_MODEL, "--drift-model", self.DRIFT_MODEL,
-                                      "--outlier-threshold", str(fitted.metadata["outlier"]["threshold"]),
-                                      "--features", ",".join(ctx.artifact.feature_names), "--sink", sink])]
-
-    def detection_ready(self, ctx, service_url: str, timeout_s: float) -> None:
-        """Load the detector models once the classifier is up (MLServer scans its repository on load):
-        importing alibi-detect takes 10-15 s, and the classifier's readiness should not wait for it."""
-        repo = self.workdir / "models"
-        base = f"http://127.0.0.1:{self.ports['http']}"
-        with httpx.Client(timeout=timeout_s) as client:
-            for name, settings in self.detector_model_settings(ctx).items():
-                (repo / name).mkdir(parents=True, exist_ok=True)
-                (repo / name / "model-settings.json").write_text(json.dumps(settings, indent=2))
-                started = time.monotonic()
-                try:
-                    resp = client.post(f"{base}/v2/repository/models/{name}/load")
-                except httpx.HTTPError as exc:
-                    resp = None
-                    detail = f"{type(exc).__name__}: {exc}"
-                if resp is None or resp.status_code != 200:
-                    detail = detail if resp is None else f"HTTP {resp.status_code}: {resp.text[:300]}"
-                    raise RuntimeStartFailed(f"seldon {name}", f"MLServer did not load it ({detail})",
-                                             self.log_path, processes.log_tail(self.log_path))
-                ctx.timings[f"load:seldon:{name}"] = round(time.monotonic() - started, 2)
+            command=lambda py, me, _: [
+                str(py), str(RUNTIMES_DIR / "seldon_pipeline.py"), "--port", str(me.port),
+                "--mlserver", f"http://127.0.0.1:{self.ports['http']}", "--detector-server", server.url,
+                "--model", ctx.artifact.name, "--outlier-model", self.OUTLIER_MODEL, "--drift-model", self.DRIFT_MODEL,
+                "--outlier-threshold", str(fitted.metadata["outlier"]["threshold"]),
+                "--features", ",".join(ctx.artifact.feature_names), "--sink", sink])
+        return [server, pipeline]
 
     def detection_paths(self, ctx, service_url: str) -> dict:
-        pipeline = ctx.extra["detection_sidecars"]["seldon-pipeline"]
+        sidecars = ctx.extra["detection_sidecars"]
         return detection.path_info(
-            ctx, self.platform, f"{pipeline.url}/v2/models/{ctx.artifact.name}/infer", "native", service_url,
-            computed_by="MLServer alibi-detect runtime (mlserver_alibi_detect 1.6.1; the outlier model through "
-                        "a subclass that only swaps loading, since save_detector cannot save it without TensorFlow)",
+            ctx, self.platform, f"{sidecars['seldon-pipeline'].url}/v2/models/{ctx.artifact.name}/infer", "native",
+            service_url,
+            computed_by="MLServer alibi-detect runtime (mlserver_alibi_detect 1.6.1) on a second MLServer; the "
+                        "outlier model through a subclass that only swaps loading (save_detector cannot save it "
+                        "without TensorFlow)",
             routing="testbed stand-in for one Seldon Core v2 Pipeline (deployers/runtimes/seldon_pipeline.py): the "
                     "v2 scheduler, pipeline gateway and Kafka dataflow do not run locally, so the stand-in answers "
                     "with the model step and feeds both detector models asynchronously, in order; its latency "
                     "is not Kafka's",
             kind_equivalent="Seldon Core v2 Pipeline with steps [model, outlier-detector, drift-detector "
-                            "(batch.size)], detectors as Model CRs on the MLServer server; Seldon Core v1: the "
+                            "(batch.size)], detectors as Model CRs on an MLServer Server; Seldon Core v1: the "
                             "SeldonDeployment logger to the detector service",
-            native_metrics="MLServer exports seldon_model_drift (histogram: _count = windows, _sum = alarms)")
-
+            native_metrics="the detector MLServer exports seldon_model_drift (histogram: _count = windows, "
+                           "_sum = alarms), scraped as job seldon-detector-server",
+            detector_server=sidecars["seldon-detector-server"].url)
 
 PLATFORM = Platform(
     name="seldon",

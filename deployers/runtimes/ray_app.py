@@ -89,13 +89,20 @@ class V2Model:
                 "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(labels)],
                              "data": labels.tolist()}]}
 
-    def predict_rows(self, rows: np.ndarray) -> np.ndarray:
-        """For deployments that compose this model through a handle (the detected application)."""
-        return self.model.predict(rows).astype(np.int64)
-
 
 # --- detection: Ray Serve has none built in; this composition (model + detector) is user code ---------
 detected_api = FastAPI()
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+class Model:
+    """The artifact without routes, for composition (an application may have one FastAPI ingress only)."""
+
+    def __init__(self, artifact_dir: str):
+        self.model, self.metadata = load_verified(artifact_dir)
+
+    def predict_rows(self, rows: np.ndarray) -> np.ndarray:
+        return self.model.predict(rows).astype(np.int64)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=1000)
@@ -143,11 +150,11 @@ class Detector:
 @serve.deployment(ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(detected_api)
 class DetectedModel:
-    """V2 inference through the model and the detector at once (the model is the reference app's)."""
+    """V2 inference through the model and the detector at once (Ray's model-composition pattern)."""
 
-    def __init__(self, detector, model_name: str, n_features: int, reference_app: str):
+    def __init__(self, model, detector, model_name: str, n_features: int):
+        self.model = model
         self.detector = detector
-        self.model = serve.get_deployment_handle("V2Model", app_name=reference_app)
         self.model_name = model_name
         self.n_features = n_features
 
@@ -179,11 +186,13 @@ class DetectedModel:
 
 
 def build_detected_app(args: dict):
-    """args = {detectors_dir, model_sha256, n_features, sink, model_name, reference_app}."""
+    """args = {artifact_dir, detectors_dir, model_sha256, n_features, sink, model_name}: the model (its own
+    replica) and the detector composed behind one ingress, deployable beside the plain application."""
+    model_name = args.get("model_name", "reference-classifier")
+    model = Model.bind(args["artifact_dir"])
     detector = Detector.bind(args["detectors_dir"], args["model_sha256"], int(args["n_features"]), args["sink"],
                              args.get("platform", "rayserve"))
-    return DetectedModel.bind(detector, args.get("model_name", "reference-classifier"), int(args["n_features"]),
-                              args.get("reference_app", "reference"))
+    return DetectedModel.bind(model, detector, model_name, int(args["n_features"]))
 
 
 def build_app(args: dict):
@@ -213,16 +222,19 @@ def main() -> None:
     ray.init(num_cpus=opts.num_cpus, include_dashboard=False, _metrics_export_port=opts.metrics_port,
              _temp_dir=opts.temp_dir, configure_logging=False)
     serve.start(http_options={"host": "127.0.0.1", "port": opts.http_port})
-    serve.run(build_app({"artifact_dir": opts.artifact, "model_name": opts.model_name}),
-              name="reference", route_prefix="/", blocking=False)
-    print("ray serve application running", flush=True)
+    reference = build_app({"artifact_dir": opts.artifact, "model_name": opts.model_name})
     if opts.detectors:
-        # After the model is up, so loading alibi-detect (10-15 s) does not delay its readiness.
-        serve.run(build_detected_app({"detectors_dir": opts.detectors, "model_sha256": opts.model_sha256,
-                                      "n_features": opts.n_features, "sink": opts.detector_sink,
-                                      "model_name": opts.model_name, "reference_app": "reference"}),
-                  name="detected", route_prefix="/detected", blocking=False)
-        print("ray serve detected application running", flush=True)
+        # Both applications deploy at once: the detector replica's alibi-detect import (10-15 s)
+        # overlaps the model's start instead of following it.
+        detected = build_detected_app({"artifact_dir": opts.artifact, "detectors_dir": opts.detectors,
+                                       "model_sha256": opts.model_sha256, "n_features": opts.n_features,
+                                       "sink": opts.detector_sink, "model_name": opts.model_name})
+        serve.run_many([serve.api.RunTarget(reference, name="reference", route_prefix="/"),
+                        serve.api.RunTarget(detected, name="detected", route_prefix="/detected")])
+        print("ray serve applications running: reference, detected", flush=True)
+    else:
+        serve.run(reference, name="reference", route_prefix="/", blocking=False)
+        print("ray serve application running", flush=True)
     while not stop.is_set():
         time.sleep(0.5)
     serve.shutdown()

@@ -9,11 +9,11 @@ locally, so this process does their routing for one fixed pipeline, and nothing 
     output: model
 
 It answers the V2 inference route with the model's response (synchronously), and sends each request
-to the two detector models on MLServer asynchronously, in order, as the dataflow engine would. The
+to the two detector models (on a second MLServer, as v2 may schedule them on another Server) asynchronously, in order, as the dataflow engine would. The
 detectors' answers are reported to the detector service (/verdicts) for export to Prometheus; MLServer
 itself exports `seldon_model_drift` for the drift model. Run with the mlserver environment's python:
 
-    python seldon_pipeline.py --port P --mlserver URL --model M --outlier-model O --drift-model D \
+    python seldon_pipeline.py --port P --mlserver URL --detector-server URL --model M --outlier-model O --drift-model D \
         --sink URL [--queue 10000]
 """
 
@@ -44,6 +44,7 @@ class Pipeline:
     def __init__(self, opts):
         self.opts = opts
         self.base = opts.mlserver.rstrip("/")
+        self.detectors = opts.detector_server.rstrip("/")
         self.session: aiohttp.ClientSession | None = None
         self.queue: asyncio.Queue | None = None
         self.dropped = 0
@@ -93,12 +94,12 @@ class Pipeline:
                 request_id = body.get("id")
                 n_rows = int(body["inputs"][0]["shape"][0])
                 verdicts = []
-                out = await self._post_json(f"{self.base}/v2/models/{self.opts.outlier_model}/infer", raw)
+                out = await self._post_json(f"{self.detectors}/v2/models/{self.opts.outlier_model}/infer", raw)
                 verdicts.append({"kind": "outlier", "request_id": request_id, "n_rows": n_rows,
                                  "scores": [float(s) for s in first_output(out, "instance_score")],
                                  "flags": [int(f) for f in first_output(out, "is_outlier")],
                                  "threshold": self.opts.outlier_threshold, "time": time.time()})
-                drift = await self._post_json(f"{self.base}/v2/models/{self.opts.drift_model}/infer", raw)
+                drift = await self._post_json(f"{self.detectors}/v2/models/{self.opts.drift_model}/infer", raw)
                 self.members.append([request_id, 0, n_rows])
                 if drift.get("outputs"):  # the runtime answers with outputs once per full batch
                     verdicts.append({"kind": "drift", "window": self.window, "members": self.members,
@@ -122,8 +123,9 @@ class Pipeline:
 
     async def ready(self, request: Request) -> Response:
         try:
-            for model in (self.opts.model, self.opts.outlier_model, self.opts.drift_model):
-                async with self.session.get(f"{self.base}/v2/models/{model}/ready") as resp:
+            for base, model in ((self.base, self.opts.model), (self.detectors, self.opts.outlier_model),
+                                (self.detectors, self.opts.drift_model)):
+                async with self.session.get(f"{base}/v2/models/{model}/ready") as resp:
                     if resp.status != 200:
                         return JSONResponse({"ready": False, "waiting_for": model}, status_code=503)
         except aiohttp.ClientError as exc:
@@ -138,7 +140,8 @@ class Pipeline:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--mlserver", required=True)
+    parser.add_argument("--mlserver", required=True, help="the MLServer serving the model")
+    parser.add_argument("--detector-server", required=True, help="the MLServer serving the detector models")
     parser.add_argument("--model", required=True)
     parser.add_argument("--outlier-model", required=True)
     parser.add_argument("--drift-model", required=True)

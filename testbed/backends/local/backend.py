@@ -90,9 +90,7 @@ class LocalBackend:
         targets = [prometheus.ScrapeTarget(job=name, url=dep.endpoint(ctx).metrics_url,
                                            labels=(("platform", name), ("backend", self.name)))
                    for name, dep in ctx.deployments.items()]
-        if detection.scrape_url(ctx):
-            targets.append(prometheus.ScrapeTarget(job="detectors", url=detection.scrape_url(ctx),
-                                                   labels=(("backend", self.name),)))
+        targets += detection.scrape_targets(ctx, self.name)
         ctx.extra["scrape_jobs"] = [t.job for t in targets]
         config_file = run_dir / "prometheus.yml"
         state.atomic_write_text(config_file, prometheus.render_config(targets, ctx.settings.scrape_interval_s))

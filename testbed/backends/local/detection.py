@@ -35,30 +35,45 @@ class Sidecar:
 
     name: str
     env: envs.EnvSpec
-    command: Callable[[Path, int], list[str]]
-    """(venv python, port) -> argv."""
+    command: Callable[[Path, "Sidecar", Path], list[str]]
+    """(venv python, this sidecar with its ports claimed, its working directory) -> argv."""
 
     ready_path: str = "/v2/health/ready"
+    port_names: tuple[str, ...] = ("http",)
+    metrics_port: str | None = None
+    """Name of the port Prometheus should scrape at /metrics (None: not a scrape target)."""
+
+    labels: tuple[tuple[str, str], ...] = ()
+    """Scrape target labels, e.g. (("platform", "seldon"),)."""
+
     extra_env: dict = field(default_factory=dict)
     pid: int | None = None
-    port: int | None = None
+    ports: dict = field(default_factory=dict)
     log: Path | None = None
     started_at: float | None = None
     ready_after_s: float | None = None
 
     @property
+    def port(self) -> int | None:
+        return self.ports.get(self.port_names[0])
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def metrics_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.ports[self.metrics_port]}/metrics" if self.metrics_port else None
+
     def start(self, ctx: UpContext) -> None:
         env_dir = envs.ensure(self.env, ctx.settings.envs_dir, ctx.say)
-        workdir = ctx.settings.run_dir / "detection"
+        workdir = ctx.settings.run_dir / "detection" / self.name
         workdir.mkdir(parents=True, exist_ok=True)
-        self.port = processes.claim_port(None, self.name)
+        self.ports = {name: processes.claim_port(None, f"{self.name} {name}") for name in self.port_names}
         self.log = workdir / f"{self.name}.log"
+        cmd = self.command(envs.python_of(env_dir), self, workdir)
         self.started_at = time.monotonic()
-        self.pid = processes.start(self.command(envs.python_of(env_dir), self.port), self.log, cwd=workdir,
-                                   env={"PYTHONUNBUFFERED": "1", **self.extra_env})
+        self.pid = processes.start(cmd, self.log, cwd=workdir, env={"PYTHONUNBUFFERED": "1", **self.extra_env})
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = self.started_at + timeout_s
@@ -81,8 +96,8 @@ class Sidecar:
                 time.sleep(0.25)
 
     def to_state(self) -> dict:
-        return {"pid": self.pid, "port": self.port, "url": self.url, "log": str(self.log),
-                "ready_after_s": self.ready_after_s, "env": self.env.name}
+        return {"pid": self.pid, "ports": self.ports, "url": self.url, "metrics_url": self.metrics_url,
+                "log": str(self.log), "ready_after_s": self.ready_after_s, "env": self.env.name}
 
 
 def sink_urls(service_url: str, platform: str, mechanism: str) -> dict:
@@ -103,15 +118,18 @@ def _register(ctx: UpContext, sidecar: Sidecar) -> None:
 
 def step_detectors(ctx: UpContext, save: Callable[[UpContext], None]) -> None:
     """Fit (once) or verify the detectors, then start the detector service."""
+    if not ctx.settings.detection:
+        ctx.say("  detection is off (TESTBED_DETECTION=0)")
+        return
     fitted = detectors.ensure(ctx.artifact, ctx.settings.envs_dir, ctx.say)
     ctx.extra["detectors"] = fitted
     state = _state(ctx)
     state["detectors"] = fitted.summary()
     service = Sidecar(
-        name="detector-service", env=detectors.ENV, ready_path="/ready",
-        command=lambda py, port: [str(py), str(RUNTIMES_DIR / "detector_service.py"), "--detectors",
-                                  str(fitted.path), "--port", str(port), "--model-sha256", ctx.artifact.sha256,
-                                  "--n-features", str(len(ctx.artifact.feature_names))])
+        name="detector-service", env=detectors.ENV, ready_path="/ready", metrics_port="http",
+        command=lambda py, me, _: [str(py), str(RUNTIMES_DIR / "detector_service.py"), "--detectors",
+                                   str(fitted.path), "--port", str(me.port), "--model-sha256", ctx.artifact.sha256,
+                                   "--n-features", str(len(ctx.artifact.feature_names))])
     service.start(ctx)
     _register(ctx, service)
     state["service_url"] = service.url
@@ -121,6 +139,8 @@ def step_detectors(ctx: UpContext, save: Callable[[UpContext], None]) -> None:
 
 
 def step_start_paths(ctx: UpContext, save: Callable[[UpContext], None]) -> None:
+    if "detection" not in ctx.extra:
+        return
     service_url = _state(ctx)["service_url"]
     for name, dep in ctx.deployments.items():
         hook = getattr(dep, "detection_sidecars", None)
@@ -135,6 +155,8 @@ def step_start_paths(ctx: UpContext, save: Callable[[UpContext], None]) -> None:
 
 def step_wait_paths(ctx: UpContext, save: Callable[[UpContext], None]) -> None:
     """Wait for the detector service, each platform's detection hook and every sidecar, in parallel."""
+    if "detection" not in ctx.extra:
+        return
     state = _state(ctx)
     service_url = state["service_url"]
     timeout = ctx.settings.ready_timeout_s
@@ -185,9 +207,16 @@ def stop_recorded(recorded: dict | None, say) -> list[str]:
     return lines
 
 
-def scrape_url(ctx: UpContext) -> str | None:
-    url = _state(ctx).get("service_url") if "detection" in ctx.extra else None
-    return f"{url}/metrics" if url else None
+def scrape_targets(ctx: UpContext, backend: str) -> list:
+    """Prometheus targets of the detection paths: the detector service and any sidecar with metrics."""
+    from testbed.prometheus import ScrapeTarget
+
+    targets = []
+    for s in ctx.extra.get("detection_sidecars", {}).values():
+        if s.metrics_url:
+            job = "detectors" if s.name == "detector-service" else s.name
+            targets.append(ScrapeTarget(job=job, url=s.metrics_url, labels=(*s.labels, ("backend", backend))))
+    return targets
 
 
 def path_info(ctx: UpContext, platform: str, infer_url: str, label: str, service_url: str, **details) -> dict:
