@@ -94,12 +94,14 @@ class Pipeline:
                 request_id = body.get("id")
                 n_rows = int(body["inputs"][0]["shape"][0])
                 verdicts = []
-                out = await self._post_json(f"{self.detectors}/v2/models/{self.opts.outlier_model}/infer", raw)
+                # Both detectors at once; events still go one after another, so drift batches keep their order.
+                out, drift = await asyncio.gather(
+                    self._post_json(f"{self.detectors}/v2/models/{self.opts.outlier_model}/infer", raw),
+                    self._post_json(f"{self.detectors}/v2/models/{self.opts.drift_model}/infer", raw))
                 verdicts.append({"kind": "outlier", "request_id": request_id, "n_rows": n_rows,
                                  "scores": [float(s) for s in first_output(out, "instance_score")],
                                  "flags": [int(f) for f in first_output(out, "is_outlier")],
                                  "threshold": self.opts.outlier_threshold, "time": time.time()})
-                drift = await self._post_json(f"{self.detectors}/v2/models/{self.opts.drift_model}/infer", raw)
                 self.members.append([request_id, 0, n_rows])
                 if drift.get("outputs"):  # the runtime answers with outputs once per full batch
                     verdicts.append({"kind": "drift", "window": self.window, "members": self.members,
