@@ -89,7 +89,12 @@ class SeldonLocal(LocalProcess):
         for name, settings in self.detector_model_settings(ctx).items():
             (repo / name).mkdir(parents=True, exist_ok=True)
             (repo / name / "model-settings.json").write_text(json.dumps(settings, indent=2))
-        (repo / "settings.json").write_text(json.dumps(mlserver_settings(me.ports, workdir), indent=2))
+        # One inference worker: with parallel_workers 0, MLServer 1.7.1 serves prometheus_client's default
+        # registry at /metrics, while custom metrics (mlserver.log, e.g. the runtime's seldon_model_drift)
+        # go to mlserver.metrics.REGISTRY and are never exported; with workers, both go to the multiprocess
+        # files it does export.
+        settings = {**mlserver_settings(me.ports, workdir), "parallel_workers": 1}
+        (repo / "settings.json").write_text(json.dumps(settings, indent=2))
         return [str(python.parent / "mlserver"), "start", str(repo)]
 
     def detection_sidecars(self, ctx, service_url: str) -> list:
@@ -128,6 +133,9 @@ class SeldonLocal(LocalProcess):
                             "SeldonDeployment logger to the detector service",
             native_metrics="the detector MLServer exports seldon_model_drift (histogram: _count = windows, "
                            "_sum = alarms), scraped as job seldon-detector-server",
+            native_promql={
+                "windows": f'sum(seldon_model_drift_count{{model_name="{self.DRIFT_MODEL}"}})',
+                "alarms": f'sum(seldon_model_drift_sum{{model_name="{self.DRIFT_MODEL}"}})'},
             detector_server=sidecars["seldon-detector-server"].url)
 
 PLATFORM = Platform(

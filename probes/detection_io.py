@@ -225,6 +225,32 @@ def user_rows(path, feature_names, name: str, truth_path=None) -> Stream:
     return user_stream(rows, name=name, truth=truth)
 
 
+def open_result(ctx, endpoint: Endpoint, probe: str, kind: str, evidence: dict):
+    """(Result, path, tag): a Result for this platform, the detection path of `kind` (None, with the
+    Result's verdict `error` naming why, when the path is absent or down) and a unique request-id tag."""
+    from testbed.results import Result
+
+    evidence = {**evidence, "seed": ctx.seed, "versions": ctx.versions.get(endpoint.platform, {})}
+    result = Result(probe=probe, platform=endpoint.platform, backend=endpoint.backend,
+                    artifact_sha256=ctx.artifact.sha256, verdict="error", evidence=evidence, run_id=ctx.run_id,
+                    repeat=ctx.repeat)
+    tag = f"{ctx.run_id or 'probe'}-{probe}-r{ctx.repeat}-{int(time.time() * 1000) % 10**9}"
+    try:
+        path = path_of(endpoint, kind)
+    except TestbedError as exc:
+        result.mechanism = (endpoint.detection or {}).get(kind, {}).get("label", "none")
+        result.evidence["error"] = error_text(exc)
+        return result, None, tag
+    result.mechanism = path["label"]
+    result.evidence.update({"detection_path": {k: path.get(k) for k in PATH_EVIDENCE if path.get(k)},
+                            "detector": path.get("detector"), "detectors_path": path.get("detectors_path"),
+                            "tag": tag})
+    return result, path, tag
+
+
+PATH_EVIDENCE = ("label", "url", "computed_by", "routing", "kind_equivalent", "native_metrics", "notes")
+
+
 def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 

@@ -91,32 +91,21 @@ def run(ctx: ProbeContext) -> list[Result]:
 
 
 def measure(ctx: ProbeContext, endpoint, streams: list[Stream]) -> Result:
-    evidence = {"scenario": [s.summary() for s in streams], "seed": ctx.seed,
-                "versions": ctx.versions.get(endpoint.platform, {})}
-    result = Result(probe=PROBE, platform=endpoint.platform, backend=endpoint.backend,
-                    artifact_sha256=ctx.artifact.sha256, verdict="error", evidence=evidence, run_id=ctx.run_id,
-                    repeat=ctx.repeat)
-    try:
-        path = dio.path_of(endpoint, "drift")
-    except TestbedError as exc:
-        result.mechanism = (endpoint.detection or {}).get("drift", {}).get("label", "none")
-        evidence["error"] = dio.error_text(exc)
+    result, path, tag = dio.open_result(ctx, endpoint, PROBE, "drift", {"scenario": [s.summary() for s in streams]})
+    if path is None:
         return result
-    result.mechanism = path["label"]
+    evidence = result.evidence
     request_rows = int(path.get("request_rows") or 20)
     p_val = float((path.get("detector") or {}).get("p_val", 0.05))
-    tag = f"{ctx.run_id or 'probe'}-{PROBE}-r{ctx.repeat}-{int(time.time() * 1000) % 10**9}"
     queries = {name: dio.counter_query(metric, path) for name, metric in
                (("rows", "testbed_detector_rows"), ("windows", "testbed_drift_windows"),
                 ("alarms", "testbed_drift_alarms"))}
-    evidence.update({"detection_path": {k: path.get(k) for k in ("label", "url", "computed_by", "routing",
-                                                                 "kind_equivalent", "native_metrics", "notes")
-                                        if path.get(k)},
-                     "detector": path.get("detector"), "detectors_path": path.get("detectors_path"),
-                     "window_rows": path.get("window_rows"), "request_rows": request_rows, "tag": tag,
-                     "promql": queries, "fpr_quantile": FPR_QUANTILE})
+    evidence.update({"window_rows": path.get("window_rows"), "request_rows": request_rows, "promql": queries,
+                     "fpr_quantile": FPR_QUANTILE})
     try:
         before = {k: dio.prometheus_sum(ctx.prometheus, q) for k, q in queries.items()}
+        native = path.get("native_promql") or {}
+        native_before = {k: dio.prometheus_sum(ctx.prometheus, q) for k, q in native.items()}
         since = dio.last_seq(path["verdicts_url"])
         sent = dio.Sent()
         with httpx.Client(timeout=30.0) as client:
@@ -136,12 +125,12 @@ def measure(ctx: ProbeContext, endpoint, streams: list[Stream]) -> Result:
             "alarms_counted_prometheus": after_alarms - before["alarms"], "alarms_in_verdict_log": log_alarms,
             "prometheus_matches_sent": (after_rows - before["rows"]) == sent.rows,
         })
-        native = (path.get("native_metrics") and endpoint.platform == "seldon")
-        if native:
-            evidence["promql"]["native_windows"] = 'sum(seldon_model_drift_count{model_name="drift-detector"})'
-            evidence["promql"]["native_alarms"] = 'sum(seldon_model_drift_sum{model_name="drift-detector"})'
-            result.scores["native_windows_total"] = dio.prometheus_sum(ctx.prometheus, evidence["promql"]["native_windows"])
-            result.scores["native_alarms_total"] = dio.prometheus_sum(ctx.prometheus, evidence["promql"]["native_alarms"])
+        for name, query in native.items():  # the platform's own drift metrics, where it has them
+            evidence["promql"][f"native_{name}"] = query
+            target = native_before[name] + (len(windows) if name == "windows" else 0)
+            after = dio.wait_counter(ctx.prometheus, query, target) if name == "windows" else \
+                dio.prometheus_sum(ctx.prometheus, query)
+            result.scores[f"native_{name}_counted_prometheus"] = after - native_before[name]
         result.measurements = {
             "windows": [{"index": w.index, "is_drift": w.is_drift, "rows": {k: list(v) for k, v in w.rows.items()},
                          "foreign_rows": w.foreign_rows} for w in windows],

@@ -57,27 +57,15 @@ def run(ctx: ProbeContext) -> list[Result]:
 
 
 def measure(ctx: ProbeContext, endpoint, stream: Stream) -> Result:
-    evidence = {"scenario": stream.summary(), "seed": ctx.seed, "versions": ctx.versions.get(endpoint.platform, {}),
-                "outlier_kinds": list(OUTLIER_KINDS)}
-    result = Result(probe=PROBE, platform=endpoint.platform, backend=endpoint.backend,
-                    artifact_sha256=ctx.artifact.sha256, verdict="error", evidence=evidence, run_id=ctx.run_id,
-                    repeat=ctx.repeat)
-    try:
-        path = dio.path_of(endpoint, "outlier")
-    except TestbedError as exc:
-        result.mechanism = (endpoint.detection or {}).get("outlier", {}).get("label", "none")
-        evidence["error"] = dio.error_text(exc)
+    result, path, tag = dio.open_result(ctx, endpoint, PROBE, "outlier",
+                                        {"scenario": stream.summary(), "outlier_kinds": list(OUTLIER_KINDS)})
+    if path is None:
         return result
-    result.mechanism = path["label"]
+    evidence = result.evidence
     request_rows = int(path.get("request_rows") or (endpoint.detection.get("drift") or {}).get("request_rows") or 20)
-    tag = f"{ctx.run_id or 'probe'}-{PROBE}-r{ctx.repeat}-{int(time.time() * 1000) % 10**9}"
     rows_q = dio.counter_query("testbed_detector_rows", path)
     flags_q = dio.counter_query("testbed_outlier_flags", path)
-    evidence.update({"detection_path": {k: path.get(k) for k in ("label", "url", "computed_by", "routing",
-                                                                 "kind_equivalent", "notes") if path.get(k)},
-                     "detector": path.get("detector"), "detectors_path": path.get("detectors_path"),
-                     "request_rows": request_rows, "tag": tag,
-                     "promql": {"rows": rows_q, "flags": flags_q}})
+    evidence.update({"request_rows": request_rows, "promql": {"rows": rows_q, "flags": flags_q}})
     try:
         rows_before = dio.prometheus_sum(ctx.prometheus, rows_q)
         flags_before = dio.prometheus_sum(ctx.prometheus, flags_q)

@@ -85,43 +85,57 @@ class Pipeline:
             return body
 
     async def _drain(self):
+        """Feed the detectors event by event: the drift model in arrival order (its batches are
+        windows), the outlier model and the report to the detector service concurrently (bounded)."""
         import json
 
+        slots = asyncio.Semaphore(16)
         while True:
             raw = await self.queue.get()
             try:
                 body = json.loads(raw)
                 request_id = body.get("id")
                 n_rows = int(body["inputs"][0]["shape"][0])
-                verdicts = []
-                # Both detectors at once; events still go one after another, so drift batches keep their order.
-                out, drift = await asyncio.gather(
-                    self._post_json(f"{self.detectors}/v2/models/{self.opts.outlier_model}/infer", raw),
-                    self._post_json(f"{self.detectors}/v2/models/{self.opts.drift_model}/infer", raw))
-                verdicts.append({"kind": "outlier", "request_id": request_id, "n_rows": n_rows,
-                                 "scores": [float(s) for s in first_output(out, "instance_score")],
-                                 "flags": [int(f) for f in first_output(out, "is_outlier")],
-                                 "threshold": self.opts.outlier_threshold, "time": time.time()})
+                drift = await self._post_json(f"{self.detectors}/v2/models/{self.opts.drift_model}/infer", raw)
                 self.members.append([request_id, 0, n_rows])
+                drift_verdict = None
                 if drift.get("outputs"):  # the runtime answers with outputs once per full batch
-                    verdicts.append({"kind": "drift", "window": self.window, "members": self.members,
+                    drift_verdict = {"kind": "drift", "window": self.window, "members": self.members,
                                      "rows": sum(m[2] for m in self.members),
                                      "is_drift": int(first_output(drift, "is_drift")[0]),
                                      "p_vals": [float(p) for p in first_output(drift, "p_val")],
                                      "threshold": float(first_output(drift, "threshold")[0]),
-                                     "features": self.opts.features.split(","), "time": time.time()})
+                                     "features": self.opts.features.split(","), "time": time.time()}
                     self.window += 1
                     self.members = []
-                report = {"request_id": request_id, "n_rows": n_rows, "verdicts": verdicts,
-                          "computed_by": "MLServer alibi-detect runtime"}
-                async with self.session.post(self.opts.sink, json=report) as resp:
-                    if resp.status >= 300:
-                        self.failed += 1
+                await slots.acquire()
+                asyncio.get_running_loop().create_task(
+                    self._outlier_and_report(raw, request_id, n_rows, drift_verdict, slots))
             except Exception as exc:  # one bad event must not stop the dataflow
                 self.failed += 1
                 print(f"detector routing failed: {type(exc).__name__}: {exc}", flush=True)
             finally:
                 self.queue.task_done()
+
+    async def _outlier_and_report(self, raw: bytes, request_id, n_rows: int, drift_verdict, slots) -> None:
+        try:
+            out = await self._post_json(f"{self.detectors}/v2/models/{self.opts.outlier_model}/infer", raw)
+            verdicts = [{"kind": "outlier", "request_id": request_id, "n_rows": n_rows,
+                         "scores": [float(s) for s in first_output(out, "instance_score")],
+                         "flags": [int(f) for f in first_output(out, "is_outlier")],
+                         "threshold": self.opts.outlier_threshold, "time": time.time()}]
+            if drift_verdict is not None:
+                verdicts.append(drift_verdict)
+            report = {"request_id": request_id, "n_rows": n_rows, "verdicts": verdicts,
+                      "computed_by": "MLServer alibi-detect runtime"}
+            async with self.session.post(self.opts.sink, json=report) as resp:
+                if resp.status >= 300:
+                    self.failed += 1
+        except Exception as exc:
+            self.failed += 1
+            print(f"detector routing failed: {type(exc).__name__}: {exc}", flush=True)
+        finally:
+            slots.release()
 
     async def ready(self, request: Request) -> Response:
         try:
