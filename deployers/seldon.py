@@ -118,6 +118,7 @@ class SeldonLocal(LocalProcess):
 
     def detection_paths(self, ctx, service_url: str) -> dict:
         sidecars = ctx.extra["detection_sidecars"]
+        instance = f"127.0.0.1:{sidecars['seldon-detector-server'].ports['metrics']}"
         return detection.path_info(
             ctx, self.platform, f"{sidecars['seldon-pipeline'].url}/v2/models/{ctx.artifact.name}/infer", "native",
             service_url,
@@ -134,8 +135,8 @@ class SeldonLocal(LocalProcess):
             native_metrics="the detector MLServer exports seldon_model_drift (histogram: _count = windows, "
                            "_sum = alarms), scraped as job seldon-detector-server",
             native_promql={
-                "windows": f'sum(seldon_model_drift_count{{model_name="{self.DRIFT_MODEL}"}})',
-                "alarms": f'sum(seldon_model_drift_sum{{model_name="{self.DRIFT_MODEL}"}})'},
+                name: f'sum(seldon_model_drift_{series}{{model_name="{self.DRIFT_MODEL}",instance="{instance}"}})'
+                for name, series in (("windows", "count"), ("alarms", "sum"))},
             detector_server=sidecars["seldon-detector-server"].url)
 
 PLATFORM = Platform(

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Callable
 
 import httpx
@@ -243,7 +244,10 @@ def path_info(ctx: UpContext, platform: str, infer_url: str, label: str, service
     fitted = ctx.extra["detectors"]
     sink = sink_urls(service_url, platform, label)
     common = {"url": infer_url, "label": label, "verdicts_url": sink["log"], "metrics_url": sink["metrics"],
-              "prometheus_labels": {"platform": platform, "mechanism": label},
+              # `instance` too: the TSDB outlives a testbed, and the last samples of a previous run's
+              # targets stay visible for 5 minutes; a sum over them would change when they age out.
+              "prometheus_labels": {"platform": platform, "mechanism": label,
+                                    "instance": urlsplit(sink["metrics"]).netloc},
               "detectors_path": str(fitted.path), "detectors_sha256": fitted.metadata["files"], **details}
     return {"outlier": {**common, "detector": fitted.summary()["outlier"]},
             "drift": {**common, "detector": fitted.summary()["drift"],
