@@ -6,6 +6,7 @@ from pathlib import Path
 
 from testbed.backends.kind import templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
+from testbed.backends.local import detection
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
@@ -31,6 +32,27 @@ class KServeLocal(LocalProcess):
         return Endpoint(platform=self.platform, backend="local", base_url=base, model_name=model_name,
                         metrics_url=f"{base}/metrics", explain_url=f"{base}/v1/models/{model_name}:explain",
                         notes=("kserve.ModelServer binds its HTTP port on 0.0.0.0 (not configurable in 0.20.0)",))
+
+    # --- detection (add-on): a transformer in front of the predictor logs payloads to the detector service
+    def detection_sidecars(self, ctx, service_url: str) -> list:
+        sink = detection.sink_urls(service_url, self.platform, "add-on")["events"]
+        model = ctx.artifact.name
+        return [detection.Sidecar(
+            name="kserve-transformer", env=ENV, ready_path=f"/v2/models/{model}/ready",
+            command=lambda py, me, _: [str(py), str(RUNTIMES_DIR / "kserve_transformer.py"), "--http-port",
+                                       str(me.port), "--predictor-host", f"127.0.0.1:{self.ports['http']}",
+                                       "--model-name", model, "--sink", sink])]
+
+    def detection_paths(self, ctx, service_url: str) -> dict:
+        transformer = ctx.extra["detection_sidecars"]["kserve-transformer"]
+        return detection.path_info(
+            ctx, self.platform, f"{transformer.url}/v2/models/{ctx.artifact.name}/infer", "add-on", service_url,
+            computed_by="detector service (alibi-detect), fed by the transformer's payload logger",
+            routing="KServe transformer (kserve.Model with predictor_host) -> predictor; each request is logged "
+                    "asynchronously (in order, bounded queue, CloudEvents binary mode) to the detector service",
+            kind_equivalent="InferenceService spec.predictor.logger {mode: request, url: <detector service>} "
+                            "(KServe's payload logger); detection itself is not part of KServe",
+            notes="the transformer binds 0.0.0.0 like every kserve.ModelServer 0.20.0")
 
 
 class KServeKind(KindDeployment):

@@ -7,20 +7,25 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import time
 from pathlib import Path
 
+import httpx
 import yaml
 
 from testbed.backends.kind import templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
+from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
+from testbed.errors import RuntimeStartFailed
 from testbed.platforms import Platform
 
-# alibi[shap] 0.9.6 (KernelShap, the explainer deployment) needs shap < 0.44 and numba < 0.60.
+# alibi[shap] 0.9.6 (KernelShap, the explainer deployment) needs shap < 0.44 and numba < 0.60;
+# alibi-detect: the composed (model + detector) application loads the saved detectors in user code.
 ENV = EnvSpec("rayserve", ("ray[serve]==2.60.0", "scikit-learn==1.5.2", "numpy==1.26.4", "joblib>=1.3",
-                           "alibi[shap]==0.9.6", "shap==0.43.0"))
+                           "alibi[shap]==0.9.6", "shap==0.43.0", "alibi-detect==0.13.0"))
 
 
 def ray_temp_dir(workdir: Path) -> Path:
@@ -39,9 +44,43 @@ class RayServeLocal(LocalProcess):
     version_packages = ("ray", "scikit-learn", "numpy", "fastapi", "alibi", "shap")
 
     def command(self, python: Path, ports, workdir: Path, ctx) -> list[str]:
-        return [str(python), str(RUNTIMES_DIR / "ray_app.py"), "--artifact", str(ctx.artifact.path),
-                "--http-port", str(ports["http"]), "--metrics-port", str(ports["metrics"]),
-                "--temp-dir", str(ray_temp_dir(workdir)), "--model-name", ctx.artifact.name]
+        cmd = [str(python), str(RUNTIMES_DIR / "ray_app.py"), "--artifact", str(ctx.artifact.path),
+               "--http-port", str(ports["http"]), "--metrics-port", str(ports["metrics"]),
+               "--temp-dir", str(ray_temp_dir(workdir)), "--model-name", ctx.artifact.name]
+        service_url = (ctx.extra.get("detection") or {}).get("service_url")
+        if ctx.extra.get("detectors") is not None and service_url:
+            cmd += ["--detectors", str(ctx.extra["detectors"].path), "--model-sha256", ctx.artifact.sha256,
+                    "--n-features", str(len(ctx.artifact.feature_names)),
+                    "--detector-sink", detection.sink_urls(service_url, self.platform, "user code")["verdicts"]]
+        return cmd
+
+    # --- detection (user code): a second Serve application composes the model and a detector deployment
+    def detected_base(self) -> str:
+        return f"http://127.0.0.1:{self.ports['http']}/detected"
+
+    def detection_ready(self, ctx, service_url: str, timeout_s: float) -> None:
+        url = f"{self.detected_base()}/v2/models/{ctx.artifact.name}/ready"
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                try:
+                    if client.get(url).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if not processes.alive(self.pid) or time.monotonic() > deadline:
+                    raise RuntimeStartFailed("rayserve detected application", f"{url} did not answer 200",
+                                             self.log_path, processes.log_tail(self.log_path))
+                time.sleep(0.25)
+
+    def detection_paths(self, ctx, service_url: str) -> dict:
+        return detection.path_info(
+            ctx, self.platform, f"{self.detected_base()}/v2/models/{ctx.artifact.name}/infer", "user code",
+            service_url, computed_by="Ray Serve deployment `Detector` (user code, alibi-detect)",
+            routing="Serve application `detected` (route /detected): ingress awaits the model (handle to the "
+                    "`reference` application) and the Detector deployment together; the Detector reports "
+                    "verdicts to the detector service in order from a background thread",
+            kind_equivalent="the same application in the RayService; Ray Serve has no detection mechanism")
 
     def extra_env(self, workdir: Path) -> dict[str, str]:
         # Keep Ray's usage-stats prompt and ~/.ray writes out of a test machine.

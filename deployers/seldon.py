@@ -9,12 +9,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from testbed.backends.kind import templates
-from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
-from testbed.backends.local.deployment import LocalProcess
 import httpx
 
-from testbed.backends.local import processes
+from testbed.backends.kind import templates
+from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
+from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
@@ -22,11 +21,13 @@ from testbed.errors import RuntimeStartFailed
 from testbed.platforms import Platform
 
 # uvloop 0.23 breaks MLServer 1.7.1's workers ("There is no current event loop").
-# mlserver-alibi-explain's metadata pins pydantic==2.7.1 and TensorFlow: installed --no-deps, with the
-# alibi[shap] it really imports (KernelShap needs shap < 0.44 and numba < 0.60) resolved beside MLServer.
+# mlserver-alibi-explain and mlserver-alibi-detect pin pydantic==2.7.1 and TensorFlow in their metadata:
+# installed --no-deps, with what they really import (alibi[shap]: KernelShap needs shap < 0.44 and
+# numba < 0.60; alibi-detect: Seldon Core v2's detector runtime) resolved beside MLServer.
 ENV = EnvSpec("mlserver", ("mlserver==1.7.1", "mlserver-sklearn==1.7.1", "scikit-learn==1.5.2",
-                           "numpy==1.26.4", "uvloop==0.21.0", "alibi[shap]==0.9.6", "shap==0.43.0"),
-              no_deps=("mlserver-alibi-explain==1.6.1",))
+                           "numpy==1.26.4", "uvloop==0.21.0", "alibi[shap]==0.9.6", "shap==0.43.0",
+                           "alibi-detect==0.13.0"),
+              no_deps=("mlserver-alibi-explain==1.6.1", "mlserver-alibi-detect==1.6.1"))
 EXPLAINER_SUFFIX = "-explainer"
 
 
@@ -201,6 +202,81 @@ class SeldonKind(KindDeployment):
                                "protocol v2, through the Seldon executor on a NodePort Service on 127.0.0.1",
                                "metrics_url is the Seldon executor's (seldon_api_executor_*), also what Prometheus scrapes"))
 
+    # --- detection: detectors on a second MLServer (native runtime); routing by a v2 pipeline stand-in ----
+    OUTLIER_MODEL = "outlier-detector"
+    DRIFT_MODEL = "drift-detector"
+
+    def detector_model_settings(self, ctx) -> dict[str, dict]:
+        fitted = ctx.extra["detectors"]
+        return {
+            self.OUTLIER_MODEL: {"name": self.OUTLIER_MODEL,
+                                 "implementation": "mlserver_detectors.PickledAlibiDetectRuntime",
+                                 "parameters": {"uri": str(fitted.path), "version": fitted.metadata["config_key"],
+                                                "extra": {"model_sha256": ctx.artifact.sha256,
+                                                          "n_features": len(ctx.artifact.feature_names)}}},
+            # MLServer's runtime counts batch_size in requests: one window = window_rows / request_rows requests.
+            self.DRIFT_MODEL: {"name": self.DRIFT_MODEL, "implementation": "mlserver_alibi_detect.AlibiDetectRuntime",
+                               "parameters": {"uri": str(fitted.path / "drift"), "version": fitted.metadata["config_key"],
+                                              "extra": {"batch_size": fitted.window_rows // fitted.request_rows}}},
+        }
+
+    def _detector_server_command(self, ctx, python: Path, me, workdir: Path) -> list[str]:
+        """A second MLServer, as Seldon Core v2 would schedule detector Models on a Server: it starts in
+        parallel with the classifier's and imports alibi-detect (10-15 s) without delaying it."""
+        repo = workdir / "models"
+        (workdir / "metrics").mkdir(parents=True, exist_ok=True)
+        for name, settings in self.detector_model_settings(ctx).items():
+            (repo / name).mkdir(parents=True, exist_ok=True)
+            (repo / name / "model-settings.json").write_text(json.dumps(settings, indent=2))
+        # One inference worker: with parallel_workers 0, MLServer 1.7.1 serves prometheus_client's default
+        # registry at /metrics, while custom metrics (mlserver.log, e.g. the runtime's seldon_model_drift)
+        # go to mlserver.metrics.REGISTRY and are never exported; with workers, both go to the multiprocess
+        # files it does export.
+        settings = {**mlserver_settings(me.ports, workdir), "parallel_workers": 1}
+        (repo / "settings.json").write_text(json.dumps(settings, indent=2))
+        return [str(python.parent / "mlserver"), "start", str(repo)]
+
+    def detection_sidecars(self, ctx, service_url: str) -> list:
+        fitted = ctx.extra["detectors"]
+        sink = detection.sink_urls(service_url, self.platform, "native")["verdicts"]
+        server = detection.Sidecar(
+            name="seldon-detector-server", env=ENV, ready_path="/v2/health/ready",
+            port_names=("http", "grpc", "metrics"), metrics_port="metrics", labels=(("platform", self.platform),),
+            # MLServer imports the outlier detector's runtime (mlserver_detectors.py) from here.
+            extra_env={"PYTHONPATH": str(RUNTIMES_DIR)},
+            command=lambda py, me, workdir: self._detector_server_command(ctx, py, me, workdir))
+        pipeline = detection.Sidecar(
+            name="seldon-pipeline", env=ENV, ready_path="/v2/health/ready",
+            command=lambda py, me, _: [
+                str(py), str(RUNTIMES_DIR / "seldon_pipeline.py"), "--port", str(me.port),
+                "--mlserver", f"http://127.0.0.1:{self.ports['http']}", "--detector-server", server.url,
+                "--model", ctx.artifact.name, "--outlier-model", self.OUTLIER_MODEL, "--drift-model", self.DRIFT_MODEL,
+                "--outlier-threshold", str(fitted.metadata["outlier"]["threshold"]),
+                "--features", ",".join(ctx.artifact.feature_names), "--sink", sink])
+        return [server, pipeline]
+
+    def detection_paths(self, ctx, service_url: str) -> dict:
+        sidecars = ctx.extra["detection_sidecars"]
+        instance = f"127.0.0.1:{sidecars['seldon-detector-server'].ports['metrics']}"
+        return detection.path_info(
+            ctx, self.platform, f"{sidecars['seldon-pipeline'].url}/v2/models/{ctx.artifact.name}/infer", "native",
+            service_url,
+            computed_by="MLServer alibi-detect runtime (mlserver_alibi_detect 1.6.1) on a second MLServer; the "
+                        "outlier model through a subclass that only swaps loading (save_detector cannot save it "
+                        "without TensorFlow)",
+            routing="testbed stand-in for one Seldon Core v2 Pipeline (deployers/runtimes/seldon_pipeline.py): the "
+                    "v2 scheduler, pipeline gateway and Kafka dataflow do not run locally, so the stand-in answers "
+                    "with the model step and feeds both detector models asynchronously, in order; its latency "
+                    "is not Kafka's",
+            kind_equivalent="Seldon Core v2 Pipeline with steps [model, outlier-detector, drift-detector "
+                            "(batch.size)], detectors as Model CRs on an MLServer Server; Seldon Core v1: the "
+                            "SeldonDeployment logger to the detector service",
+            native_metrics="the detector MLServer exports seldon_model_drift (histogram: _count = windows, "
+                           "_sum = alarms), scraped as job seldon-detector-server",
+            native_promql={
+                name: f'sum(seldon_model_drift_{series}{{model_name="{self.DRIFT_MODEL}",instance="{instance}"}})'
+                for name, series in (("windows", "count"), ("alarms", "sum"))},
+            detector_server=sidecars["seldon-detector-server"].url)
 
 PLATFORM = Platform(
     name="seldon",

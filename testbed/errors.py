@@ -195,3 +195,28 @@ class ProbeUnavailable(TestbedError):
 class UserDataError(TestbedError):
     def __init__(self, path, problem: str):
         super().__init__(f"Data file {path} is not usable: {problem}")
+
+class EmptyScenario(TestbedError):
+    def __init__(self, what: str, n):
+        super().__init__(
+            f"The scenario {what} has {n!r} samples: a probe needs at least one row. "
+            f"Pass a positive sample count, or a CSV with at least one data row under its header."
+        )
+
+
+class DetectorMismatch(TestbedError):
+    def __init__(self, path, problem: str):
+        super().__init__(
+            f"Detector artifact {path} does not match the model: {problem}. Detectors must be fitted on "
+            f"the same model artifact they guard; delete {path} and run `python -m testbed up` again "
+            f"(it refits them on the current artifact's reference sample)."
+        )
+
+
+class DetectionPathDown(TestbedError):
+    def __init__(self, platform: str, what: str, detail: str):
+        super().__init__(
+            f"The {what} detection path of {platform} is not up ({detail}). "
+            f"Check `python -m testbed status`; bring the testbed up with `python -m testbed up` "
+            f"(with that platform in --platforms) before probing it."
+        )

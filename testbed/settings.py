@@ -35,6 +35,11 @@ class Settings:
     prometheus_port: int | None = None
     """Fixed loopback port for Prometheus; None picks a free one."""
 
+    detection: bool = field(default_factory=lambda: os.environ.get("TESTBED_DETECTION", "1") != "0")
+    """Fit/load the outlier and drift detectors and start each platform's detection path during `up`.
+    Environment variable: TESTBED_DETECTION=0 turns it off (a leaner `up`; detection probes then
+    report that no path exists)."""
+
     artifact_seed: int = 20261125
     """Seed of the reference model's synthetic training data and of its training."""
 

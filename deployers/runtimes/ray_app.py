@@ -123,6 +123,109 @@ class V2Model:
         return await self.explainer.explain.remote(rows)
 
 
+# --- detection: Ray Serve has none built in; this composition (model + detector) is user code ---------
+detected_api = FastAPI()
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=1000)
+class Detector:
+    """The saved detectors in one replica (drift windows are state), reporting verdicts to the sink."""
+
+    def __init__(self, detectors_dir: str, model_sha256: str, n_features: int, sink: str, platform: str):
+        import os
+        import queue
+
+        import detectors_io
+
+        # Load at low priority (alibi-detect's import is 10-15 s of CPU next to the model's start on
+        # 2 cores), then back to normal where permitted.
+        os.nice(10)
+
+        self.io = detectors_io
+        self.meta, self.outlier, drift = detectors_io.load(detectors_dir, model_sha256, n_features)
+        self.windows = detectors_io.DriftWindows(drift, self.meta["drift"]["window_rows"], self.meta["feature_names"])
+        self.sink = sink
+        self.reports = queue.Queue(maxsize=10000)
+        self.dropped = 0
+        threading.Thread(target=self._drain, daemon=True).start()
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+        except PermissionError:
+            pass
+
+    def detect(self, rows: np.ndarray, request_id) -> dict:
+        verdicts = [self.io.outlier_verdict(self.outlier, rows, request_id)]
+        verdicts += self.windows.add(rows, request_id)
+        report = {"request_id": request_id, "n_rows": int(rows.shape[0]), "verdicts": verdicts,
+                  "computed_by": "Ray Serve deployment (user code, alibi-detect)"}
+        try:
+            self.reports.put_nowait(report)
+        except Exception:  # queue.Full: the sink is slower than traffic; counted as lost events
+            self.dropped += 1
+        return {"flags": verdicts[0]["flags"], "drift_windows": len(verdicts) - 1}
+
+    def _drain(self) -> None:
+        import json
+        import urllib.request
+
+        while True:
+            report = self.reports.get()
+            req = urllib.request.Request(self.sink, data=json.dumps(report).encode(),
+                                         headers={"content-type": "application/json"}, method="POST")
+            try:
+                urllib.request.urlopen(req, timeout=10).read()
+            except OSError as exc:
+                print(f"detector sink unreachable: {exc}", flush=True)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+@serve.ingress(detected_api)
+class DetectedModel:
+    """V2 inference through the model and the detector deployment at once (Ray's composition pattern;
+    the model is loaded here rather than in a third deployment: one actor less to start on 2 cores)."""
+
+    def __init__(self, artifact_dir: str, detector, model_name: str, n_features: int):
+        self.model, _ = load_verified(artifact_dir)
+        self.detector = detector
+        self.model_name = model_name
+        self.n_features = n_features
+
+    @detected_api.get("/v2/health/ready")
+    def ready(self):
+        return {"ready": True}
+
+    @detected_api.get("/v2/models/{name}/ready")
+    def model_ready(self, name: str):
+        if name != self.model_name:
+            raise HTTPException(status_code=404, detail=f"model {name!r} not found")
+        return {"name": name, "ready": True}
+
+    @detected_api.post("/v2/models/{name}/infer")
+    async def infer(self, name: str, request: Request):
+        if name != self.model_name:
+            raise HTTPException(status_code=404, detail=f"model {name!r} not found")
+        try:
+            body = await request.json()
+            rows = decode_v2(body, self.n_features)
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        verdict = self.detector.detect.remote(rows, body.get("id"))
+        labels = self.model.predict(rows).astype(np.int64)  # while the detector works
+        await verdict
+        return {"model_name": name, "id": body.get("id"),
+                "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(labels)],
+                             "data": labels.tolist()}]}
+
+
+def build_detected_app(args: dict):
+    """args = {artifact_dir, detectors_dir, model_sha256, n_features, sink, model_name}: an ingress
+    holding the model, composed with the Detector deployment; deployed beside the plain application."""
+    model_name = args.get("model_name", "reference-classifier")
+    detector = Detector.bind(args["detectors_dir"], args["model_sha256"], int(args["n_features"]), args["sink"],
+                             args.get("platform", "rayserve"))
+    return DetectedModel.bind(args["artifact_dir"], detector, model_name, int(args["n_features"]))
+
+
 def build_app(args: dict):
     """Application builder for `serve run`/RayService: args = {artifact_dir, model_name, explainer (bool)}."""
     explainer = Explainer.bind(args["artifact_dir"]) if args.get("explainer") else None
@@ -140,6 +243,10 @@ def main() -> None:
     parser.add_argument("--model-name", default="reference-classifier")
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--no-explainer", action="store_true", help="serve predictions only (no alibi import)")
+    parser.add_argument("--detectors", help="detectors directory: also serve the detected application")
+    parser.add_argument("--detector-sink", help="detector service /verdicts URL (with ?platform=...)")
+    parser.add_argument("--model-sha256")
+    parser.add_argument("--n-features", type=int)
     opts = parser.parse_args()
 
     stop = threading.Event()
@@ -148,10 +255,20 @@ def main() -> None:
     ray.init(num_cpus=opts.num_cpus, include_dashboard=False, _metrics_export_port=opts.metrics_port,
              _temp_dir=opts.temp_dir, configure_logging=False)
     serve.start(http_options={"host": "127.0.0.1", "port": opts.http_port})
-    app = build_app({"artifact_dir": opts.artifact, "model_name": opts.model_name,
-                     "explainer": not opts.no_explainer})
-    serve.run(app, name="reference", route_prefix="/", blocking=False)
-    print("ray serve application running", flush=True)
+    reference = build_app({"artifact_dir": opts.artifact, "model_name": opts.model_name,
+                           "explainer": not opts.no_explainer})
+    if opts.detectors:
+        # Both applications deploy at once: the detector replica's alibi-detect import (10-15 s)
+        # overlaps the model's start instead of following it.
+        detected = build_detected_app({"artifact_dir": opts.artifact, "detectors_dir": opts.detectors,
+                                       "model_sha256": opts.model_sha256, "n_features": opts.n_features,
+                                       "sink": opts.detector_sink, "model_name": opts.model_name})
+        serve.run_many([serve.api.RunTarget(reference, name="reference", route_prefix="/"),
+                        serve.api.RunTarget(detected, name="detected", route_prefix="/detected")])
+        print("ray serve applications running: reference, detected", flush=True)
+    else:
+        serve.run(reference, name="reference", route_prefix="/", blocking=False)
+        print("ray serve application running", flush=True)
     while not stop.is_set():
         time.sleep(0.5)
     serve.shutdown()

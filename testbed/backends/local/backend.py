@@ -17,7 +17,7 @@ from deployers import get_platform
 from probes import parity
 from testbed import artifact as artifact_mod
 from testbed import prometheus, state
-from testbed.backends.local import envs, processes
+from testbed.backends.local import detection, envs, processes
 from testbed.endpoint import Endpoint
 from testbed.errors import ParityFailed, PrometheusError, TestbedError
 from testbed.settings import Settings
@@ -35,11 +35,14 @@ class LocalBackend:
             Step("check prerequisites", self._prerequisites),
             Step("model artifact", self._artifact),
             Step("runtime environments", self._environments),
+            Step("detectors", lambda ctx: detection.step_detectors(ctx, self._save)),
             Step("start runtimes", self._start_runtimes),
             Step("start results exporter", self._start_results_exporter),
+            Step("start detection paths", lambda ctx: detection.step_start_paths(ctx, self._save)),
             Step("start Prometheus", self._start_prometheus),
             Step("wait for readiness", self._wait_ready),
             Step("prediction parity", self._parity),
+            Step("wait for detection paths", lambda ctx: detection.step_wait_paths(ctx, self._save)),
             Step("check scrape targets", self._scrape_targets),
         ]
 
@@ -89,6 +92,8 @@ class LocalBackend:
                                            labels=(("platform", name), ("backend", self.name)))
                    for name, dep in ctx.deployments.items()]
         targets += ctx.extra.get("extra_scrape_targets", [])
+        targets += detection.scrape_targets(ctx, self.name)
+        ctx.extra["scrape_jobs"] = [t.job for t in targets]
         config_file = run_dir / "prometheus.yml"
         state.atomic_write_text(config_file, prometheus.render_config(targets, ctx.settings.scrape_interval_s))
         data_dir = ctx.settings.state_dir / "prometheus-data"
@@ -172,7 +177,7 @@ class LocalBackend:
         while True:
             targets = client.targets()
             health = {t["job"]: t["health"] for t in targets}
-            expected = len(ctx.deployments) + len(ctx.extra.get("extra_scrape_targets", []))
+            expected = len(ctx.extra.get("scrape_jobs", ctx.deployments))
             if len(targets) == expected and all(h == "up" for h in health.values()):
                 break
             if time.monotonic() > deadline:
@@ -203,6 +208,7 @@ class LocalBackend:
                 for name, dep in ctx.deployments.items()
             },
             "parity": ctx.extra.get("parity"),
+            "detection": ctx.extra.get("detection"),
             "timings": ctx.timings,
         })
 
@@ -222,6 +228,7 @@ class LocalBackend:
         for key, name in (("prometheus", "Prometheus"), ("results_exporter", "results exporter")):
             if current.get(key):
                 recorded.append((name, current[key]))
+        recorded += list(((current.get("detection") or {}).get("processes") or {}).items())
         for name, info in recorded:
             pid = info.get("pid")
             if not pid or not processes.session_members(pid):
@@ -278,6 +285,7 @@ class LocalBackend:
             "model": current.get("model"),
             "prometheus": prom_status,
             "platforms": platforms,
+            "detection": current.get("detection"),
             "timings": current.get("timings", {}),
             "results_exporter": current.get("results_exporter"),
         }

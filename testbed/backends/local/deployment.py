@@ -6,6 +6,7 @@ that starts it, the Endpoint it then offers); this class starts, watches and sto
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -86,7 +87,10 @@ class LocalProcess:
                 time.sleep(0.25)
 
     def endpoint(self, ctx: UpContext) -> Endpoint:
-        return self.make_endpoint(self.ports, ctx.artifact.name)
+        endpoint = self.make_endpoint(self.ports, ctx.artifact.name)
+        # Detection paths are published once ready (testbed/backends/local/detection.py).
+        detection = (ctx.extra.get("detection") or {}).get("paths", {}).get(self.platform)
+        return dataclasses.replace(endpoint, detection=detection) if detection else endpoint
 
     def teardown(self, ctx: UpContext | None = None) -> None:
         if self.pid is not None:

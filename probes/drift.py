@@ -1,0 +1,145 @@
+"""Drift probe: a no-drift control stream and graded drifts with known onsets, through each platform's
+detection path; scores the false-positive rate on control windows, the detection delay (rows and
+seconds after onset) per kind and magnitude, and the smallest magnitude detected per kind.
+
+`run(ctx)` -> one Result per platform. ctx.options: {"reference_csv": path|None, "data_csv": path|None,
+"control_n": 4000, "drift_n": 1200, "onset": 500, "kinds": [...], "magnitudes": {kind: [...]}}.
+User data: the reference rows are sent first as a control segment and the data rows after them, as
+one stream whose onset is the first data row; the detectors are the deployed ones (fitted on the
+artifact's reference sample), so the question answered is "does this platform's path flag the data".
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import numpy as np
+
+from probes import detection_io as dio
+from probes import scoring
+from probes.context import ProbeContext
+from probes.scenarios import DRIFT_KINDS, DRIFT_MAGNITUDES, Stream, control_stream, drift_suite, user_stream
+from testbed.errors import EmptyScenario, TestbedError
+from testbed.population import Population
+from testbed.results import Result
+
+PROBE = "drift"
+FPR_QUANTILE = 0.999
+
+
+def scenario(ctx: ProbeContext) -> list[Stream]:
+    opts = ctx.options or {}
+    names = ctx.artifact.feature_names
+    if opts.get("data_csv") or opts.get("reference_csv"):
+        if not opts.get("data_csv"):
+            raise EmptyScenario("drift data (--data CUR.csv was not given)", 0)
+        data = dio.read_csv_rows(opts["data_csv"], names)
+        ref = dio.read_csv_rows(opts["reference_csv"], names) if opts.get("reference_csv") else np.zeros((0, len(names)))
+        if data.shape[0] == 0:
+            raise EmptyScenario(f"drift data {opts['data_csv']}", 0)
+        rows = np.vstack([ref, data])
+        s = user_stream(rows, name="user-data", kind="user")
+        return [Stream(name=s.name, kind="user", rows=s.rows, seed=-1, onset=int(ref.shape[0]), feature=None)]
+    population = Population(ctx.artifact.metadata["recipe"]["seed"])
+    magnitudes = opts.get("magnitudes") or DRIFT_MAGNITUDES
+    kinds = opts.get("kinds") or DRIFT_KINDS
+    magnitudes = {k: tuple(v) for k, v in magnitudes.items() if k in kinds}
+    control = control_stream(population, int(opts.get("control_n", 4000)), seed=ctx.seed)
+    return [control, *drift_suite(population, ctx.seed, n=int(opts.get("drift_n", 1200)),
+                                  onset=int(opts.get("onset", 500)), magnitudes=magnitudes)]
+
+
+def score(streams: list[Stream], windows: list[scoring.Window], sent_at: dict, tag: str, p_val: float) -> dict:
+    """Pure: FPR on control windows, delay per drifted stream, smallest magnitude detected per kind."""
+    onsets = {s.name: s.onset for s in streams}
+    fpr = scoring.false_positive_rate(windows, onsets)
+    fpr["allowed_false_alarms"] = scoring.binomial_upper(fpr["control_windows"], p_val, FPR_QUANTILE)
+    fpr["within_configured"] = fpr["false_alarms"] <= fpr["allowed_false_alarms"]
+    per_stream, by_kind = {}, {}
+    for s in streams:
+        if s.onset is None:
+            continue
+        onset_rid = _rid_of_row(tag, s, s.onset, sent_at)
+        d = scoring.detection_delay(windows, s.name, s.onset, sent_at.get(onset_rid))
+        per_stream[s.name] = {"kind": s.kind, "magnitude": s.magnitude, "feature": s.feature, "onset": s.onset, **d}
+        by_kind.setdefault(s.kind, {})[s.magnitude] = d["detected"]
+    smallest = {k: scoring.smallest_detected(v) for k, v in by_kind.items()}
+    return {"fpr": fpr["fpr"], "control_windows": fpr["control_windows"], "false_alarms": fpr["false_alarms"],
+            "allowed_false_alarms": fpr["allowed_false_alarms"], "fpr_within_configured": fpr["within_configured"],
+            "windows": len(windows), "streams": per_stream, "smallest_magnitude_detected": smallest,
+            "detected_by_kind": {k: {f"{m:g}": d for m, d in sorted(v.items())} for k, v in by_kind.items()}}
+
+
+def _rid_of_row(tag: str, stream: Stream, row: int, sent_at: dict) -> str:
+    """The id of the request that carried `row` (requests start at multiples of their size)."""
+    starts = sorted(int(r.rsplit("/", 1)[1]) for r in sent_at if r.startswith(f"{tag}/{stream.name}/"))
+    start = max((s for s in starts if s <= row), default=0)
+    return scoring.request_id(tag, stream.name, start)
+
+
+def verdict_word(scores: dict) -> str:
+    detected = [s for s in scores["streams"].values() if s["detected"]]
+    if not scores["streams"]:
+        return "alarm" if scores["false_alarms"] else "no alarm"
+    return "detected" if detected else "missed"
+
+
+def run(ctx: ProbeContext) -> list[Result]:
+    streams = scenario(ctx)
+    return [measure(ctx, endpoint, streams) for endpoint in ctx.endpoints.values()]
+
+
+def measure(ctx: ProbeContext, endpoint, streams: list[Stream]) -> Result:
+    result, path, tag = dio.open_result(ctx, endpoint, PROBE, "drift", {"scenario": [s.summary() for s in streams]})
+    if path is None:
+        return result
+    evidence = result.evidence
+    request_rows = int(path.get("request_rows") or 20)
+    p_val = float((path.get("detector") or {}).get("p_val", 0.05))
+    queries = {name: dio.counter_query(metric, path) for name, metric in
+               (("rows", "testbed_detector_rows"), ("windows", "testbed_drift_windows"),
+                ("alarms", "testbed_drift_alarms"))}
+    evidence.update({"window_rows": path.get("window_rows"), "request_rows": request_rows, "promql": queries,
+                     "fpr_quantile": FPR_QUANTILE})
+    try:
+        before = {k: dio.prometheus_sum(ctx.prometheus, q) for k, q in queries.items()}
+        native = path.get("native_promql") or {}
+        native_before = {k: dio.prometheus_sum(ctx.prometheus, q) for k, q in native.items()}
+        since = dio.last_seq(path["verdicts_url"])
+        sent = dio.Sent()
+        with httpx.Client(timeout=30.0) as client:
+            for s in streams:
+                dio.send_stream(client, path["url"], s, tag, request_rows, sent)
+        records, waited = dio.collect(path["verdicts_url"], since, tag, sent.requests - len(sent.failed))
+        windows = [scoring.locate(r, tag) for r in records if r["kind"] == "drift"]
+        result.scores = score(streams, windows, sent.sent_at, tag, p_val)
+        after_rows = dio.wait_counter(ctx.prometheus, queries["rows"], before["rows"] + sent.rows)
+        after_windows = dio.wait_counter(ctx.prometheus, queries["windows"], before["windows"] + len(windows))
+        after_alarms = dio.prometheus_sum(ctx.prometheus, queries["alarms"])
+        log_alarms = sum(w.is_drift for w in windows)
+        result.scores.update({
+            "rows_sent": sent.rows, "requests_sent": sent.requests, "requests_failed": len(sent.failed),
+            "rows_counted_prometheus": after_rows - before["rows"], "events_lost": sent.rows - (after_rows - before["rows"]),
+            "windows_counted_prometheus": after_windows - before["windows"],
+            "alarms_counted_prometheus": after_alarms - before["alarms"], "alarms_in_verdict_log": log_alarms,
+            "prometheus_matches_sent": (after_rows - before["rows"]) == sent.rows,
+        })
+        for name, query in native.items():  # the platform's own drift metrics, where it has them
+            evidence["promql"][f"native_{name}"] = query
+            target = native_before[name] + (len(windows) if name == "windows" else 0)
+            after = dio.wait_counter(ctx.prometheus, query, target) if name == "windows" else \
+                dio.prometheus_sum(ctx.prometheus, query)
+            result.scores[f"native_{name}_counted_prometheus"] = after - native_before[name]
+        result.measurements = {
+            "windows": [{"index": w.index, "is_drift": w.is_drift, "rows": {k: list(v) for k, v in w.rows.items()},
+                         "foreign_rows": w.foreign_rows} for w in windows],
+            "p_values": [r["p_vals"] for r in records if r["kind"] == "drift"],
+            "failed_requests": sent.failed[:20], "verdict_wait_s": round(waited, 2),
+            "send_seconds": round(sent.seconds, 3)}
+        result.verdict = verdict_word(result.scores)
+    except (TestbedError, httpx.HTTPError, KeyError, ValueError) as exc:
+        evidence["error"] = dio.error_text(exc)
+        result.verdict = "error"
+    result.finished_at = time.time()
+    return result
