@@ -56,7 +56,7 @@ def test_status_contract(testbed_up):
         assert p["model_name"] == status["model"]["name"]
         assert p["metrics_url"].startswith("http://127.0.0.1:")
     health = {t["job"]: t["health"] for t in status["prometheus"]["targets"]}
-    assert health == {**{n: "up" for n in PLATFORMS}, "testbed-results": "up"}
+    assert set(health) >= {*PLATFORMS, "testbed-results"} and set(health.values()) == {"up"}
 
 
 def test_exposure_audit_lists_every_listening_socket(testbed_up):
@@ -105,4 +105,5 @@ def test_second_up_reports_what_runs(testbed_up):
 def test_metrics_verb_prints_a_table(testbed_up):
     out = run_testbed("metrics", "sum by (job) (up)").stdout.splitlines()
     assert out[0].split() == ["job", "value"]
-    assert sorted(line.split()[0] for line in out[1:]) == sorted([*PLATFORMS, "testbed-results"])
+    jobs = {t["job"] for t in testbed_up["prometheus"]["targets"]}
+    assert sorted(line.split()[0] for line in out[1:]) == sorted(jobs)

@@ -96,7 +96,10 @@ class LocalBackend:
         ctx.extra["scrape_jobs"] = [t.job for t in targets]
         config_file = run_dir / "prometheus.yml"
         state.atomic_write_text(config_file, prometheus.render_config(targets, ctx.settings.scrape_interval_s))
-        data_dir = ctx.settings.state_dir / "prometheus-data"
+        # One TSDB per run: a previous run's series carry no staleness markers (its Prometheus was
+        # stopped) and would answer instant queries for 5 more minutes, mixing runs in every sum().
+        # `down` moves it to last-run/ with the logs.
+        data_dir = run_dir / "prometheus-data"
         cmd = prometheus.server_command(ctx.extra["prometheus_bin"], config_file, data_dir, port)
         log = run_dir / "prometheus.log"
         pid = processes.start(cmd, log, cwd=run_dir)
