@@ -104,3 +104,28 @@ class StepFailed(TestbedError):
 
     def __init__(self, step: str, cause: BaseException):
         super().__init__(f"Step {step!r} failed: {type(cause).__name__}: {cause}")
+
+
+class EndpointUnreachable(TestbedError):
+    def __init__(self, url: str, detail: str):
+        super().__init__(
+            f"Nothing answers at {url} ({detail}); no load was sent. Check that the target is up "
+            f"(`python -m testbed status`) and that the URL's host and port are right."
+        )
+
+
+class NonLoopbackTarget(TestbedError):
+    def __init__(self, url: str, address: str):
+        super().__init__(
+            f"Refusing to send load to {url}: it resolves to {address}, which is not a loopback address. "
+            f"Load tests here target 127.0.0.0/8 or ::1 only; pass allow_non_loopback=True "
+            f"(--allow-non-loopback) only for a host you own and mean to load."
+        )
+
+
+class LoadgenBuildFailed(TestbedError):
+    def __init__(self, command: str, output: str):
+        super().__init__(
+            f"Compiling the load generator's engine failed: `{command}`:\n{output}\n"
+            f"It needs a C compiler (apt-get install gcc; or set CC=/path/to/cc)."
+        )

@@ -95,10 +95,10 @@ def wrk_binary() -> str:
     return found
 
 
-def run_wrk(url: str, connections: int, duration_s: float, threads: int = 2) -> dict:
+def run_wrk(url: str, connections: int, duration_s: float, threads: int = 2, extra_args=()) -> dict:
     """wrk's own numbers for the same endpoint: requests, seconds, rate, socket errors."""
     proc = subprocess.run([wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
-                           "--latency", url], capture_output=True, text=True, timeout=duration_s + 60)
+                           *extra_args, url], capture_output=True, text=True, timeout=duration_s + 60)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
     return parse_wrk(proc.stdout)
