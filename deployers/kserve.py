@@ -33,5 +33,7 @@ PLATFORM = Platform(
     name="kserve",
     display_name="KServe",
     deployments={"local": KServeLocal},
-    facts={"runtime": "kserve.ModelServer (Python)", "licence": "Apache-2.0"},
+    facts={"runtime": "kserve.ModelServer (Python)", "licence": "Apache-2.0",
+           "batching": "InferenceService `batcher` (maxBatchSize, maxLatency): the Go agent sidecar, kind only; "
+                       "the local Python ModelServer has none"},
 )

@@ -26,6 +26,13 @@ def ray_temp_dir(workdir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"testbed-ray-{digest}"
 
 
+def ray_batching_args(batching) -> list[str]:
+    """@serve.batch settings for ray_app.py; none when batching is off."""
+    if not batching.enabled:
+        return []
+    return ["--max-batch-size", str(batching.max_batch_size), "--batch-wait-ms", str(batching.max_batch_time_ms)]
+
+
 class RayServeLocal(LocalProcess):
     platform = "rayserve"
     env = ENV
@@ -35,7 +42,8 @@ class RayServeLocal(LocalProcess):
     def command(self, python: Path, ports, workdir: Path, ctx) -> list[str]:
         return [str(python), str(RUNTIMES_DIR / "ray_app.py"), "--artifact", str(ctx.artifact.path),
                 "--http-port", str(ports["http"]), "--metrics-port", str(ports["metrics"]),
-                "--temp-dir", str(ray_temp_dir(workdir)), "--model-name", ctx.artifact.name]
+                "--temp-dir", str(ray_temp_dir(workdir)), "--model-name", ctx.artifact.name,
+                *ray_batching_args(ctx.settings.batching)]
 
     def extra_env(self, workdir: Path) -> dict[str, str]:
         # Keep Ray's usage-stats prompt and ~/.ray writes out of a test machine.
@@ -51,5 +59,6 @@ PLATFORM = Platform(
     name="rayserve",
     display_name="Ray Serve",
     deployments={"local": RayServeLocal},
-    facts={"runtime": "Ray Serve on a local Ray instance", "licence": "Apache-2.0"},
+    facts={"runtime": "Ray Serve on a local Ray instance", "licence": "Apache-2.0",
+           "batching": "@serve.batch (max_batch_size, batch_wait_timeout_s) in user code; offline: Ray Data / Ray tasks"},
 )

@@ -30,12 +30,17 @@ def mlserver_settings(ports: dict[str, int], workdir: Path) -> dict:
     }
 
 
-def model_settings(artifact_path: Path, model_name: str, version: str) -> dict:
-    return {
+def model_settings(artifact_path: Path, model_name: str, version: str, batching=None) -> dict:
+    settings = {
         "name": model_name,
         "implementation": "mlserver_sklearn.SKLearnModel",
         "parameters": {"uri": str(artifact_path / "model.joblib"), "version": version},
     }
+    if batching is not None and batching.enabled:
+        # MLServer's adaptive batching: max_batch_time is in seconds.
+        settings["max_batch_size"] = batching.max_batch_size
+        settings["max_batch_time"] = batching.max_batch_time_ms / 1000.0
+    return settings
 
 
 class SeldonLocal(LocalProcess):
@@ -51,7 +56,8 @@ class SeldonLocal(LocalProcess):
         (workdir / "metrics").mkdir(exist_ok=True)
         (repo / "settings.json").write_text(json.dumps(mlserver_settings(ports, workdir), indent=2))
         (model_dir / "model-settings.json").write_text(
-            json.dumps(model_settings(ctx.artifact.path, ctx.artifact.name, ctx.artifact.sha256[:12]), indent=2))
+            json.dumps(model_settings(ctx.artifact.path, ctx.artifact.name, ctx.artifact.sha256[:12],
+                                      ctx.settings.batching), indent=2))
         return [str(python.parent / "mlserver"), "start", str(repo)]
 
     def make_endpoint(self, ports, model_name) -> Endpoint:
@@ -64,5 +70,7 @@ PLATFORM = Platform(
     name="seldon",
     display_name="Seldon Core (MLServer)",
     deployments={"local": SeldonLocal},
-    facts={"runtime": "MLServer (Seldon)", "licence": "MLServer Apache-2.0; Seldon Core >=1.18 / >=2.7 BSL-1.1"},
+    facts={"runtime": "MLServer (Seldon)", "licence": "MLServer Apache-2.0; Seldon Core >=1.18 / >=2.7 BSL-1.1",
+           "batching": "MLServer adaptive batching (max_batch_size, max_batch_time in model-settings.json); "
+                       "offline: `mlserver infer`"},
 )

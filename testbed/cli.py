@@ -25,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--dry-run", action="store_true", help="print the plan without touching anything (kind)")
     up.add_argument("--out", help="with --dry-run: also write every manifest under this directory")
     up.add_argument("--retain", action="store_true", help="keep a failed cluster for inspection (kind)")
+    up.add_argument("--batching", choices=("on", "off"), default="off",
+                    help="server-side request batching where the platform has it (default off)")
+    up.add_argument("--max-batch-size", type=int, default=None, help="with --batching on (default 32)")
+    up.add_argument("--max-batch-time-ms", type=float, default=None, help="with --batching on (default 5)")
 
     status = sub.add_parser("status", help="what runs, where, and whether Prometheus scrapes it")
     backend_opt(status)
@@ -51,6 +55,13 @@ def settings_from(args) -> Settings:
         settings = replace(settings, platforms=parse_platforms(args.platforms))
     if getattr(args, "timeout", None):
         settings = replace(settings, ready_timeout_s=args.timeout)
+    if getattr(args, "batching", None) == "on":
+        batching = replace(settings.batching, enabled=True)
+        if args.max_batch_size:
+            batching = replace(batching, max_batch_size=args.max_batch_size)
+        if args.max_batch_time_ms:
+            batching = replace(batching, max_batch_time_ms=args.max_batch_time_ms)
+        settings = replace(settings, batching=batching)
     return settings
 
 

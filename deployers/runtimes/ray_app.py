@@ -44,9 +44,20 @@ def decode_v2(body, n_features: int) -> np.ndarray:
 @serve.deployment(ray_actor_options={"num_cpus": 0.5})
 @serve.ingress(api)
 class V2Model:
-    def __init__(self, artifact_dir: str, model_name: str):
+    def __init__(self, artifact_dir: str, model_name: str, batching: dict | None = None):
         self.model, self.metadata = load_verified(artifact_dir)
         self.model_name = model_name
+        self.batching = batching or {}
+        if self.batching:
+            self.predict_batched.set_max_batch_size(int(self.batching["max_batch_size"]))
+            self.predict_batched.set_batch_wait_timeout_s(float(self.batching["batch_wait_ms"]) / 1000.0)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def predict_batched(self, batches: list) -> list:
+        """Ray Serve request batching: concurrent requests' rows in one predict call, split back."""
+        sizes = [len(rows) for rows in batches]
+        labels = self.model.predict(np.vstack(batches)).astype(np.int64)
+        return np.split(labels, np.cumsum(sizes)[:-1])
 
     def _check_name(self, name: str) -> None:
         if name != self.model_name:
@@ -84,15 +95,26 @@ class V2Model:
             rows = decode_v2(body, len(self.metadata["features"]))
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
-        labels = self.model.predict(rows).astype(np.int64)
+        if self.batching:
+            labels = await self.predict_batched(rows)
+        else:
+            labels = self.model.predict(rows).astype(np.int64)
         return {"model_name": name, "id": body.get("id"),
                 "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(labels)],
                              "data": labels.tolist()}]}
 
 
 def build_app(args: dict):
-    """Application builder for `serve run`/RayService: args = {artifact_dir, model_name}."""
-    return V2Model.bind(args["artifact_dir"], args.get("model_name", "reference-classifier"))
+    """Application builder for `serve run`/RayService: args = {artifact_dir, model_name[, batching]}.
+
+    batching = {max_batch_size, batch_wait_ms} turns on @serve.batch; a replica then takes up to
+    2 * max_batch_size requests at once (Serve's default of 5 ongoing requests would cap batches at 5).
+    """
+    batching = args.get("batching") or None
+    deployment = V2Model
+    if batching:
+        deployment = V2Model.options(max_ongoing_requests=2 * int(batching["max_batch_size"]))
+    return deployment.bind(args["artifact_dir"], args.get("model_name", "reference-classifier"), batching)
 
 
 def main() -> None:
@@ -105,7 +127,11 @@ def main() -> None:
     parser.add_argument("--temp-dir", required=True)
     parser.add_argument("--model-name", default="reference-classifier")
     parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--max-batch-size", type=int, default=0, help="> 0 turns on @serve.batch")
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0)
     opts = parser.parse_args()
+    batching = ({"max_batch_size": opts.max_batch_size, "batch_wait_ms": opts.batch_wait_ms}
+                if opts.max_batch_size > 0 else None)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -113,7 +139,7 @@ def main() -> None:
     ray.init(num_cpus=opts.num_cpus, include_dashboard=False, _metrics_export_port=opts.metrics_port,
              _temp_dir=opts.temp_dir, configure_logging=False)
     serve.start(http_options={"host": "127.0.0.1", "port": opts.http_port})
-    serve.run(build_app({"artifact_dir": opts.artifact, "model_name": opts.model_name}),
+    serve.run(build_app({"artifact_dir": opts.artifact, "model_name": opts.model_name, "batching": batching}),
               name="reference", route_prefix="/", blocking=False)
     print("ray serve application running", flush=True)
     while not stop.is_set():

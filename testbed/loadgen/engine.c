@@ -68,6 +68,7 @@ typedef struct {
     size_t pcap, phead, plen;
     int64_t next_due, interval_ns;
     long connects, connect_errors;
+    int busy; /* connections with a request in flight */
     int epfd, tfd;
 } thread_t;
 
@@ -162,6 +163,7 @@ static void try_write(thread_t *t, conn_t *c);
 /* Give connection c a request due at `intended`; open it first if needed. */
 static void assign(thread_t *t, conn_t *c, int64_t intended) {
     c->has_req = 1;
+    t->busy++;
     c->intended = intended;
     c->sent = -1;
     c->deadline = now_ns() + g_timeout_ns;
@@ -171,6 +173,7 @@ static void assign(thread_t *t, conn_t *c, int64_t intended) {
             t->connect_errors++;
             record(t, intended, -1, now_ns(), 0, E_CONNECT);
             c->has_req = 0;
+            t->busy--;
             c->state = C_WAIT_RETRY;
             c->retry_at = now_ns() + 1000000; /* 1 ms: a refused port must not spin the loop */
             return;
@@ -184,7 +187,10 @@ static void assign(thread_t *t, conn_t *c, int64_t intended) {
 /* Record the failed request and park the connection; the loop's sweep reopens it (no recursion,
  * and a refused port waits 1 ms between attempts instead of spinning). */
 static void fail(thread_t *t, conn_t *c, int error) {
-    if (c->has_req) record(t, c->intended, c->sent, now_ns(), c->status, error);
+    if (c->has_req) {
+        record(t, c->intended, c->sent, now_ns(), c->status, error);
+        t->busy--;
+    }
     c->has_req = 0;
     if (error == E_CONNECT) t->connect_errors++;
     conn_close(t, c);
@@ -301,6 +307,7 @@ static void on_readable(thread_t *t, conn_t *c) {
 complete:
     record(t, c->intended, c->sent, now_ns(), c->status, E_OK);
     c->has_req = 0;
+    t->busy--;
     if (c->close_after) conn_close(t, c);
     else {
         conn_reset_parse(c);
@@ -353,7 +360,7 @@ static void schedule_due(thread_t *t, int64_t now) {
         pending_push(t, t->next_due);
         t->next_due += t->interval_ns;
     }
-    for (int i = 0; i < t->nconn && t->plen; i++) {
+    for (int i = 0; i < t->nconn && t->plen && now < g_end_ns; i++) {
         conn_t *c = &t->conns[i];
         if (!c->has_req && (c->state == C_IDLE || c->state == C_CLOSED)) {
             c->state = C_IDLE;
@@ -368,12 +375,6 @@ static void arm_timer(thread_t *t, int64_t at) {
     its.it_value.tv_sec = abs_ns / 1000000000LL;
     its.it_value.tv_nsec = abs_ns % 1000000000LL;
     timerfd_settime(t->tfd, TFD_TIMER_ABSTIME, &its, NULL);
-}
-
-static int in_flight(thread_t *t) {
-    int n = 0;
-    for (int i = 0; i < t->nconn; i++) n += t->conns[i].has_req;
-    return n;
 }
 
 static void *thread_main(void *arg) {
@@ -407,7 +408,7 @@ static void *thread_main(void *arg) {
             schedule_due(t, now);
             if (t->next_due < g_end_ns) arm_timer(t, t->next_due);
         }
-        int busy = (now >= g_end_ns || now - last_sweep >= 2000000) ? in_flight(t) : 1;
+        int busy = t->busy;
         if (now >= g_end_ns && busy == 0) break;
         if (now >= g_end_ns + g_timeout_ns) break;
         if (!g_open_loop && busy == 0 && now < g_end_ns) {
