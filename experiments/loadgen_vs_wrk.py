@@ -37,18 +37,12 @@ def wrk_post_script(directory: Path) -> Path:
     return script
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run (whole seconds for wrk)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--nginx-workers", type=int, default=1)
-    parser.add_argument("--post", action="store_true", help="POST a one-row V2 JSON body instead of GET /")
-    parser.add_argument("--json", help="also write the measurements to this file")
-    args = parser.parse_args(argv)
-    duration = float(max(1, round(args.duration)))
-
+def compare(connections: int = 64, duration_s: float = 5.0, threads: int = 2, rounds: int = 4,
+            nginx_workers: int = 1, post: bool = False, out=lambda m: print(m, flush=True)) -> dict:
+    """Both tools against one static nginx, alternating; per-round rates and the median ratio ours/wrk."""
+    args = argparse.Namespace(connections=connections, threads=threads, rounds=rounds, nginx_workers=nginx_workers,
+                              post=post)
+    duration = float(max(1, round(duration_s)))
     ours, theirs, rows = [], [], []
     with static_nginx(workers=args.nginx_workers) as base, tempfile.TemporaryDirectory() as tmp:
         url = base + ("/v2/models/static/infer" if args.post else "/")
@@ -56,8 +50,8 @@ def main(argv=None) -> int:
         spec = LoadSpec(url=url, method="POST" if args.post else "GET", body=V2_BODY if args.post else None,
                         concurrency=args.connections, duration_s=duration, threads=args.threads,
                         max_requests=100_000_000)
-        print(f"target {url}: nginx workers {args.nginx_workers}; {args.connections} connections, "
-              f"{args.threads} threads, {duration:.0f} s per run", flush=True)
+        out(f"target {url}: nginx workers {args.nginx_workers}; {args.connections} connections, "
+            f"{args.threads} threads, {duration:.0f} s per run")
         for i in range(args.rounds):
             # Alternate who goes first, so a drift in the machine's load does not favour one tool.
             if i % 2 == 0:
@@ -72,20 +66,32 @@ def main(argv=None) -> int:
                          "ours_rps": s["throughput_rps"], "ours_requests": s["requests"], "ours_errors": s["errors"],
                          "ours_p50_ms": s["latency_s"]["p50"] * 1e3, "ours_p99_ms": s["latency_s"]["p99"] * 1e3,
                          "ours_client_cpu_fraction": s["client_cpu_fraction"]})
-            print(f"round {i}: wrk {w['rate']:9.0f} req/s ({w['socket_errors'] + w['non_2xx']} errors)   "
-                  f"ours {s['throughput_rps']:9.0f} req/s ({s['errors']} errors of {s['requests']} recorded, "
-                  f"p50 {s['latency_s']['p50'] * 1e3:.2f} ms)   ratio {s['throughput_rps'] / w['rate']:.3f}",
-                  flush=True)
+            out(f"round {i}: wrk {w['rate']:9.0f} req/s ({w['socket_errors'] + w['non_2xx']} errors)   "
+                f"ours {s['throughput_rps']:9.0f} req/s ({s['errors']} errors of {s['requests']} recorded, "
+                f"p50 {s['latency_s']['p50'] * 1e3:.2f} ms)   ratio {s['throughput_rps'] / w['rate']:.3f}")
     ratios = np.array(ours) / np.array(theirs)
-    ratio = float(np.median(ratios))
-    hw = hardware()
+    return {"rounds": rows, "ratios": ratios.tolist(), "ratio_median": float(np.median(ratios)),
+            "ours_max_rps": float(max(ours)), "wrk_max_rps": float(max(theirs)), "hardware": hardware(),
+            "connections": connections, "threads": threads, "duration_s": duration, "post": post}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run (whole seconds for wrk)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--nginx-workers", type=int, default=1)
+    parser.add_argument("--post", action="store_true", help="POST a one-row V2 JSON body instead of GET /")
+    parser.add_argument("--json", help="also write the measurements to this file")
+    args = parser.parse_args(argv)
+    res = compare(args.connections, args.duration, args.threads, args.rounds, args.nginx_workers, args.post)
     if args.json:
-        Path(args.json).write_text(json.dumps({"rounds": rows, "ratio_median": ratio, "hardware": hw,
-                                               "connections": args.connections, "duration_s": duration,
-                                               "post": args.post}, indent=2))
-    print(f"hardware: {hw['cpu']}, {hw['cores']} cores; per-round ratios {', '.join(f'{r:.3f}' for r in ratios)}; "
-          f"median ours/wrk:")
-    print(f"{ratio:.3f}")
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    hw = res["hardware"]
+    print(f"hardware: {hw['cpu']}, {hw['cores']} cores; per-round ratios "
+          f"{', '.join(f'{r:.3f}' for r in res['ratios'])}; median ours/wrk:")
+    print(f"{res['ratio_median']:.3f}")
     return 0
 
 

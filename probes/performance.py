@@ -55,15 +55,23 @@ def served_latencies(endpoint: Endpoint, body: bytes, n: int = 1000, max_s: floa
     return {"summary": summarize(run), "latency_s": run.latency_s, "ok": run.ok}
 
 
-def overhead_scores(served_s: np.ndarray, inprocess_s: np.ndarray, seed: int = 0) -> dict:
+def _groups(x) -> list[np.ndarray]:
+    return [np.asarray(g, dtype=float) for g in x] if isinstance(x, (list, tuple)) else [np.asarray(x, dtype=float)]
+
+
+def overhead_scores(served_s, inprocess_s, seed: int = 0, n_boot: int = 1000) -> dict:
     """Served vs bare predict: ratio and absolute difference of medians (and p99), bootstrap CIs.
 
-    served_s holds every request's latency, failures included (a failure is not faster service).
+    Each argument is one array of latencies (seconds) or a list of them, one per repeat; with
+    several repeats the bootstrap resamples repeats too (stats.nested_bootstrap). served_s holds
+    every request's latency, failures included (a failure is not faster service).
     """
-    ratio, rlo, rhi = stats.ratio_ci(served_s, inprocess_s, np.median, seed=seed)
-    diff, dlo, dhi = stats.difference_ci(served_s, inprocess_s, np.median, seed=seed + 1)
-    p99 = lambda x, axis=None: np.percentile(x, 99, axis=axis)  # noqa: E731
-    r99, r99lo, r99hi = stats.ratio_ci(served_s, inprocess_s, p99, seed=seed + 2)
+    sg, ig = _groups(served_s), _groups(inprocess_s)
+    served_s, inprocess_s = np.concatenate(sg), np.concatenate(ig)
+    ratio, rlo, rhi = stats.nested_ratio_ci(sg, ig, np.median, n_boot=n_boot, seed=seed)
+    diff, dlo, dhi = stats.nested_ratio_ci(sg, ig, np.median, n_boot=n_boot, seed=seed + 1, difference=True)
+    p99 = lambda x: np.percentile(x, 99)  # noqa: E731
+    r99, r99lo, r99hi = stats.nested_ratio_ci(sg, ig, p99, n_boot=n_boot, seed=seed + 2)
     return {"ratio_p50": ratio, "ratio_p50_ci": [rlo, rhi],
             "diff_p50_ms": diff * 1e3, "diff_p50_ms_ci": [dlo * 1e3, dhi * 1e3],
             "ratio_p99": r99, "ratio_p99_ci": [r99lo, r99hi],
@@ -104,6 +112,32 @@ def throughput_point(endpoint: Endpoint, body: bytes, concurrency: int, duration
     return point
 
 
+def open_loop_point(endpoint: Endpoint, body: bytes, rate: float, duration_s: float, max_connections: int = 64,
+                    timeout_s: float = 30.0) -> dict:
+    """Latency at a fixed offered rate (open loop, queueing counted); says when the rate was not sustained."""
+    run = run_load(LoadSpec(url=endpoint.infer_url, method="POST", body=body, rate=rate, concurrency=max_connections,
+                            duration_s=duration_s, timeout_s=timeout_s, max_requests=10_000_000))
+    s = summarize(run)
+    return {k: s[k] for k in ("target_rps", "sustained", "not_sustained_because", "throughput_rps",
+                              "throughput_rps_ci", "offered_rps", "requests", "ok", "errors", "error_kinds",
+                              "latency_s", "send_lag_p99_s")}
+
+
+def ray_batch_sizes(metrics_url: str) -> tuple[float, float] | None:
+    """(batches, requests batched) so far, from Ray Serve's ray_serve_actual_batch_size histogram."""
+    try:
+        text = httpx.get(metrics_url, timeout=5).text
+    except httpx.HTTPError:
+        return None
+    count = total = 0.0
+    for line in text.splitlines():
+        if line.startswith("ray_serve_actual_batch_size_count"):
+            count += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("ray_serve_actual_batch_size_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+    return count, total
+
+
 def curve_scores(points_by_repeat: list[list[dict]], seed: int = 0) -> list[dict]:
     """Pool repeats per concurrency: mean rate with a bootstrap CI over the per-bin rates of all repeats."""
     by_c: dict[int, list[dict]] = {}
@@ -112,14 +146,15 @@ def curve_scores(points_by_repeat: list[list[dict]], seed: int = 0) -> list[dict
             by_c.setdefault(p["concurrency"], []).append(p)
     out = []
     for c in sorted(by_c):
-        bins = np.concatenate([p["rate_bins"] for p in by_c[c]])
-        lo, hi = stats.bootstrap(bins, np.mean, seed=seed + c)
+        groups = [np.asarray(p["rate_bins"], dtype=float) for p in by_c[c]]
+        bins = np.concatenate(groups)
+        lo, hi = stats.nested_ci(groups, np.mean, seed=seed + c)
         p50s = [p["latency_s"].get("p50", float("nan")) for p in by_c[c]]
         out.append({"concurrency": c, "throughput_rps": float(bins.mean()), "throughput_rps_ci": [lo, hi],
                     "repeats": len(by_c[c]), "per_repeat_rps": [p["throughput_rps"] for p in by_c[c]],
                     "errors": int(sum(p["errors"] for p in by_c[c])), "requests": int(sum(p["requests"] for p in by_c[c])),
                     "p50_ms_median_over_repeats": float(np.nanmedian(p50s)) * 1e3,
-                    "_bins": bins})
+                    "_groups": groups})
     return out
 
 
@@ -129,14 +164,14 @@ def batching_gain(off: list[dict], on: list[dict], seed: int = 0) -> dict:
     on_by = {p["concurrency"]: p for p in on}
     per_c = []
     for c in sorted(set(off_by) & set(on_by)):
-        a, b = on_by[c]["_bins"], off_by[c]["_bins"]
-        if b.mean() == 0:
+        a, b = on_by[c]["_groups"], off_by[c]["_groups"]
+        if np.concatenate(b).mean() == 0:
             continue
-        g, lo, hi = stats.ratio_ci(a, b, np.mean, seed=seed + c)
+        g, lo, hi = stats.nested_ratio_ci(a, b, np.mean, seed=seed + c)
         per_c.append({"concurrency": c, "gain": g, "gain_ci": [lo, hi]})
     peak_off = max(off, key=lambda p: p["throughput_rps"])
     peak_on = max(on, key=lambda p: p["throughput_rps"])
-    g, lo, hi = stats.ratio_ci(peak_on["_bins"], peak_off["_bins"], np.mean, seed=seed)
+    g, lo, hi = stats.nested_ratio_ci(peak_on["_groups"], peak_off["_groups"], np.mean, seed=seed)
     return {"peak_gain": g, "peak_gain_ci": [lo, hi], "peak_off_rps": peak_off["throughput_rps"],
             "peak_off_concurrency": peak_off["concurrency"], "peak_on_rps": peak_on["throughput_rps"],
             "peak_on_concurrency": peak_on["concurrency"], "per_concurrency": per_c}
@@ -193,6 +228,12 @@ def offline_mlserver_infer(mlserver_bin: Path, endpoint: Endpoint, X: np.ndarray
         url = endpoint.base_url.split("://", 1)[1]
         cmd = [str(mlserver_bin), "infer", "-u", url, "-m", endpoint.model_name, "-i", str(inp), "-o", str(out),
                "-w", str(workers), "-s", "1"]
+        # The command's own start-up (imports, client set-up): the same command on a one-request file.
+        one_in, one_out = Path(tmp) / "one.jsonl", Path(tmp) / "one-out.jsonl"
+        one_in.write_text(json.dumps(v2.request_body(X[:1], request_id="r0")) + "\n")
+        t0 = time.perf_counter()
+        subprocess.run(cmd[:6] + [str(one_in), "-o", str(one_out)] + cmd[10:], capture_output=True, timeout=timeout_s)
+        startup = time.perf_counter() - t0
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         seconds = time.perf_counter() - t0
@@ -212,8 +253,9 @@ def offline_mlserver_infer(mlserver_bin: Path, endpoint: Endpoint, X: np.ndarray
     labels = np.concatenate([np.asarray(chunks[i], dtype=np.int64) if i in chunks
                              else np.full(min(rows_per_line, len(X) - i * rows_per_line), -1) for i in range(n_lines)])
     rows_ok = int(sum(len(v) for v in chunks.values()))
-    return {"path": f"mlserver infer ({rows_per_line} rows per request, {workers} workers; process start included)",
+    return {"path": f"mlserver infer ({rows_per_line} rows per request, {workers} workers; its start-up included)",
             "rows": rows_ok, "seconds": seconds, "rows_per_s": rows_ok / seconds, "failed_requests": failed,
+            "startup_s": startup, "rows_per_s_after_startup": rows_ok / max(seconds - startup, 1e-9),
             "labels": labels}
 
 

@@ -52,3 +52,14 @@ def test_rate_bins_count_only_the_window():
     done = np.array([0.05, 0.1, 0.6, 0.9, 1.5])  # the last one is after a 1 s window
     bins = stats.rate_bins(done, 1.0, n_bins=2)
     assert bins.tolist() == [4.0, 4.0]  # 2 per half second each
+
+
+def test_nested_bootstrap_widens_with_between_repeat_drift():
+    rng = np.random.default_rng(6)
+    steady = [rng.normal(100, 5, 50) for _ in range(3)]
+    drifting = [rng.normal(m, 5, 50) for m in (80, 100, 120)]
+    lo1, hi1 = stats.nested_ci(steady, np.mean, n_boot=500)
+    lo2, hi2 = stats.nested_ci(drifting, np.mean, n_boot=500)
+    assert lo1 < 100 < hi1 and (hi2 - lo2) > 3 * (hi1 - lo1)
+    point, lo, hi = stats.nested_ratio_ci([g * 2 for g in steady], steady, np.mean, n_boot=500)
+    assert lo < point < hi and lo < 2.0 < hi
