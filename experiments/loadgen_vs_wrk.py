@@ -29,28 +29,34 @@ V2_BODY = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 6], "datatype"
                                   "data": [0.1, -0.2, 0.3, 0.4, -0.5, 1.0]}]}).encode()
 
 
-def wrk_post_script(directory: Path) -> Path:
+def wrk_post_script(directory: Path, body_bytes: bytes = V2_BODY) -> Path:
     script = directory / "post.lua"
-    body = V2_BODY.decode().replace("\\", "\\\\").replace('"', '\\"')
+    body = body_bytes.decode().replace("\\", "\\\\").replace('"', '\\"')
     script.write_text(f'wrk.method = "POST"\nwrk.body = "{body}"\n'
                       f'wrk.headers["Content-Type"] = "application/json"\n')
     return script
 
 
 def compare(connections: int = 64, duration_s: float = 5.0, threads: int = 2, rounds: int = 4,
-            nginx_workers: int = 1, post: bool = False, out=lambda m: print(m, flush=True)) -> dict:
-    """Both tools against one static nginx, alternating; per-round rates and the median ratio ours/wrk."""
+            nginx_workers: int = 1, post: bool = False, out=lambda m: print(m, flush=True),
+            target: str | None = None, body: bytes | None = None) -> dict:
+    """Both tools against one static nginx (or `target`, e.g. a platform's infer URL with `body`),
+    alternating; per-round rates and the median ratio ours/wrk."""
     args = argparse.Namespace(connections=connections, threads=threads, rounds=rounds, nginx_workers=nginx_workers,
                               post=post)
     duration = float(max(1, round(duration_s)))
     ours, theirs, rows = [], [], []
-    with static_nginx(workers=args.nginx_workers) as base, tempfile.TemporaryDirectory() as tmp:
-        url = base + ("/v2/models/static/infer" if args.post else "/")
-        extra = ["-s", str(wrk_post_script(Path(tmp)))] if args.post else []
-        spec = LoadSpec(url=url, method="POST" if args.post else "GET", body=V2_BODY if args.post else None,
+    from contextlib import nullcontext
+
+    body = body if body is not None else V2_BODY
+    endpoint = nullcontext(None) if target else static_nginx(workers=args.nginx_workers)
+    with endpoint as base, tempfile.TemporaryDirectory() as tmp:
+        url = target or base + ("/v2/models/static/infer" if args.post else "/")
+        extra = ["-s", str(wrk_post_script(Path(tmp), body))] if args.post else []
+        spec = LoadSpec(url=url, method="POST" if args.post else "GET", body=body if args.post else None,
                         concurrency=args.connections, duration_s=duration, threads=args.threads,
                         max_requests=100_000_000)
-        out(f"target {url}: nginx workers {args.nginx_workers}; {args.connections} connections, "
+        out(f"target {url}: {'nginx workers ' + str(args.nginx_workers) if not target else 'given endpoint'}; {args.connections} connections, "
             f"{args.threads} threads, {duration:.0f} s per run")
         for i in range(args.rounds):
             # Alternate who goes first, so a drift in the machine's load does not favour one tool.
@@ -84,8 +90,12 @@ def main(argv=None) -> int:
     parser.add_argument("--nginx-workers", type=int, default=1)
     parser.add_argument("--post", action="store_true", help="POST a one-row V2 JSON body instead of GET /")
     parser.add_argument("--json", help="also write the measurements to this file")
+    parser.add_argument("--target", help="a loopback URL instead of the static nginx (e.g. a platform's infer URL)")
+    parser.add_argument("--body-file", help="with --target: the POST body (implies --post)")
     args = parser.parse_args(argv)
-    res = compare(args.connections, args.duration, args.threads, args.rounds, args.nginx_workers, args.post)
+    body = Path(args.body_file).read_bytes() if args.body_file else None
+    res = compare(args.connections, args.duration, args.threads, args.rounds, args.nginx_workers,
+                  args.post or body is not None, target=args.target, body=body)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
     hw = res["hardware"]

@@ -9,7 +9,19 @@ repeats, so drift in a shared machine's load does not favour one mode), and meas
 platforms in a rotating order. Batching off: serving overhead at concurrency 1 against bare
 in-process predict of the same artifact (measured right before, in this process, with the same
 scikit-learn), the throughput curve with CPU/memory accounting of each runtime's session, and
-offline batch scoring. Batching on: the throughput curve again. Every number has a bootstrap CI.
+offline batch scoring. Batching on: the throughput curve again. Every number has a bootstrap CI
+(two-level where there are repeats: repeats, then requests or time bins inside them).
+
+Results (testbed/results.py), one per platform and probe, for the report's cells:
+  overhead    scores.ratio_p50 [ratio_p50_ci], diff_p50_ms [diff_p50_ms_ci], served/inprocess p50, ratio_p99
+  throughput  scores.peak_rps [peak_rps_ci] @ peak_concurrency, open_loop_p50_ms/p99_ms/sustained;
+              measurements.curve {off, on}: per concurrency rate + CI, per-repeat rates
+  batching    verdict supported | not available; scores.peak_gain [peak_gain_ci], per_concurrency gains;
+              evidence.batching_settings and evidence.observed (applied model-settings / Ray batch sizes)
+  cost        scores.cpu_s_per_1000, peak_rss_mb, cost_per_1000, cost_per_million (evidence.prices)
+  offline     scores.{v2,native}_rows_per_s, inprocess_rows_per_s, *_vs_inprocess, *_agreement
+  loadgen     (platform "loadgen") scores.ratio_vs_wrk, top_rps, headroom_over_fastest_platform
+Plots: plots/latency_cdf.png, plots/throughput.png.
 """
 
 from __future__ import annotations
@@ -246,7 +258,11 @@ def build_results(store: dict, inproc_offline: list[dict], opts, run_id: str, ar
                       "mechanism_detail": {"seldon": "MLServer adaptive batching (model-settings.json max_batch_size, "
                                                      "max_batch_time)",
                                            "rayserve": "@serve.batch in the Serve deployment (max_batch_size, "
-                                                       "batch_wait_timeout_s; max_ongoing_requests = 2 x batch)",
+                                                       "batch_wait_timeout_s). Serve needs max_ongoing_requests >= "
+                                                       "max_batch_size, so batching on also raises it from Serve's "
+                                                       "default 5 to 2 x max_batch_size: at high concurrency part of "
+                                                       "the gain is that knob (with 5, excess requests wait in "
+                                                       "Serve's router)",
                                            "kserve": NOT_AVAILABLE_NOTE}[name]},
             mechanism=mech, run_id=run_id))
         # cost: at the batching-off point of highest throughput, pooled over repeats
@@ -470,7 +486,12 @@ def main(argv=None) -> int:
         made = plots(rs, run_dir / EXPERIMENT / "plots") if rs else []
         say(f"wrote {len(rs)} results and plots {made} under {run_dir / EXPERIMENT} "
             f"in {time.time() - started:.0f} s")
-    print(summary_table(rs))
+    table = summary_table(rs)
+    if rs:
+        (run_dir / EXPERIMENT / "summary.md").write_text(
+            f"# Performance, run {run_id} ({opts.backend}; {hw['cpu']}, {hw['cores']} cores, {hw['memory_gb']} GB)\n\n"
+            f"Point estimates with 95% bootstrap CIs over {opts.repeats} repeat(s).\n\n{table}\n")
+    print(table)
     return 0
 
 
@@ -485,6 +506,8 @@ def summary_table(rs: list[results.Result]) -> str:
     for r in rs:
         by.setdefault(r.platform, {})[r.probe] = r
     for name, d in sorted(by.items()):
+        if name == "loadgen":
+            continue
         o = d.get("overhead")
         t = d.get("throughput")
         b = d.get("batching")
@@ -503,6 +526,11 @@ def summary_table(rs: list[results.Result]) -> str:
              + (f"{f.scores['native_rows_per_s']:,.0f}" if "native_rows_per_s" in f.scores else "none")
              + f" / {f.scores['inprocess_rows_per_s']:,.0f}") if f else "-",
         ]) + " |")
+    lg = by.get("loadgen", {}).get("loadgen")
+    if lg:
+        lines.append(f"\nload generator vs wrk on a static nginx (same run): {lg.scores['ratio_vs_wrk']:.3f} "
+                     f"(per round {', '.join(f'{r:.3f}' for r in lg.scores['ratios'])}); its top rate is "
+                     f"{lg.scores['headroom_over_fastest_platform'] or 0:.0f}x the fastest platform's peak")
     return "\n".join(lines)
 
 
