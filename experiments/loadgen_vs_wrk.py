@@ -76,7 +76,10 @@ def compare(connections: int = 64, duration_s: float = 5.0, threads: int = 2, ro
                 f"ours {s['throughput_rps']:9.0f} req/s ({s['errors']} errors of {s['requests']} recorded, "
                 f"p50 {s['latency_s']['p50'] * 1e3:.2f} ms)   ratio {s['throughput_rps'] / w['rate']:.3f}")
     ratios = np.array(ours) / np.array(theirs)
+    from testbed.loadgen import stats
+
     return {"rounds": rows, "ratios": ratios.tolist(), "ratio_median": float(np.median(ratios)),
+            "ratio_median_ci": list(stats.bootstrap(ratios, np.median)),
             "ours_max_rps": float(max(ours)), "wrk_max_rps": float(max(theirs)), "hardware": hardware(),
             "connections": connections, "threads": threads, "duration_s": duration, "post": post}
 
@@ -100,7 +103,8 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps(res, indent=2))
     hw = res["hardware"]
     print(f"hardware: {hw['cpu']}, {hw['cores']} cores; per-round ratios "
-          f"{', '.join(f'{r:.3f}' for r in res['ratios'])}; median ours/wrk:")
+          f"{', '.join(f'{r:.3f}' for r in res['ratios'])}; median ours/wrk (95% bootstrap CI over rounds "
+          f"{res['ratio_median_ci'][0]:.3f}-{res['ratio_median_ci'][1]:.3f}):")
     print(f"{res['ratio_median']:.3f}")
     return 0
 
