@@ -104,7 +104,9 @@ def throughput_point(endpoint: Endpoint, body: bytes, concurrency: int, duration
              "throughput_rps_ci": s["throughput_rps_ci"], "requests": s["requests"], "ok": s["ok"],
              "errors": s["errors"], "error_kinds": s["error_kinds"], "status_counts": s["status_counts"],
              "error_rate": s["error_rate"], "latency_s": s["latency_s"], "client_cpu_fraction": s["client_cpu_fraction"],
-             "rate_bins": stats.rate_bins(done_s[ok], run.window_s).tolist(), "window_s": run.window_s}
+             "rate_bins": stats.rate_bins(done_s[ok], run.window_s).tolist(), "window_s": run.window_s,
+             # the client must not be what limits the rate: flag it when its threads were nearly busy
+             "client_saturated": s["client_cpu_fraction"] > 0.8 * spec.threads}
     if usage is not None:
         point["usage"] = {"cpu_s": usage.cpu_s, "wall_s": usage.wall_s, "peak_rss_mb": usage.peak_rss_bytes / 2**20,
                           "mean_rss_mb": usage.mean_rss_bytes / 2**20}
