@@ -60,5 +60,6 @@ PLATFORM = Platform(
     display_name="Ray Serve",
     deployments={"local": RayServeLocal},
     facts={"runtime": "Ray Serve on a local Ray instance", "licence": "Apache-2.0",
-           "batching": "@serve.batch (max_batch_size, batch_wait_timeout_s) in user code; offline: Ray Data / Ray tasks"},
+           "batching": "@serve.batch (max_batch_size, batch_wait_timeout_s) in user code; offline: Ray Data (needs "
+                       "pyarrow) or Ray tasks/actors (deployers/runtimes/ray_batch.py)"},
 )
