@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: up test setup prometheus down status
+.PHONY: up test setup prometheus down status bench-loadgen perf
 
 up: setup
 	$(PY) -m testbed up
@@ -27,3 +27,11 @@ prometheus:
 
 down status:
 	$(PY) -m testbed $@
+
+# Performance (issue 6): the load generator against wrk on a static nginx (needs the Debian packages
+# wrk and nginx-light), then the full performance experiment (brings the testbed up and down itself).
+bench-loadgen: setup
+	$(PY) experiments/loadgen_vs_wrk.py
+
+perf: setup
+	$(PY) experiments/performance.py

@@ -121,5 +121,7 @@ PLATFORM = Platform(
     display_name="KServe",
     infer_requests_promql='sum(request_predict_seconds_count{job="kserve"})',
     deployments={"local": KServeLocal, "kind": KServeKind},
-    facts={"runtime": "kserve.ModelServer (Python)", "licence": "Apache-2.0"},
+    facts={"runtime": "kserve.ModelServer (Python)", "licence": "Apache-2.0",
+           "batching": "InferenceService `batcher` (maxBatchSize, maxLatency): the Go agent sidecar, kind only; "
+                       "the local Python ModelServer has none"},
 )

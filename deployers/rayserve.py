@@ -37,6 +37,13 @@ def ray_temp_dir(workdir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"testbed-ray-{digest}"
 
 
+def ray_batching_args(batching) -> list[str]:
+    """@serve.batch settings for ray_app.py; none when batching is off."""
+    if not batching.enabled:
+        return []
+    return ["--max-batch-size", str(batching.max_batch_size), "--batch-wait-ms", str(batching.max_batch_time_ms)]
+
+
 class RayServeLocal(LocalProcess):
     platform = "rayserve"
     env = ENV
@@ -46,7 +53,8 @@ class RayServeLocal(LocalProcess):
     def command(self, python: Path, ports, workdir: Path, ctx) -> list[str]:
         cmd = [str(python), str(RUNTIMES_DIR / "ray_app.py"), "--artifact", str(ctx.artifact.path),
                "--http-port", str(ports["http"]), "--metrics-port", str(ports["metrics"]),
-               "--temp-dir", str(ray_temp_dir(workdir)), "--model-name", ctx.artifact.name]
+               "--temp-dir", str(ray_temp_dir(workdir)), "--model-name", ctx.artifact.name,
+               *ray_batching_args(ctx.settings.batching)]
         service_url = (ctx.extra.get("detection") or {}).get("service_url")
         if ctx.extra.get("detectors") is not None and service_url:
             cmd += ["--detectors", str(ctx.extra["detectors"].path), "--model-sha256", ctx.artifact.sha256,
@@ -172,5 +180,7 @@ PLATFORM = Platform(
     display_name="Ray Serve",
     infer_requests_promql='sum(ray_serve_num_http_requests_total{job="rayserve",method="POST",route="/v2/models/{name}/infer",status_code="200"})',
     deployments={"local": RayServeLocal, "kind": RayServeKind},
-    facts={"runtime": "Ray Serve on a local Ray instance", "licence": "Apache-2.0"},
+    facts={"runtime": "Ray Serve on a local Ray instance", "licence": "Apache-2.0",
+           "batching": "@serve.batch (max_batch_size, batch_wait_timeout_s) in user code; offline: Ray Data (needs "
+                       "pyarrow) or Ray tasks/actors (deployers/runtimes/ray_batch.py)"},
 )

@@ -47,12 +47,17 @@ def mlserver_settings(ports: dict[str, int], workdir: Path) -> dict:
     }
 
 
-def model_settings(artifact_path: Path, model_name: str, version: str) -> dict:
-    return {
+def model_settings(artifact_path: Path, model_name: str, version: str, batching=None) -> dict:
+    settings = {
         "name": model_name,
         "implementation": "mlserver_sklearn.SKLearnModel",
         "parameters": {"uri": str(artifact_path / "model.joblib"), "version": version},
     }
+    if batching is not None and batching.enabled:
+        # MLServer's adaptive batching: max_batch_time is in seconds.
+        settings["max_batch_size"] = batching.max_batch_size
+        settings["max_batch_time"] = batching.max_batch_time_ms / 1000.0
+    return settings
 
 
 def explainer_settings(model_name: str, version: str, saved_explainer: Path, infer_uri: str) -> dict:
@@ -77,7 +82,7 @@ def saved_explainer(python: Path, artifact, state_dir: Path, say=lambda m: None)
     out = state_dir / "explainers" / f"{artifact.path.name}-kernel_shap-{key}"
     if (out / "meta.dill").is_file():
         return out
-    say(f"  fitting the KernelShap explainer for MLServer's alibi-explain runtime (first time only) ...")
+    say("  fitting the KernelShap explainer for MLServer's alibi-explain runtime (first time only) ...")
     proc = subprocess.run([str(python), str(RUNTIMES_DIR / "explainer_io.py"), "save", "--artifact",
                            str(artifact.path), "--out", str(out)], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -100,7 +105,8 @@ class SeldonLocal(LocalProcess):
         (workdir / "metrics").mkdir(exist_ok=True)
         (repo / "settings.json").write_text(json.dumps(mlserver_settings(ports, workdir), indent=2))
         (model_dir / "model-settings.json").write_text(
-            json.dumps(model_settings(ctx.artifact.path, ctx.artifact.name, ctx.artifact.sha256[:12]), indent=2))
+            json.dumps(model_settings(ctx.artifact.path, ctx.artifact.name, ctx.artifact.sha256[:12],
+                                      ctx.settings.batching), indent=2))
         explainer_dir = repo / (ctx.artifact.name + EXPLAINER_SUFFIX)
         explainer_dir.mkdir(parents=True, exist_ok=True)
         infer_uri = f"http://127.0.0.1:{ports['http']}/v2/models/{ctx.artifact.name}/infer"
@@ -283,5 +289,7 @@ PLATFORM = Platform(
     display_name="Seldon Core (MLServer)",
     infer_requests_promql='sum(model_infer_request_success_total{job="seldon"})',
     deployments={"local": SeldonLocal, "kind": SeldonKind},
-    facts={"runtime": "MLServer (Seldon)", "licence": "MLServer Apache-2.0; Seldon Core >=1.18 / >=2.7 BSL-1.1"},
+    facts={"runtime": "MLServer (Seldon)", "licence": "MLServer Apache-2.0; Seldon Core >=1.18 / >=2.7 BSL-1.1",
+           "batching": "MLServer adaptive batching (max_batch_size, max_batch_time in model-settings.json); "
+                       "offline: `mlserver infer`"},
 )

@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--out", help="with --dry-run: also write every manifest under this directory")
     up.add_argument("--retain", action="store_true", help="keep a failed cluster for inspection (kind)")
     up.add_argument("--prometheus-port", type=int, help="fixed loopback port for Prometheus (default: a free one)")
+    up.add_argument("--batching", choices=("on", "off"), default="off",
+                    help="server-side request batching where the platform has it (default off)")
+    up.add_argument("--max-batch-size", type=int, default=None, help="with --batching on (default 32)")
+    up.add_argument("--max-batch-time-ms", type=float, default=None, help="with --batching on (default 5)")
 
     status = sub.add_parser("status", help="what runs, where, and whether Prometheus scrapes it")
     backend_opt(status)
@@ -38,6 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     backend_opt(metrics)
     metrics.add_argument("promql", nargs="?", default="up", help="PromQL expression (default: up)")
     metrics.add_argument("--json", action="store_true")
+
+    load = sub.add_parser("load", help="send bounded load to a loopback URL; every request recorded (testbed.loadgen)")
+    load.add_argument("url", help="e.g. the infer_url from `status --json`")
+    load.add_argument("--concurrency", type=int, default=1, help="closed loop: connections (open loop: at most)")
+    load.add_argument("--rate", type=float, default=None, help="requests/s: open loop instead of closed loop")
+    load.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    load.add_argument("--requests", type=int, default=1_000_000, help="at most this many requests")
+    load.add_argument("--timeout", type=float, default=10.0, help="per request, seconds")
+    load.add_argument("--body-file", help="POST this file's bytes (JSON content type)")
+    load.add_argument("--allow-non-loopback", action="store_true", help="permit a target outside 127.0.0.0/8 and ::1")
+    load.add_argument("--json", action="store_true", help="the full summary as JSON")
 
     art = sub.add_parser("artifact", help="build (if needed) and describe the reference model artifact")
     art.add_argument("--rebuild", action="store_true")
@@ -90,6 +105,13 @@ def settings_from(args) -> Settings:
         settings = replace(settings, ready_timeout_s=args.timeout)
     if getattr(args, "prometheus_port", None):
         settings = replace(settings, prometheus_port=args.prometheus_port)
+    if getattr(args, "batching", None) == "on":
+        batching = replace(settings.batching, enabled=True)
+        if args.max_batch_size:
+            batching = replace(batching, max_batch_size=args.max_batch_size)
+        if args.max_batch_time_ms:
+            batching = replace(batching, max_batch_time_ms=args.max_batch_time_ms)
+        settings = replace(settings, batching=batching)
     return settings
 
 
@@ -179,6 +201,33 @@ def cmd_artifact(args) -> int:
     art = artifact.ensure(settings.artifacts_dir, settings.artifact_seed, rebuild=args.rebuild)
     print(json.dumps(art.metadata, indent=2))
     return 0
+
+
+def cmd_load(args) -> int:
+    from pathlib import Path
+
+    from testbed.loadgen import LoadSpec, run_load, summarize
+
+    body = Path(args.body_file).read_bytes() if args.body_file else None
+    spec = LoadSpec(url=args.url, method="POST" if body is not None else "GET", body=body,
+                    concurrency=args.concurrency, rate=args.rate, duration_s=args.duration,
+                    max_requests=args.requests, timeout_s=args.timeout, allow_non_loopback=args.allow_non_loopback)
+    s = summarize(run_load(spec))
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    lat = s["latency_s"]
+    ci = lambda key: f"[{lat[key + '_ci'][0] * 1e3:.2f}, {lat[key + '_ci'][1] * 1e3:.2f}]"  # noqa: E731
+    print(f"{s['requests']} requests, {s['ok']} 2xx, {s['errors']} errors {s['error_kinds'] or ''} "
+          f"{s['status_counts']}")
+    print(f"throughput {s['throughput_rps']:.1f} req/s [{s['throughput_rps_ci'][0]:.1f}, {s['throughput_rps_ci'][1]:.1f}]")
+    if lat.get("n"):
+        print("latency ms: " + "  ".join(f"{k} {lat[k] * 1e3:.2f} {ci(k)}" for k in ("p50", "p90", "p99"))
+              + f"  max {lat['max'] * 1e3:.2f}")
+    if "sustained" in s:
+        print(f"target {s['target_rps']:.1f} req/s: " + ("sustained" if s["sustained"] else
+                                                          "NOT sustained: " + "; ".join(s["not_sustained_because"])))
+    return 0 if s["errors"] == 0 and s.get("sustained", True) else 1
 
 
 def render_status(status: dict) -> str:
@@ -344,4 +393,4 @@ def _fmt_score(v) -> str:
 
 VERBS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "metrics": cmd_metrics, "artifact": cmd_artifact,
          "probe": cmd_probe, "report": cmd_report, "pipeline": cmd_pipeline, "results-exporter": cmd_results_exporter,
-         "images": cmd_images}
+         "images": cmd_images, "load": cmd_load}

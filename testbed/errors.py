@@ -196,6 +196,7 @@ class UserDataError(TestbedError):
     def __init__(self, path, problem: str):
         super().__init__(f"Data file {path} is not usable: {problem}")
 
+
 class EmptyScenario(TestbedError):
     def __init__(self, what: str, n):
         super().__init__(
@@ -219,4 +220,29 @@ class DetectionPathDown(TestbedError):
             f"The {what} detection path of {platform} is not up ({detail}). "
             f"Check `python -m testbed status`; bring the testbed up with `python -m testbed up` "
             f"(with that platform in --platforms) before probing it."
+        )
+
+
+class EndpointUnreachable(TestbedError):
+    def __init__(self, url: str, detail: str):
+        super().__init__(
+            f"Nothing answers at {url} ({detail}); no load was sent. Check that the target is up "
+            f"(`python -m testbed status`) and that the URL's host and port are right."
+        )
+
+
+class NonLoopbackTarget(TestbedError):
+    def __init__(self, url: str, address: str):
+        super().__init__(
+            f"Refusing to send load to {url}: it resolves to {address}, which is not a loopback address. "
+            f"Load tests here target 127.0.0.0/8 or ::1 only; pass allow_non_loopback=True "
+            f"(--allow-non-loopback) only for a host you own and mean to load."
+        )
+
+
+class LoadgenBuildFailed(TestbedError):
+    def __init__(self, command: str, output: str):
+        super().__init__(
+            f"Compiling the load generator's engine failed: `{command}`:\n{output}\n"
+            f"It needs a C compiler (apt-get install gcc; or set CC=/path/to/cc)."
         )

@@ -11,6 +11,30 @@ DEFAULT_PLATFORMS = ("kserve", "seldon", "rayserve")
 
 
 @dataclass(frozen=True)
+class Batching:
+    """Server-side request batching: concurrent requests merged into one model call.
+
+    Carried to each platform's local deployment: MLServer adaptive batching (`max_batch_size`,
+    `max_batch_time` in model-settings.json) and Ray Serve `@serve.batch`. The KServe Python
+    ModelServer has no batcher (KServe's batcher is the Go agent sidecar, on kind only), so on the
+    local backend KServe ignores this and results say "not available".
+    """
+
+    enabled: bool = False
+    """Off: each platform's default (one model call per request)."""
+
+    max_batch_size: int = 32
+    """Most requests merged into one model call."""
+
+    max_batch_time_ms: float = 5.0
+    """Longest a request waits for others to fill its batch."""
+
+    def describe(self) -> dict:
+        return {"enabled": self.enabled, "max_batch_size": self.max_batch_size,
+                "max_batch_time_ms": self.max_batch_time_ms}
+
+
+@dataclass(frozen=True)
 class Settings:
     backend: str = "local"
     """Where platforms run: `local` (processes on loopback) or `kind` (a kind cluster)."""
@@ -42,6 +66,9 @@ class Settings:
 
     artifact_seed: int = 20261125
     """Seed of the reference model's synthetic training data and of its training."""
+
+    batching: Batching = field(default_factory=Batching)
+    """Request batching on the platforms that support it (`up --batching on|off`); off by default."""
 
     @property
     def envs_dir(self) -> Path:

@@ -5,7 +5,6 @@ servers and no V2 protocol).
 """
 
 import argparse
-import json
 import signal
 import sys
 import threading

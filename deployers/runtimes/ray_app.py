@@ -62,11 +62,22 @@ class Explainer:
 @serve.deployment(ray_actor_options={"num_cpus": 0.5})
 @serve.ingress(api)
 class V2Model:
-    def __init__(self, artifact_dir: str, model_name: str, explainer=None):
+    def __init__(self, artifact_dir: str, model_name: str, explainer=None, batching: dict | None = None):
         self.model, self.metadata = load_verified(artifact_dir)
         self.model_name = model_name
         self.explainer = explainer
         """DeploymentHandle of the Explainer deployment, or None (no explain route)."""
+        self.batching = batching or {}
+        if self.batching:
+            self.predict_batched.set_max_batch_size(int(self.batching["max_batch_size"]))
+            self.predict_batched.set_batch_wait_timeout_s(float(self.batching["batch_wait_ms"]) / 1000.0)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def predict_batched(self, batches: list) -> list:
+        """Ray Serve request batching: concurrent requests' rows in one predict call, split back."""
+        sizes = [len(rows) for rows in batches]
+        labels = self.model.predict(np.vstack(batches)).astype(np.int64)
+        return np.split(labels, np.cumsum(sizes)[:-1])
 
     def _check_name(self, name: str) -> None:
         if name != self.model_name:
@@ -108,7 +119,10 @@ class V2Model:
     async def infer(self, name: str, request: Request):
         self._check_name(name)
         body, rows = await self._rows(request)
-        labels = self.model.predict(rows).astype(np.int64)
+        if self.batching:
+            labels = await self.predict_batched(rows)
+        else:
+            labels = self.model.predict(rows).astype(np.int64)
         return {"model_name": name, "id": body.get("id"),
                 "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(labels)],
                              "data": labels.tolist()}]}
@@ -227,9 +241,18 @@ def build_detected_app(args: dict):
 
 
 def build_app(args: dict):
-    """Application builder for `serve run`/RayService: args = {artifact_dir, model_name, explainer (bool)}."""
+    """Application builder for `serve run`/RayService: args = {artifact_dir, model_name, explainer (bool)
+    [, batching]}.
+
+    batching = {max_batch_size, batch_wait_ms} turns on @serve.batch; a replica then takes up to
+    2 * max_batch_size requests at once (Serve's default of 5 ongoing requests would cap batches at 5).
+    """
     explainer = Explainer.bind(args["artifact_dir"]) if args.get("explainer") else None
-    return V2Model.bind(args["artifact_dir"], args.get("model_name", "reference-classifier"), explainer)
+    batching = args.get("batching") or None
+    deployment = V2Model
+    if batching:
+        deployment = V2Model.options(max_ongoing_requests=2 * int(batching["max_batch_size"]))
+    return deployment.bind(args["artifact_dir"], args.get("model_name", "reference-classifier"), explainer, batching)
 
 
 def main() -> None:
@@ -247,7 +270,11 @@ def main() -> None:
     parser.add_argument("--detector-sink", help="detector service /verdicts URL (with ?platform=...)")
     parser.add_argument("--model-sha256")
     parser.add_argument("--n-features", type=int)
+    parser.add_argument("--max-batch-size", type=int, default=0, help="> 0 turns on @serve.batch")
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0)
     opts = parser.parse_args()
+    batching = ({"max_batch_size": opts.max_batch_size, "batch_wait_ms": opts.batch_wait_ms}
+                if opts.max_batch_size > 0 else None)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -256,7 +283,7 @@ def main() -> None:
              _temp_dir=opts.temp_dir, configure_logging=False)
     serve.start(http_options={"host": "127.0.0.1", "port": opts.http_port})
     reference = build_app({"artifact_dir": opts.artifact, "model_name": opts.model_name,
-                           "explainer": not opts.no_explainer})
+                           "explainer": not opts.no_explainer, "batching": batching})
     if opts.detectors:
         # Both applications deploy at once: the detector replica's alibi-detect import (10-15 s)
         # overlaps the model's start instead of following it.
