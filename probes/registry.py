@@ -23,8 +23,14 @@ PROBES: dict[str, str] = {
     "monitoring": "probes.monitoring",
     "explain": "probes.explain",
     "robustness": "probes.robustness",
+    "kill": "probes.kill",
+    "overload": "probes.overload",
+    "detector-outage": "probes.detector_outage",
 }
 """Probe name -> module exposing `run(ctx: ProbeContext) -> list[Result]`; `all` runs them in this order."""
+
+FAULTS = ("kill", "overload", "detector-outage")
+"""Fault probes disturb the testbed (kill processes, saturate it): run only by name, never by `all`."""
 
 # Which user-data options each probe reads (ctx.options keys); the CLI refuses the others.
 USER_DATA = {"drift": ("reference_csv", "data_csv"), "outlier": ("data_csv", "truth_csv")}
@@ -32,7 +38,7 @@ USER_DATA = {"drift": ("reference_csv", "data_csv"), "outlier": ("data_csv", "tr
 
 def expand(name: str) -> list[str]:
     if name == "all":
-        return list(PROBES)
+        return [p for p in PROBES if p not in FAULTS]
     if name not in PROBES:
         raise ProbeUnavailable(name, "no such probe", list(PROBES))
     return [name]

@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="measure the running testbed: outlier, drift, monitoring, explain, "
                            "robustness (or all)")
     backend_opt(probe)
-    probe.add_argument("probe", help="outlier | drift | monitoring | explain | robustness | all")
+    probe.add_argument("probe", help="outlier | drift | monitoring | explain | robustness | all (faults, by name only: "
+                       "kill | overload | detector-outage)")
     probe.add_argument("--platforms", help="comma-separated subset of the running platforms (default: all of them)")
     probe.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     probe.add_argument("--reference", metavar="REF.csv", help="drift: your reference rows (header = feature names)")

@@ -246,3 +246,19 @@ class LoadgenBuildFailed(TestbedError):
             f"Compiling the load generator's engine failed: `{command}`:\n{output}\n"
             f"It needs a C compiler (apt-get install gcc; or set CC=/path/to/cc)."
         )
+
+
+class FaultTargetMissing(TestbedError):
+    def __init__(self, platform: str, detail: str):
+        super().__init__(
+            f"The fault on {platform} found no process to act on: {detail}. Nothing was killed. Check "
+            f"`python -m testbed status`; if {platform} is degraded, `python -m testbed up` restarts the testbed."
+        )
+
+
+class FaultAborted(TestbedError):
+    def __init__(self, probe: str, platform: str, detail: str):
+        super().__init__(
+            f"The {probe} fault on {platform} was not injected: {detail}. No process was signalled and the "
+            f"load generator has exited; fix the cause and run the probe again."
+        )

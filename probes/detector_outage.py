@@ -1,0 +1,157 @@
+"""Detector outage: the detector service (a recorded process of the local backend) killed while
+traffic flows through each platform's detection path.
+
+Measured: whether inference keeps answering 2xx; how many payloads the detection path drops
+(successful requests during the outage that the restarted service never received); whether the
+platform (or its detection sidecar) reports the failure in its own metrics: any error-like series
+(error/fail/drop/exception/timeout in its name) that grew, scraped before and after. The probe
+restarts the service afterwards from its recorded command line and checks the path delivers again.
+
+Options (ctx.options): rate (req/s, 10), pre_s (2), outage_s (6), settle_s (3), timeout_s (5).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from probes import faults as scoring
+from probes.context import ProbeContext
+from probes.fault_io import BackgroundLoad, engine_ns
+from testbed import state, v2
+from testbed.backends.local import faults, processes
+from testbed.errors import DetectionPathDown, FaultAborted, FaultTargetMissing, TestbedError
+from testbed.loadgen import LoadSpec
+from testbed.results import Result
+from testbed.settings import Settings
+
+PROBE = "detector-outage"
+SERVICE = "detector-service"
+ERROR_LIKE = re.compile(r"error|fail|drop|exception|timeout", re.I)
+RESTART_TIMEOUT_S = 120.0
+
+
+def options(ctx: ProbeContext) -> dict:
+    o = ctx.options
+    return {k: float(o.get(k, d)) for k, d in (("rate", 10), ("pre_s", 2), ("outage_s", 6), ("settle_s", 3),
+                                               ("timeout_s", 5))}
+
+
+def scrape(url: str) -> dict[str, float]:
+    """{series name: summed value} of one /metrics page ({} when it cannot be read)."""
+    try:
+        text = httpx.get(url, timeout=3.0).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[sample.name] = out.get(sample.name, 0.0) + float(sample.value)
+    return out
+
+
+def error_increase(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Pure: error-like series that grew (a series appearing with a positive value grew too)."""
+    return {name: after[name] - before.get(name, 0.0) for name in sorted(after)
+            if ERROR_LIKE.search(name) and after[name] - before.get(name, 0.0) > 0}
+
+
+def events_for(service_url: str, platform: str) -> int | None:
+    """testbed_detector_events for this platform on the (restarted) detector service."""
+    try:
+        text = httpx.get(f"{service_url}/metrics", timeout=3.0).text
+    except httpx.HTTPError:
+        return None
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name == "testbed_detector_events":
+            total += sum(s.value for s in family.samples
+                         if s.name.endswith("_total") and s.labels.get("platform") == platform)
+    return int(total)
+
+
+def metric_urls(current: dict, platform: str, endpoint) -> dict[str, str]:
+    urls = {platform: endpoint.metrics_url} if endpoint.metrics_url else {}
+    for name, info in ((current.get("detection") or {}).get("processes") or {}).items():
+        if name.startswith(platform) and info.get("metrics_url"):
+            urls[name] = info["metrics_url"]
+    return urls
+
+
+def outage_one(settings: Settings, platform: str, endpoint, body: bytes, opt: dict) -> dict:
+    path = (endpoint.detection or {}).get("outlier")
+    if not path:
+        raise DetectionPathDown(platform, "outlier", "no detection path in its endpoint")
+    current = state.load(settings.run_dir) or {}
+    det = current.get("detection") or {}
+    info = (det.get("processes") or {}).get(SERVICE)
+    if not info or not processes.is_ours(info.get("pid"), info.get("pid_start")):
+        raise FaultTargetMissing(platform, f"the {SERVICE} is not running (recorded: {info and info.get('pid')})")
+    service_url = det["service_url"]
+    captured = faults.capture(info["pid"], info["log"])
+    urls = metric_urls(current, platform, endpoint)
+    before = {k: scrape(u) for k, u in urls.items()}
+    duration = opt["pre_s"] + opt["outage_s"]
+    spec = LoadSpec(url=path["url"], method="POST", body=body, rate=opt["rate"], concurrency=16, duration_s=duration,
+                    max_requests=int(opt["rate"] * duration) + 1, timeout_s=opt["timeout_s"], threads=1)
+    load = BackgroundLoad(spec).start()
+    time.sleep(opt["pre_s"])
+    if load.failed():
+        load.wait(PROBE, platform)
+        raise FaultAborted(PROBE, platform, "the load ended before the outage")
+    start_unix = faults.kill(info["pid"], SERVICE, platform)
+    processes.stop_session(info["pid"], grace_s=1.0)  # the whole session: no half-dead service
+    run = load.wait(PROBE, platform)
+    end_unix = time.time_ns()
+    after = {k: scrape(u) for k, u in urls.items()}
+    restart_s = faults.restart(settings, ("detection", "processes", SERVICE), captured, f"{service_url}/ready",
+                               RESTART_TIMEOUT_S)
+    time.sleep(opt["settle_s"])  # a path that buffers and retries delivers now
+    late = events_for(service_url, platform)
+    # The path after the restart: a few requests must reach the service again.
+    with httpx.Client(timeout=opt["timeout_s"], headers={"content-type": "application/json"}) as client:
+        post_ok = sum(client.post(path["url"], content=body).status_code == 200 for _ in range(5))
+    delivered_after = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        now = events_for(service_url, platform)
+        if now is not None and late is not None and now - late >= post_ok:
+            delivered_after = now - late
+            break
+        time.sleep(0.5)
+    increases = {k: error_increase(before[k], after.get(k, {})) for k in urls}
+    increases = {k: v for k, v in increases.items() if v}
+    scores = scoring.score_outage(run.records, engine_ns(run, start_unix), engine_ns(run, end_unix), late,
+                                  increases)
+    scores.update({"service_restart_s": round(restart_s, 2), "path_restored": delivered_after is not None,
+                   "delivered_after_restart": delivered_after})
+    return {"scores": scores, "run": run, "origin_ns": engine_ns(run, start_unix), "path": path, "metric_urls": urls}
+
+
+def run(ctx: ProbeContext) -> list[Result]:
+    if ctx.backend != "local":
+        raise TestbedError(f"The detector-outage probe runs on the local backend only (this testbed is {ctx.backend}).")
+    settings = Settings()
+    opt = options(ctx)
+    body = json.dumps(v2.request_body(ctx.artifact.probe_rows()[:1], request_id="fault-probe")).encode()
+    results = []
+    for platform, endpoint in ctx.endpoints.items():
+        started = time.time()
+        out = outage_one(settings, platform, endpoint, body, opt)
+        s = out["scores"]
+        keeps = s["inference_ok_fraction"] is not None and s["inference_ok_fraction"] >= 0.99
+        results.append(Result(
+            probe=PROBE, platform=platform, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
+            verdict="pass" if keeps and s["path_restored"] else "fail", mechanism=out["path"].get("label"), scores=s,
+            measurements={"timeline": scoring.timeline(out["run"].records, out["origin_ns"]),
+                          "load": out["run"].spec.describe(), "engine": out["run"].engine},
+            evidence={"detection_url": out["path"]["url"], "metric_urls": out["metric_urls"], "options": opt,
+                      "versions": ctx.versions.get(platform, {}),
+                      "note": "timeline origin = the detector service's kill; payloads_dropped = 2xx requests "
+                              "during the outage minus events the restarted service received for them"},
+            run_id=ctx.run_id, repeat=ctx.repeat, started_at=started, finished_at=time.time()))
+    return results
