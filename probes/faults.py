@@ -189,5 +189,6 @@ def score_outage(records: np.ndarray, outage_start_ns: int, outage_end_ns: int, 
         "dropped_fraction": (dropped / ok_during) if dropped is not None and ok_during else None,
         "delivered_late": delivered_late,
         "reported_in_metrics": bool(error_metrics),
+        "outage_reported": float(bool(error_metrics)),
         "error_metrics": error_metrics,
     }

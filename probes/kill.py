@@ -62,7 +62,7 @@ def kill_one(settings: Settings, platform: str, endpoint, body: bytes, opt: dict
     if not self_recovered:
         restored_after = faults.restart(settings, ("platforms", platform), leader, endpoint.model_ready_url,
                                         RESTORE_TIMEOUT_S)
-    scores.update({"recovered_by_itself": self_recovered, "recovered_after_load_s": late,
+    scores.update({"recovered_by_itself": self_recovered, "self_recovered": float(self_recovered), "recovered_after_load_s": late,
                    "restored_by_probe": restored_after is not None,
                    "restored_after_s": None if restored_after is None else round(restored_after, 2),
                    "time_to_recover_s": scores["first_success_s"] if scores["recovered"] else late})
