@@ -38,6 +38,7 @@ def options(ctx: ProbeContext) -> dict:
 def kill_one(settings: Settings, platform: str, endpoint, body: bytes, opt: dict) -> dict:
     info = faults.recorded(settings, platform)
     worker, how = faults.serving_worker(platform, info, endpoint.base_url)
+    models = faults.served_models(endpoint.base_url)
     leader = faults.capture(info["pid"], info.get("log") or f"{settings.run_dir}/{platform}/runtime.log")
     duration = opt["pre_s"] + opt["post_s"]
     spec = LoadSpec(url=endpoint.infer_url, method="POST", body=body, rate=opt["rate"], concurrency=16,
@@ -61,7 +62,7 @@ def kill_one(settings: Settings, platform: str, endpoint, body: bytes, opt: dict
     restored_after = None
     if not self_recovered:
         restored_after = faults.restart(settings, ("platforms", platform), leader, endpoint.model_ready_url,
-                                        RESTORE_TIMEOUT_S)
+                                        RESTORE_TIMEOUT_S, endpoint.base_url, models)
     scores.update({"recovered_by_itself": self_recovered, "self_recovered": float(self_recovered), "recovered_after_load_s": late,
                    "restored_by_probe": restored_after is not None,
                    "restored_after_s": None if restored_after is None else round(restored_after, 2),

@@ -102,12 +102,25 @@ def wait_ok(url: str, timeout_s: float, method: str = "GET", body: bytes | None 
     return None
 
 
+def served_models(base_url: str) -> list[str]:
+    """Models READY on a V2 server with the repository extension (MLServer loads them through it after
+    start, so a restarted server must be told again); [] where the route does not exist."""
+    try:
+        resp = httpx.post(f"{base_url}/v2/repository/index", json={}, timeout=5.0)
+        if resp.status_code != 200:
+            return []
+        return [m["name"] for m in resp.json() if m.get("state") == "READY"]
+    except (httpx.HTTPError, ValueError, TypeError, KeyError):
+        return []
+
+
 def restart(settings: Settings, key: tuple[str, ...], captured: Captured, ready_url: str,
-            timeout_s: float) -> float:
+            timeout_s: float, base_url: str | None = None, models: list[str] = ()) -> float:
     """Stop what is left of the recorded session at state[key...], start captured again, record its pid.
 
-    key: ("platforms", name) or ("detection", "processes", name). Returns seconds until ready_url
-    answered 200; RuntimeStartFailed (naming the log) when it does not."""
+    key: ("platforms", name) or ("detection", "processes", name). models: loaded in order through
+    the V2 repository API at base_url once the server is live (what it had loaded before). Returns
+    seconds until ready_url answered 200; RuntimeStartFailed (naming the log) when it does not."""
     current = state.load(settings.run_dir) or {}
     node = current
     for k in key:
@@ -120,8 +133,17 @@ def restart(settings: Settings, key: tuple[str, ...], captured: Captured, ready_
     node["pid"], node["pid_start"] = pid, processes.start_ticks(pid)
     node.setdefault("restarts", []).append({"at": time.time(), "pid": pid, "by": "fault probe"})
     state.save(settings.run_dir, current)
+    pending = list(models)
     with httpx.Client(timeout=2.0) as client:
         while True:
+            if pending and base_url:
+                try:
+                    if client.get(f"{base_url}/v2/health/live").status_code == 200:
+                        for name in pending:
+                            client.post(f"{base_url}/v2/repository/models/{name}/load", timeout=timeout_s)
+                        pending = []
+                except httpx.HTTPError:
+                    pass
             if not processes.alive(pid):
                 processes.reap(pid)
                 raise RuntimeStartFailed(key[-1], f"its restarted process (pid {pid}) exited", captured.log,
