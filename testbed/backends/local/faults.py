@@ -22,8 +22,9 @@ from testbed.backends.local import processes
 from testbed.errors import FaultTargetMissing, PlatformNotUp, RuntimeStartFailed
 from testbed.settings import Settings
 
-WORKER_PATTERNS = {"rayserve": "ray::ServeReplica"}
-"""Platform -> command-line prefix of its serving worker; otherwise the process listening on its port."""
+WORKER_PATTERNS = {"rayserve": "ray::ServeReplica:reference:V2Model"}
+"""Platform -> command-line prefix of its serving worker; otherwise the process listening on its port.
+(Ray: app "reference" serves the infer route at "/", deployers/runtimes/ray_app.py; its ingress is V2Model.)"""
 
 
 @dataclass
