@@ -117,6 +117,7 @@ def score_overload(baseline: np.ndarray, overload: np.ndarray, capacity_rps: flo
     finished = overload["done_ns"] >= 0
     fast_refusals = (overload["error"] == 0) & ~ok & (o_lat <= max(2 * base_p99, 0.005))
     n = max(int(overload.size), 1)
+    n_sent = int(np.count_nonzero(overload["error"] != NOT_SENT))
     ok_lat = o_lat[ok]
     p50 = float(np.percentile(ok_lat, 50)) if ok_lat.size else None
     p99 = float(np.percentile(o_lat[finished], 99)) if finished.any() else None
@@ -135,7 +136,10 @@ def score_overload(baseline: np.ndarray, overload: np.ndarray, capacity_rps: flo
         "requests": acc["requests"], "consistent": acc["consistent"],
         "capacity_rps": capacity_rps, "offered_rps": rate, "overload_factor": rate / capacity_rps if capacity_rps else None,
         "goodput_rps": int(np.count_nonzero(done_ok_in_window)) / overload_window_s,
-        "error_rate": (n - int(ok.sum())) / n,
+        # Requests the client could not send (all `connections` busy: the server held them) are not
+        # errors of the server; they are the queue beyond the client's connection cap.
+        "error_rate": (n_sent - int(ok.sum())) / n_sent if n_sent else None,
+        "unsent_fraction": acc["not_sent"] / n,
         "fast_refusals": int(np.count_nonzero(fast_refusals)),
         "baseline_p50_s": base_p50, "baseline_p99_s": base_p99,
         "overload_p50_ok_s": p50, "overload_p99_s": p99,

@@ -35,8 +35,10 @@ def options(ctx: ProbeContext) -> dict:
                                                ("capacity_concurrency", 4))}
 
 
-def recovery_samples(url: str, body: bytes, wait_s: float, baseline_p50: float) -> list[tuple[float, float | None]]:
-    """(seconds after the overload, latency or None) of sequential requests until back to baseline."""
+def recovery_samples(url: str, body: bytes, wait_s: float, baseline_p50: float | None,
+                     count: int | None = None) -> list[tuple[float, float | None]]:
+    """(seconds after the overload, latency or None) of sequential requests until back to baseline
+    (or `count` of them, with baseline_p50 None: the same client's baseline before the overload)."""
     samples = []
     started = time.monotonic()
     with httpx.Client(timeout=5.0, headers={"content-type": "application/json"}) as client:
@@ -47,7 +49,9 @@ def recovery_samples(url: str, body: bytes, wait_s: float, baseline_p50: float) 
             except httpx.HTTPError:
                 ok = False
             samples.append((round(t0 - started, 4), (time.monotonic() - t0) if ok else None))
-            if scoring.back_to_baseline(samples, baseline_p50) is not None:
+            if count is not None and len(samples) >= count:
+                break
+            if baseline_p50 is not None and scoring.back_to_baseline(samples, baseline_p50) is not None:
                 break
             time.sleep(0.05)
     return samples
@@ -64,15 +68,19 @@ def overload_one(endpoint, body: bytes, opt: dict) -> dict:
     base_rate = max(capacity / 4, 1.0)
     base = run_load(LoadSpec(url=url, method="POST", body=body, rate=base_rate, concurrency=4,
                              duration_s=opt["baseline_s"], timeout_s=opt["timeout_s"], threads=1))
+    # Recovery is judged with the same sequential client as here (its own overhead is in both).
+    before = [lat for _, lat in recovery_samples(url, body, 10.0, None, count=15) if lat is not None]
+    seq_p50 = float(sorted(before)[len(before) // 2]) if before else None
     rate = opt["factor"] * capacity
     over = run_load(LoadSpec(url=url, method="POST", body=body, rate=rate, concurrency=int(opt["connections"]),
                              duration_s=opt["overload_s"], max_requests=int(rate * opt["overload_s"]) + 1,
                              timeout_s=opt["timeout_s"], threads=1))
-    base_ok = base.latency_s[base.ok]
-    p50 = float(sorted(base_ok)[len(base_ok) // 2]) if base_ok.size else 0.01
-    samples = recovery_samples(url, body, opt["recovery_wait_s"], p50)
-    recovery = scoring.back_to_baseline(samples, p50)
+    if seq_p50 is None:
+        raise scoring_error(endpoint.platform, cap)
+    samples = recovery_samples(url, body, opt["recovery_wait_s"], seq_p50)
+    recovery = scoring.back_to_baseline(samples, seq_p50)
     scores = scoring.score_overload(base.records, over.records, capacity, rate, over.window_s, recovery)
+    scores["sequential_baseline_p50_s"] = seq_p50
     return {"scores": scores, "capacity_run": cap, "baseline_run": base, "overload_run": over, "samples": samples}
 
 
