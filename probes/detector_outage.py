@@ -141,6 +141,15 @@ def run(ctx: ProbeContext) -> list[Result]:
     results = []
     for platform, endpoint in ctx.endpoints.items():
         started = time.time()
+        if not (endpoint.detection or {}).get("outlier"):
+            # Nothing to take down on this platform's path: recorded as such, not skipped silently.
+            results.append(Result(
+                probe=PROBE, platform=platform, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
+                verdict="no detection path", mechanism="none", scores={},
+                evidence={"reason": "the running testbed publishes no detection path for this platform "
+                                    "(`status --json` -> detection.paths)", "options": opt},
+                run_id=ctx.run_id, repeat=ctx.repeat, started_at=started, finished_at=time.time()))
+            continue
         out = outage_one(settings, platform, endpoint, body, opt)
         s = out["scores"]
         keeps = s["inference_ok_fraction"] is not None and s["inference_ok_fraction"] >= 0.99
