@@ -44,14 +44,6 @@ CRITERIA: tuple[Criterion, ...] = (
               (("ready_s", "ready s"), ("config_lines", "config lines"), ("components", "packages"))),
     Criterion("robustness", "Robustness", "robustness",
               (("stayed_up_fraction", "stayed up"), ("handled_fraction", "clean 4xx"))),
-    Criterion("robustness_kill", "Robustness: worker killed", "kill",
-              (("self_recovered", "self-recovers"), ("time_to_recover_s", "recover s"),
-               ("requests_lost", "lost"))),
-    Criterion("robustness_overload", "Robustness: overload", "overload",
-              (("error_rate", "errors"), ("latency_growth_p99", "p99 x"), ("recovery_s", "back to baseline s"))),
-    Criterion("robustness_detector_outage", "Robustness: detector down", "detector-outage",
-              (("inference_ok_fraction", "inference ok"), ("dropped_fraction", "payloads dropped"),
-               ("outage_reported", "reported"))),
 )
 BY_KEY = {c.key: c for c in CRITERIA}
 BY_EXPERIMENT = {c.experiment: c for c in CRITERIA if c.experiment}
@@ -87,8 +79,7 @@ def mean_ci(values: list[float]) -> tuple[float, float | None, float | None]:
 # Scores that are fractions by definition: their intervals are clipped to [0, 1] (a t-interval of
 # three values near 1 would otherwise claim an F1 above 1).
 FRACTIONS = {"f1", "precision", "recall", "fpr", "coverage", "count_accuracy", "topk_recall", "verified", "agreement",
-             "stayed_up_fraction", "handled_fraction", "self_recovered", "error_rate", "inference_ok_fraction",
-             "dropped_fraction", "outage_reported"}
+             "stayed_up_fraction", "handled_fraction"}
 
 
 def interval(values: list[float], key: str) -> tuple[float, float | None, float | None]:
