@@ -158,56 +158,6 @@ class SeldonLocal(LocalProcess):
                         notes=("served by MLServer, the runtime Seldon Core uses for SKLEARN_SERVER (v2 protocol)",
                                "explainer: MLServer alibi-explain runtime (KernelShap) calling the model's V2 route"))
 
-
-class SeldonKind(KindDeployment):
-    """A Seldon Core v1 SeldonDeployment: SKLEARN_SERVER under protocol v2, i.e. MLServer, behind the
-    Seldon executor (which the NodePort Service targets, as Seldon's own ingress would)."""
-
-    platform = "seldon"
-    api_version = "machinelearning.seldon.io/v1"
-    kind = "SeldonDeployment"
-    http_port = 8000
-    predictor = "default"
-
-    def __init__(self, namespace: str | None = None, node_port: int | None = None, logger_url: str | None = None):
-        super().__init__(namespace, node_port)
-        self.logger_url = logger_url
-        """Payload logger on the model node: requests and responses as CloudEvents to this URL."""
-
-    @classmethod
-    def variants(cls) -> list[dict]:
-        return [{}, {"logger_url": "http://payload-sink.testbed.svc.cluster.local:8080/"}]
-
-    def render_resource(self, target: Target) -> dict:
-        sdep = templates.render("seldon/seldondeployment.yaml", name=target.model_name, namespace=target.namespace,
-                                predictor=self.predictor, model_name=target.model_name,
-                                pvc_name=templates.PVC_NAME, artifact_subpath=target.artifact_subpath)
-        if self.logger_url:
-            sdep["spec"]["predictors"][0]["graph"]["logger"] = {"mode": "all", "url": self.logger_url}
-        return sdep
-
-    def pod_selector(self, target: Target) -> dict[str, str]:
-        return {"seldon-deployment-id": target.model_name}
-
-    def readiness(self, obj: dict) -> Readiness:
-        status = obj.get("status") or {}
-        state, description = status.get("state"), status.get("description") or ""
-        if state == "Available":
-            return Readiness(True, "Available")
-        if state == "Failed":
-            return Readiness(False, f"state Failed: {description}", failed=True)
-        return Readiness(False, f"state {state or 'not set yet'}" + (f": {description}" if description else ""))
-
-    def _ready_text(self) -> str:
-        return "status.state Available"
-
-    def make_endpoint(self, base_url: str, model_name: str) -> Endpoint:
-        return Endpoint(platform=self.platform, backend="kind", base_url=base_url, model_name=model_name,
-                        metrics_url=f"{base_url}/prometheus",
-                        notes=("SeldonDeployment (Seldon Core v1, BSL-1.1) serving SKLEARN_SERVER with MLServer under "
-                               "protocol v2, through the Seldon executor on a NodePort Service on 127.0.0.1",
-                               "metrics_url is the Seldon executor's (seldon_api_executor_*), also what Prometheus scrapes"))
-
     # --- detection: detectors on a second MLServer (native runtime); routing by a v2 pipeline stand-in ----
     OUTLIER_MODEL = "outlier-detector"
     DRIFT_MODEL = "drift-detector"
@@ -283,6 +233,57 @@ class SeldonKind(KindDeployment):
                 name: f'sum(seldon_model_drift_{series}{{model_name="{self.DRIFT_MODEL}",instance="{instance}"}})'
                 for name, series in (("windows", "count"), ("alarms", "sum"))},
             detector_server=sidecars["seldon-detector-server"].url)
+
+
+class SeldonKind(KindDeployment):
+    """A Seldon Core v1 SeldonDeployment: SKLEARN_SERVER under protocol v2, i.e. MLServer, behind the
+    Seldon executor (which the NodePort Service targets, as Seldon's own ingress would)."""
+
+    platform = "seldon"
+    api_version = "machinelearning.seldon.io/v1"
+    kind = "SeldonDeployment"
+    http_port = 8000
+    predictor = "default"
+
+    def __init__(self, namespace: str | None = None, node_port: int | None = None, logger_url: str | None = None):
+        super().__init__(namespace, node_port)
+        self.logger_url = logger_url
+        """Payload logger on the model node: requests and responses as CloudEvents to this URL."""
+
+    @classmethod
+    def variants(cls) -> list[dict]:
+        return [{}, {"logger_url": "http://payload-sink.testbed.svc.cluster.local:8080/"}]
+
+    def render_resource(self, target: Target) -> dict:
+        sdep = templates.render("seldon/seldondeployment.yaml", name=target.model_name, namespace=target.namespace,
+                                predictor=self.predictor, model_name=target.model_name,
+                                pvc_name=templates.PVC_NAME, artifact_subpath=target.artifact_subpath)
+        if self.logger_url:
+            sdep["spec"]["predictors"][0]["graph"]["logger"] = {"mode": "all", "url": self.logger_url}
+        return sdep
+
+    def pod_selector(self, target: Target) -> dict[str, str]:
+        return {"seldon-deployment-id": target.model_name}
+
+    def readiness(self, obj: dict) -> Readiness:
+        status = obj.get("status") or {}
+        state, description = status.get("state"), status.get("description") or ""
+        if state == "Available":
+            return Readiness(True, "Available")
+        if state == "Failed":
+            return Readiness(False, f"state Failed: {description}", failed=True)
+        return Readiness(False, f"state {state or 'not set yet'}" + (f": {description}" if description else ""))
+
+    def _ready_text(self) -> str:
+        return "status.state Available"
+
+    def make_endpoint(self, base_url: str, model_name: str) -> Endpoint:
+        return Endpoint(platform=self.platform, backend="kind", base_url=base_url, model_name=model_name,
+                        metrics_url=f"{base_url}/prometheus",
+                        notes=("SeldonDeployment (Seldon Core v1, BSL-1.1) serving SKLEARN_SERVER with MLServer under "
+                               "protocol v2, through the Seldon executor on a NodePort Service on 127.0.0.1",
+                               "metrics_url is the Seldon executor's (seldon_api_executor_*), also what Prometheus scrapes"))
+
 
 PLATFORM = Platform(
     name="seldon",
