@@ -51,7 +51,7 @@ class Sidecar:
 
     extra_env: dict = field(default_factory=dict)
     startup_nice: int = 10
-    """Niceness (and the idle I/O class) while starting: detection loads alibi-detect (10-15 s, thousands
+    """Niceness (and the lowest best-effort I/O priority) while starting: detection loads alibi-detect (10-15 s, thousands
     of files) next to the runtimes on a 2-core machine and must not slow their readiness. CPU niceness
     goes back to 0 once ready (where permitted: lowering it needs root)."""
 
@@ -84,7 +84,9 @@ class Sidecar:
         self.started_at = time.monotonic()
         if self.startup_nice:
             # CPU and disk: alibi-detect's import reads thousands of files (transformers, scipy, ...).
-            ionice = ["ionice", "-c", "3"] if shutil.which("ionice") else []
+            # Best-effort class at its lowest level, not the idle class: idle I/O can starve for as long
+            # as anything else reads (seen: a sidecar silent for 180 s on a busy machine).
+            ionice = ["ionice", "-c", "2", "-n", "7"] if shutil.which("ionice") else []
             cmd = ["nice", "-n", str(self.startup_nice), *ionice, *cmd]
         self.pid = processes.start(cmd, self.log, cwd=workdir, env={"PYTHONUNBUFFERED": "1", **self.extra_env})
         self.pid_start = processes.start_ticks(self.pid)
