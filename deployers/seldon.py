@@ -188,7 +188,8 @@ class SeldonLocal(LocalProcess):
         # registry at /metrics, while custom metrics (mlserver.log, e.g. the runtime's seldon_model_drift)
         # go to mlserver.metrics.REGISTRY and are never exported; with workers, both go to the multiprocess
         # files it does export.
-        settings = {**mlserver_settings(me.ports, workdir), "parallel_workers": 1}
+        # No detector depends on another model, so they load at start-up (unlike the explainer).
+        settings = {**mlserver_settings(me.ports, workdir), "parallel_workers": 1, "load_models_at_startup": True}
         (repo / "settings.json").write_text(json.dumps(settings, indent=2))
         return [str(python.parent / "mlserver"), "start", str(repo)]
 
