@@ -28,7 +28,12 @@ class UpContext:
     dry_run: bool = False
 
     def say(self, message: str) -> None:
-        print(message, file=self.out, flush=True)
+        try:
+            print(message, file=self.out, flush=True)
+        except (OSError, ValueError):
+            # The terminal or pipe that started `up` is gone (killed parent, closed pipe): progress is
+            # lost, but the work, and above all a rollback, must go on.
+            pass
 
 
 @dataclass(frozen=True)
