@@ -222,7 +222,8 @@ def build_results(store: dict, inproc_offline: list[dict], opts, run_id: str, ar
                               "summaries": [strip_private(o["summary"]) for o in rec["overhead"]]},
                 evidence={**ev, "load": "closed loop, concurrency 1, one-row V2 JSON requests",
                           "inprocess": "model.predict on one 2-D row in the experiment's process (scikit-learn "
-                                       "of the core venv, same as the runtimes)"},
+                                       "of the core venv, same as the runtimes)",
+                          "inprocess_versions": inprocess_versions()},
                 mechanism="native", run_id=run_id))
         # throughput curves and batching
         curves = {m: perf.curve_scores(rec["curve"][m], seed=opts.seed) for m in ("off", "on") if rec["curve"][m]}
@@ -314,6 +315,12 @@ def build_results(store: dict, inproc_offline: list[dict], opts, run_id: str, ar
                 evidence={**ev, "rows": opts.offline_rows, "chunk_rows": opts.offline_chunk},
                 mechanism={"seldon": "native", "rayserve": "native", "kserve": "none"}[name], run_id=run_id))
     return out
+
+
+def inprocess_versions() -> dict:
+    import sklearn
+
+    return {"scikit-learn": sklearn.__version__, "numpy": np.__version__, "python": sys.version.split()[0]}
 
 
 def plots(rs: list[results.Result], out_dir: Path) -> list[str]:

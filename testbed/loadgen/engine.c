@@ -587,5 +587,14 @@ int main(int argc, char **argv) {
            "\"request_bytes\": %zu}\n",
            total, threads, conns, connects, g_open_loop ? "open" : "closed", rate, (long long)g_end_ns,
            (long long)elapsed, (long long)wall.tv_sec * 1000000000LL + wall.tv_nsec, g_reqlen);
+    for (int i = 0; i < threads; i++) {
+        free(ts[i].recs);
+        free(ts[i].conns);
+        free(ts[i].pending);
+    }
+    free(ts);
+    free(tids);
+    free(g_req);
+    free(body);
     return 0;
 }
