@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import socket
 import sys
-import time
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
-from probes import faults as scoring
 from probes import kill
 from probes.fault_io import BackgroundLoad
 from probes.registry import context_from_status, expand
