@@ -49,7 +49,7 @@ def build_matrix(documented: dict, runs: list[LoadedRun], sha256: str | None) ->
         cells: dict[str, Cell] = {}
         platform = system.get("measured_platform")
         for c in CRITERIA:
-            doc = system["cells"].get(c.key)
+            doc = system["cells"].get(c.documented_as or c.key)
             measured = [r for e, r in pairs if platform and r.platform == platform and e == c.experiment]
             if measured:
                 cells[c.key] = measured_cell(c, measured, runs_meta)

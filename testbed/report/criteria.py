@@ -27,6 +27,10 @@ class Criterion:
     kind: str = "scores"
     """scores | formats: how measured results become a cell."""
 
+    documented_as: str | None = None
+    """Key of the documented cell (testbed/report/documented.yaml) shown when nothing is measured;
+    None means this criterion's own key."""
+
 
 CRITERIA: tuple[Criterion, ...] = (
     Criterion("formats", "Model formats", "formats", kind="formats"),
@@ -44,6 +48,13 @@ CRITERIA: tuple[Criterion, ...] = (
               (("ready_s", "ready s"), ("config_lines", "config lines"), ("components", "packages"))),
     Criterion("robustness", "Robustness", "robustness",
               (("stayed_up_fraction", "stayed up"), ("handled_fraction", "clean 4xx"))),
+    # Fault probes (experiments/faults.py): kill, overload and detector outage, one Result each.
+    Criterion("faults", "Resilience under faults", "faults",
+              (("self_recovered", "self-recovered after kill"), ("requests_lost", "lost after kill"),
+               ("error_rate", "overload errors"), ("latency_growth_p99", "overload p99 growth"),
+               ("inference_ok_fraction", "inference during detector outage"),
+               ("dropped_fraction", "detector payloads dropped")),
+              documented_as="robustness"),
 )
 BY_KEY = {c.key: c for c in CRITERIA}
 BY_EXPERIMENT = {c.experiment: c for c in CRITERIA if c.experiment}
