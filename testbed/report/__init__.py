@@ -50,7 +50,7 @@ def build_matrix(documented: dict, runs: list[LoadedRun], sha256: str | None) ->
         platform = system.get("measured_platform")
         for c in CRITERIA:
             doc = system["cells"].get(c.documented_as or c.key)
-            measured = [r for e, r in pairs if platform and r.platform == platform and e == c.experiment]
+            measured = [r for e, r in pairs if platform and r.platform == platform and e in c.experiments]
             if measured:
                 cells[c.key] = measured_cell(c, measured, runs_meta)
             elif doc:

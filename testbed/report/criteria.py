@@ -27,9 +27,16 @@ class Criterion:
     kind: str = "scores"
     """scores | formats: how measured results become a cell."""
 
+    also_from: tuple[str, ...] = ()
+    """Further experiment directories whose Results feed this column (one per fault probe)."""
+
     documented_as: str | None = None
     """Key of the documented cell (testbed/report/documented.yaml) shown when nothing is measured;
     None means this criterion's own key."""
+
+    @property
+    def experiments(self) -> tuple[str, ...]:
+        return ((self.experiment,) if self.experiment else ()) + self.also_from
 
 
 CRITERIA: tuple[Criterion, ...] = (
@@ -49,15 +56,15 @@ CRITERIA: tuple[Criterion, ...] = (
     Criterion("robustness", "Robustness", "robustness",
               (("stayed_up_fraction", "stayed up"), ("handled_fraction", "clean 4xx"))),
     # Fault probes (experiments/faults.py): kill, overload and detector outage, one Result each.
-    Criterion("faults", "Resilience under faults", "faults",
-              (("self_recovered", "self-recovered after kill"), ("requests_lost", "lost after kill"),
-               ("error_rate", "overload errors"), ("latency_growth_p99", "overload p99 growth"),
-               ("inference_ok_fraction", "inference during detector outage"),
-               ("dropped_fraction", "detector payloads dropped")),
+    Criterion("faults", "Resilience under faults", "kill", also_from=("overload", "detector-outage"),
+              scores=(("self_recovered", "self-recovered after kill"), ("requests_lost", "lost after kill"),
+                      ("error_rate", "overload errors"), ("latency_growth_p99", "overload p99 growth"),
+                      ("inference_ok_fraction", "inference during detector outage"),
+                      ("dropped_fraction", "detector payloads dropped")),
               documented_as="robustness"),
 )
 BY_KEY = {c.key: c for c in CRITERIA}
-BY_EXPERIMENT = {c.experiment: c for c in CRITERIA if c.experiment}
+BY_EXPERIMENT = {e: c for c in CRITERIA for e in c.experiments}
 
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
        15: 2.131, 20: 2.086, 30: 2.042}
@@ -187,7 +194,7 @@ def measured_cell(criterion: Criterion, results: list[Result], runs_meta: dict[s
         run_ids = sorted({r.run_id for r in rs})
         for rid in run_ids:
             meta = runs_meta.get(rid, {})
-            if meta.get("partial_experiments", {}).get(criterion.experiment):
+            if any(meta.get("partial_experiments", {}).get(e) for e in criterion.experiments):
                 cell.partial = True
         cell.lines.append(f"run {', '.join(run_ids)} · {backend}" + (" · PARTIAL" if cell.partial else ""))
         cell.runs.extend(run_ids)
