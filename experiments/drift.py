@@ -7,7 +7,8 @@ import sys
 
 from testbed.experiment import ExperimentSpec, main
 
-SPEC = ExperimentSpec("drift", "probes.drift", options={"magnitudes": [0.25, 0.5, 1.0, 2.0]})
+# Magnitudes per drift kind are the probe's own graded ladder (probes/scenarios.py: DRIFT_MAGNITUDES).
+SPEC = ExperimentSpec("drift", "probes.drift")
 
 if __name__ == "__main__":
     sys.exit(main(SPEC, description=__doc__))
