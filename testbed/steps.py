@@ -9,7 +9,7 @@ from typing import Callable, TextIO
 
 from testbed.artifact import Artifact
 from testbed.endpoint import Endpoint
-from testbed.errors import StepFailed, TestbedError
+from testbed.errors import ParityFailed, StepFailed, TestbedError
 from testbed.platforms import Deployment
 from testbed.settings import Settings
 
@@ -59,3 +59,18 @@ def run_steps(steps: list[Step], ctx: UpContext, on_failure: Callable[[UpContext
             raise StepFailed(step.name, exc) from exc
         ctx.timings[step.name] = round(time.monotonic() - started, 3)
         ctx.say(f"[{i}/{total}] {step.name}: done in {ctx.timings[step.name]:.1f}s")
+
+
+def verify_parity(ctx: UpContext, save: Callable[[UpContext], None]) -> None:
+    """The `prediction parity` step of every backend: the artifact's fixed probe rows must get the
+    in-process model's predictions from every endpoint (ParityFailed names who differs)."""
+    from probes import parity
+
+    rows = ctx.artifact.probe_rows()
+    expected = ctx.artifact.load_model().predict(rows).tolist()
+    result = parity.run(rows, expected, list(ctx.endpoints.values()))
+    ctx.extra["parity"] = result
+    save(ctx)
+    if not result["ok"]:
+        raise ParityFailed(parity.describe_failures(result))
+    ctx.say(f"  {result['rows']} probe rows: identical predictions on {', '.join(ctx.endpoints)} and in-process")

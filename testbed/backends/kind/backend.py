@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 from deployers import get_platform
-from probes import parity
 from testbed import artifact as artifact_mod
 from testbed import state as state_io
 from testbed.backends.kind import budget, cluster, failure, helm, infrastructure, preflight, templates
@@ -25,9 +24,9 @@ from testbed.backends.kind.kube import wait_until
 from testbed.backends.kind.pins import Chart, pins as load_pins
 from testbed.backends.kind.plan import Plan, run, tail_of
 from testbed.backends.kind.status import cluster_status
-from testbed.errors import ClusterConflict, ParityFailed, PreflightFailed, TestbedError
+from testbed.errors import ClusterConflict, PreflightFailed, TestbedError
 from testbed.settings import Settings
-from testbed.steps import Step, UpContext
+from testbed.steps import Step, UpContext, verify_parity
 
 KIND_READY_FLOOR_S = 900.0
 """Each platform may take this long on kind: the first run pulls several GB of images (Ray's alone is large)."""
@@ -249,14 +248,7 @@ class KindBackend:
                            + ", ".join(ep.infer_url for ep in ctx.endpoints.values())
                            + "; every platform must predict what the in-process model predicts")
             return
-        rows = ctx.artifact.probe_rows()
-        expected = ctx.artifact.load_model().predict(rows).tolist()
-        result = parity.run(rows, expected, list(ctx.endpoints.values()))
-        ctx.extra["parity"] = result
-        self._save(ctx)
-        if not result["ok"]:
-            raise ParityFailed(parity.describe_failures(result))
-        ctx.say(f"  {result['rows']} probe rows: identical predictions on {', '.join(ctx.endpoints)} and in-process")
+        verify_parity(ctx, self._save)
 
     def _scrapes(self, ctx: UpContext) -> None:
         from testbed.prometheus import PrometheusClient

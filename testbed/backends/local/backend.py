@@ -13,14 +13,13 @@ import time
 import httpx
 
 from deployers import get_platform
-from probes import parity
 from testbed import artifact as artifact_mod
 from testbed import prometheus, state
 from testbed.backends.local import detection, envs, processes
 from testbed.endpoint import Endpoint
-from testbed.errors import ParityFailed, PrometheusError, TestbedError
+from testbed.errors import PrometheusError, TestbedError
 from testbed.settings import Settings
-from testbed.steps import Step, UpContext
+from testbed.steps import Step, UpContext, verify_parity
 
 PROMETHEUS_READY_S = 30.0
 
@@ -164,14 +163,7 @@ class LocalBackend:
             raise next(iter(errors.values()))
 
     def _parity(self, ctx: UpContext) -> None:
-        rows = ctx.artifact.probe_rows()
-        expected = ctx.artifact.load_model().predict(rows).tolist()
-        result = parity.run(rows, expected, list(ctx.endpoints.values()))
-        ctx.extra["parity"] = result
-        self._save(ctx)
-        if not result["ok"]:
-            raise ParityFailed(parity.describe_failures(result))
-        ctx.say(f"  {result['rows']} probe rows: identical predictions on {', '.join(ctx.endpoints)} and in-process")
+        verify_parity(ctx, self._save)
 
     def _scrape_targets(self, ctx: UpContext) -> None:
         client = prometheus.PrometheusClient(ctx.extra["prometheus"]["url"])
