@@ -432,7 +432,11 @@ def main(argv=None) -> int:
     run_dir = results.RESULTS_DIR / run_id
     hw = results.hardware()
     started = time.time()
+    from testbed.experiment import RUN_SCHEMA
+
+    # The report reads runs by this schema: name the artifact as the harness does.
     atomic_write_json(run_dir / "run.json", {
+        "schema": RUN_SCHEMA, "created_at": started, "artifact": {"name": art.name, "sha256": art.sha256},
         "run_id": run_id, "experiment": EXPERIMENT, "backend": opts.backend, "platforms": opts.platforms,
         "seed": opts.seed, "repeats": opts.repeats, "artifact_sha256": art.sha256, "hardware": hw,
         "options": {k: v for k, v in vars(opts).items()}, "batching_on": batching.describe(),
