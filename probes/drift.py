@@ -65,7 +65,12 @@ def score(streams: list[Stream], windows: list[scoring.Window], sent_at: dict, t
         per_stream[s.name] = {"kind": s.kind, "magnitude": s.magnitude, "feature": s.feature, "onset": s.onset, **d}
         by_kind.setdefault(s.kind, {})[s.magnitude] = d["detected"]
     smallest = {k: scoring.smallest_detected(v) for k, v in by_kind.items()}
-    return {"fpr": fpr["fpr"], "control_windows": fpr["control_windows"], "false_alarms": fpr["false_alarms"],
+    delays = sorted(s["delay_samples"] for s in per_stream.values() if s.get("delay_samples") is not None)
+    # Flat numbers for tables and Prometheus (the nested dicts above keep the detail).
+    flat = {f"min_{k}_detected": v for k, v in smallest.items() if v is not None}
+    if delays:
+        flat["median_delay_samples"] = float(np.median(delays))
+    return {**flat, "fpr": fpr["fpr"], "control_windows": fpr["control_windows"], "false_alarms": fpr["false_alarms"],
             "allowed_false_alarms": fpr["allowed_false_alarms"], "fpr_within_configured": fpr["within_configured"],
             "windows": len(windows), "streams": per_stream, "smallest_magnitude_detected": smallest,
             "detected_by_kind": {k: {f"{m:g}": d for m, d in sorted(v.items())} for k, v in by_kind.items()}}
@@ -136,7 +141,9 @@ def measure(ctx: ProbeContext, endpoint, streams: list[Stream]) -> Result:
                          "foreign_rows": w.foreign_rows} for w in windows],
             "p_values": [r["p_vals"] for r in records if r["kind"] == "drift"],
             "failed_requests": sent.failed[:20], "verdict_wait_s": round(waited, 2),
-            "send_seconds": round(sent.seconds, 3)}
+            "send_seconds": round(sent.seconds, 3),
+            "per_magnitude": [{"kind": v["kind"], "magnitude": v["magnitude"], "delay_samples": v["delay_samples"]}
+                              for v in result.scores.get("streams", {}).values()]}
         result.verdict = verdict_word(result.scores)
     except (TestbedError, httpx.HTTPError, KeyError, ValueError) as exc:
         evidence["error"] = dio.error_text(exc)

@@ -40,7 +40,7 @@ def test_measured_cells_are_exact(results, tmp_path):
                                    "detected 3/3 · add-on", "run fixture-a · local"]
     assert sd["outlier"].lines[0] == "F1 0.5 [0.5, 0.5] n=3; P 0.9 [0.9, 0.9] n=3; R 0.7 [0.452, 0.948] n=3"
     # fpr [0, 0.05, 0.1]: half width 0.124, clipped at 0.
-    assert ks["drift"].lines[0] == "min. magnitude 0.5 [0.5, 0.5] n=3; FPR 0.05 [0, 0.174] n=3"
+    assert ks["drift"].lines[0] == "FPR 0.05 [0, 0.174] n=3; min. mean shift 0.5 [0.5, 0.5] n=3"
     assert ks["formats"].lines == ["user code: sklearn ✓; not served: onnx, xgboost", "n=3 repeats",
                                    "run fixture-a · local"]
     assert sd["formats"].lines[0] == "native: sklearn ✓, xgboost ✓; not served: onnx"

@@ -48,7 +48,7 @@ def main():
         for r in range(3):
             write(result("outlier", p, r, rid, "detected", {"f1": f1[p][r], "precision": 0.9, "recall": 0.6 + 0.1 * r},
                          mechanism="add-on" if p == "kserve" else "native"), d, "outlier")
-            write(result("drift", p, r, rid, "detected", {"fpr": 0.05 * r, "smallest_magnitude_detected": 0.5},
+            write(result("drift", p, r, rid, "detected", {"fpr": 0.05 * r, "min_mean_shift_detected": 0.5},
                          {"per_magnitude": [{"magnitude": 0.5, "delay_samples": 100 + 10 * r},
                                             {"magnitude": 1.0, "delay_samples": 50 + 5 * r},
                                             {"magnitude": 2.0, "delay_samples": 20}]}), d, "drift")
