@@ -74,3 +74,7 @@ def test_kill_under_load_accounts_for_every_request(testbed_up):
         assert r.evidence["worker"]["pid"] > 0
     status = json.loads(run_testbed("status", "--json").stdout)
     assert status["state"] == "running", {n: p["state"] for n, p in status["platforms"].items()}
+    # The session's shared status now describes restarted runtimes (new pids and sessions): keep it true
+    # for the tests that follow, and for the fixture's own check of what `down` must free.
+    testbed_up.clear()
+    testbed_up.update(status)
