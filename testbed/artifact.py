@@ -158,28 +158,40 @@ def build(out_root: Path, seed: int) -> Artifact:
         raise
 
 
-def load(path: Path) -> Artifact:
-    """Open an artifact directory and verify every file against the sha256 recorded in it."""
-    path = Path(path)
+def read_metadata(path: Path, error, format_version: int) -> dict:
+    """metadata.json of a directory written by the testbed (artifact, detectors), checked for its
+    format version; `error(path, problem)` is the named exception to raise."""
     meta_file = path / "metadata.json"
     if not meta_file.is_file():
-        raise ArtifactError(path, "metadata.json is missing")
+        raise error(path, "metadata.json is missing")
     try:
         metadata = json.loads(meta_file.read_text())
     except json.JSONDecodeError as exc:
-        raise ArtifactError(path, f"metadata.json is not valid JSON ({exc})") from None
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(path, f"format_version {metadata.get('format_version')!r}, expected {FORMAT_VERSION}")
+        raise error(path, f"metadata.json is not valid JSON ({exc})") from None
+    if metadata.get("format_version") != format_version:
+        raise error(path, f"format_version {metadata.get('format_version')!r}, expected {format_version}")
+    return metadata
+
+
+def check_files(path: Path, files: dict[str, str], error) -> None:
+    """Every file named in `files` (relative path -> sha256) exists under path with that sha256."""
+    for name, expected in files.items():
+        f = path / name
+        if not f.is_file() or sha256_file(f) != expected:
+            raise error(path, f"{name} is missing or does not match its recorded sha256")
+
+
+def load(path: Path) -> Artifact:
+    """Open an artifact directory and verify every file against the sha256 recorded in it."""
+    path = Path(path)
+    metadata = read_metadata(path, ArtifactError, FORMAT_VERSION)
     model_file = path / metadata.get("model_file", MODEL_FILE)
     if not model_file.is_file():
         raise ArtifactError(path, f"{model_file.name} is missing")
     actual = sha256_file(model_file)
     if actual != metadata["sha256"]:
         raise ArtifactError(path, f"{model_file.name} has sha256 {actual[:12]}…, metadata says {metadata['sha256'][:12]}…")
-    for name, expected in metadata.get("files", {}).items():
-        f = path / name
-        if not f.is_file() or sha256_file(f) != expected:
-            raise ArtifactError(path, f"{name} is missing or does not match its recorded sha256")
+    check_files(path, metadata.get("files", {}), ArtifactError)
     return Artifact(path=path, metadata=metadata)
 
 

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.artifact import Artifact, sha256_file
+from testbed.artifact import Artifact, check_files, read_metadata
 from testbed.backends.local.envs import EnvSpec, ensure as ensure_env, python_of
 from testbed.errors import DetectorMismatch, TestbedError
 from testbed.settings import REPO_ROOT
@@ -78,25 +78,14 @@ def directory_for(artifact: Artifact) -> Path:
 def verify(path: Path, artifact: Artifact) -> Detectors:
     """Open a detectors directory; DetectorMismatch if it was fitted for another model or is damaged."""
     path = Path(path)
-    meta_file = path / "metadata.json"
-    if not meta_file.is_file():
-        raise DetectorMismatch(path, "metadata.json is missing")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise DetectorMismatch(path, f"metadata.json is not valid JSON ({exc})") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise DetectorMismatch(path, f"format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+    meta = read_metadata(path, DetectorMismatch, FORMAT_VERSION)
     if meta.get("model_sha256") != artifact.sha256:
         raise DetectorMismatch(path, f"it was fitted for model sha256 {str(meta.get('model_sha256'))[:12]}, "
                                      f"the artifact is {artifact.sha256[:12]}")
     if meta.get("n_features") != len(artifact.feature_names):
         raise DetectorMismatch(path, f"it expects {meta.get('n_features')} features, "
                                      f"the model takes {len(artifact.feature_names)}")
-    for rel, expected in meta.get("files", {}).items():
-        f = path / rel
-        if not f.is_file() or sha256_file(f) != expected:
-            raise DetectorMismatch(path, f"{rel} is missing or does not match its recorded sha256")
+    check_files(path, meta.get("files", {}), DetectorMismatch)
     return Detectors(path=path, metadata=meta)
 
 
