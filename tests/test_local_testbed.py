@@ -12,34 +12,21 @@ import pytest
 from testbed_cli import run_testbed
 from deployers import PLATFORMS
 from testbed import v2
+from probes.detection_io import prometheus_sum, wait_counter
 from testbed.prometheus import PrometheusClient
 
 pytestmark = pytest.mark.integration
 N_REQUESTS = 25
 
 
-def _counter(prom: PrometheusClient, promql: str) -> float:
-    rows = prom.query(promql)
-    return rows[0]["value"] if rows else 0.0
-
-
-def _wait_for(prom, promql, target, timeout_s=45.0):
-    deadline = time.monotonic() + timeout_s
-    value = _counter(prom, promql)
-    while value < target and time.monotonic() < deadline:
-        time.sleep(1.0)
-        value = _counter(prom, promql)
-    return value
-
-
 def _settled(prom, queries: dict[str, str], quiet_s: float = 8.0, timeout_s: float = 60.0) -> dict[str, float]:
     """Counter values once none has changed for quiet_s (runtimes export with a delay)."""
-    values = {n: _counter(prom, q) for n, q in queries.items()}
+    values = {n: prometheus_sum(prom, q) for n, q in queries.items()}
     changed_at = time.monotonic()
     deadline = changed_at + timeout_s
     while time.monotonic() - changed_at < quiet_s and time.monotonic() < deadline:
         time.sleep(1.0)
-        now = {n: _counter(prom, q) for n, q in queries.items()}
+        now = {n: prometheus_sum(prom, q) for n, q in queries.items()}
         if now != values:
             values, changed_at = now, time.monotonic()
     return values
@@ -81,7 +68,7 @@ def test_requests_are_counted_by_each_platform_in_prometheus(testbed_up):
                 r = client.post(p["infer_url"], json=v2.request_body(rows, f"count-{i}"))
                 assert r.status_code == 200, (name, r.text)
     for name, q in queries.items():
-        _wait_for(prom, q, before[name] + N_REQUESTS)
+        wait_counter(prom, q, before[name] + N_REQUESTS, timeout_s=45.0)
     after = _settled(prom, queries)
     for name, q in queries.items():
         assert after[name] - before[name] == N_REQUESTS, f"{name}: {q} rose by {after[name] - before[name]}"
