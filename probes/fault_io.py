@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
+from typing import TYPE_CHECKING
+
+import httpx
 
 from testbed.errors import FaultAborted
 from testbed.loadgen import LoadRun, LoadSpec, check_reachable, resolve_target, run_load
+
+if TYPE_CHECKING:
+    from testbed.faults import Faults
 
 
 class BackgroundLoad:
@@ -43,3 +50,39 @@ class BackgroundLoad:
 def engine_ns(run: LoadRun, unix_ns: int) -> int:
     """A wall-clock time as ns on the run's record clock."""
     return int(unix_ns - run.engine["start_unix_ns"])
+
+
+def faults_for(ctx) -> "Faults":
+    """The running backend's fault implementation (testbed.faults); ctx.options["dry_run"] plans only."""
+    from testbed.backends import get_backend
+    from testbed.settings import Settings
+
+    return get_backend(ctx.backend).faults(Settings(backend=ctx.backend), dry_run=bool(ctx.options.get("dry_run")),
+                                           out=ctx.options.get("plan_out"))
+
+
+def start_load(faults, spec: LoadSpec) -> BackgroundLoad | None:
+    """The probe's steady load in the background; in a dry run, only its description (None)."""
+    if faults.dry_run:
+        d = spec.describe()
+        faults.note(f"load: {d['method']} {d['url']} at {d['rate']} req/s for {d['duration_s']} s (at most "
+                    f"{d['max_requests']} requests, {d['concurrency']} connections, timeout {d['timeout_s']} s), "
+                    f"loopback only, one record per request")
+        return None
+    return BackgroundLoad(spec).start()
+
+
+def wait_ok(url: str, timeout_s: float, method: str = "GET", body: bytes | None = None) -> float | None:
+    """Seconds until url answers 200 (polled), or None after timeout_s."""
+    started = time.monotonic()
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() - started < timeout_s:
+            try:
+                resp = client.request(method, url, content=body,
+                                      headers={"content-type": "application/json"} if body else None)
+                if resp.status_code == 200:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+    return None

@@ -1,13 +1,16 @@
-"""Kill: SIGKILL each platform's serving worker under steady load; time to first success, requests lost,
-whether the runtime recovers by itself, and (separately) whether the probe had to restore it.
+"""Kill: the platform's serving worker killed under steady load; time to first success, requests lost,
+whether the platform recovers by itself, and (separately) whether the probe had to restore it.
 
-Local backend only. The worker is the process that serves the infer route (Ray Serve: the replica
-actor `ray::ServeReplica...`; KServe and MLServer with parallel_workers 0: the server process
-itself). Self-recovery is only what the runtime does on its own, watched for `post_s` under load
-plus `extra_wait_s` of polling; a platform still down is then restarted by the probe from its
-recorded command line (reported as `restored_by_probe`, never as recovery).
+The fault is the backend's (testbed.faults): local, SIGKILL of the process that serves the infer
+route (Ray Serve: the replica actor `ray::ServeReplica...`; KServe and MLServer with
+parallel_workers 0: the server process itself); kind, deletion of the serving pods with grace
+period 0. Self-recovery is only what the platform does on its own (local: the runtime; kind: its
+controllers recreating pods), watched for `post_s` under load plus `extra_wait_s` of polling. On
+the local backend a platform still down is then restarted by the probe from its recorded command
+line (reported as `restored_by_probe`, never as recovery); on kind it is reported as not recovered.
 
-Options (ctx.options): rate (req/s, default 20), pre_s (2), post_s (12), extra_wait_s (10), timeout_s (2).
+Options (ctx.options): rate (req/s, default 20), pre_s (2; kind 5), post_s (12; kind 60),
+extra_wait_s (10; kind 240), timeout_s (2), dry_run (print the plan, inject nothing).
 """
 
 from __future__ import annotations
@@ -17,72 +20,73 @@ import time
 
 from probes import faults as scoring
 from probes.context import ProbeContext
-from probes.fault_io import BackgroundLoad, engine_ns
+from probes.fault_io import engine_ns, faults_for, start_load, wait_ok
 from testbed import v2
-from testbed.backends.local import faults
-from testbed.errors import FaultAborted, TestbedError
+from testbed.errors import FaultAborted
 from testbed.loadgen import LoadSpec
 from testbed.results import Result
-from testbed.settings import Settings
 
 PROBE = "kill"
-RESTORE_TIMEOUT_S = 180.0
+DEFAULTS = {"local": {"rate": 20, "pre_s": 2, "post_s": 12, "extra_wait_s": 10, "timeout_s": 2},
+            # A pod is rescheduled, its image started and the model loaded again: tens of seconds.
+            "kind": {"rate": 20, "pre_s": 5, "post_s": 60, "extra_wait_s": 240, "timeout_s": 2}}
 
 
 def options(ctx: ProbeContext) -> dict:
-    o = ctx.options
-    return {"rate": float(o.get("rate", 20)), "pre_s": float(o.get("pre_s", 2)), "post_s": float(o.get("post_s", 12)),
-            "extra_wait_s": float(o.get("extra_wait_s", 10)), "timeout_s": float(o.get("timeout_s", 2))}
+    defaults = DEFAULTS.get(ctx.backend, DEFAULTS["local"])
+    return {k: float(ctx.options.get(k, d)) for k, d in defaults.items()}
 
 
-def kill_one(settings: Settings, platform: str, endpoint, body: bytes, opt: dict) -> dict:
-    info = faults.recorded(settings, platform)
-    worker, how = faults.serving_worker(platform, info, endpoint.base_url)
-    models = faults.served_models(endpoint.base_url)
-    leader = faults.capture(info["pid"], info.get("log") or f"{settings.run_dir}/{platform}/runtime.log")
+def kill_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict | None:
+    """One kill under load (None in a dry run, after printing what it would do)."""
+    target = faults.kill_target(platform, endpoint)
     duration = opt["pre_s"] + opt["post_s"]
     spec = LoadSpec(url=endpoint.infer_url, method="POST", body=body, rate=opt["rate"], concurrency=16,
                     duration_s=duration, max_requests=int(opt["rate"] * duration) + 1, timeout_s=opt["timeout_s"],
                     threads=1)
-    load = BackgroundLoad(spec).start()
+    load = start_load(faults, spec)
+    if load is None:  # dry run
+        faults.note(f"--- {platform}")
+        faults.note(f"after {opt['pre_s']:g} s of load:")
+        faults.kill(target)
+        faults.note(f"score: first 2xx to a request sent after the kill; if none within {opt['post_s']:g} s of load, "
+                    f"poll {endpoint.infer_url} for {opt['extra_wait_s']:g} s more")
+        faults.restore(target, endpoint)
+        return None
     time.sleep(opt["pre_s"])
     if load.failed():
         load.wait(PROBE, platform)  # raises FaultAborted with the cause
         raise FaultAborted(PROBE, platform, "the load ended before the kill")
-    kill_unix = faults.kill(worker, how, platform)
+    kill_unix = faults.kill(target)
     run = load.wait(PROBE, platform)
     kill_ns = engine_ns(run, kill_unix)
     scores = scoring.score_kill(run.records, kill_ns, end_ns=int(run.engine["window_ns"]))
     late = None
     if not scores["recovered"]:
-        # Still down when the load ended: give the runtime extra_wait_s more to come back on its own.
-        if faults.wait_ok(endpoint.infer_url, opt["extra_wait_s"], "POST", body) is not None:
+        # Still down when the load ended: give the platform extra_wait_s more to come back on its own.
+        if wait_ok(endpoint.infer_url, opt["extra_wait_s"], "POST", body) is not None:
             late = round((time.time_ns() - kill_unix) / 1e9, 3)  # seconds from the kill to that success
     self_recovered = scores["recovered"] or late is not None
-    restored_after = None
-    if not self_recovered:
-        restored_after = faults.restart(settings, ("platforms", platform), leader, endpoint.model_ready_url,
-                                        RESTORE_TIMEOUT_S, endpoint.base_url, models)
+    restored_after = None if self_recovered else faults.restore(target, endpoint)
     scores.update({"recovered_by_itself": self_recovered, "self_recovered": float(self_recovered), "recovered_after_load_s": late,
                    "restored_by_probe": restored_after is not None,
                    "restored_after_s": None if restored_after is None else round(restored_after, 2),
                    "time_to_recover_s": scores["first_success_s"] if scores["recovered"] else late})
-    return {"scores": scores, "worker": {"pid": worker, "found_by": how, "leader_pid": info["pid"],
-                                         "was_leader": worker == info["pid"]},
+    return {"scores": scores, "worker": {**target.evidence, "description": target.description,
+                                         **faults.after_kill(target)},
             "kill_ns": kill_ns, "run": run}
 
 
 def run(ctx: ProbeContext) -> list[Result]:
-    if ctx.backend != "local":
-        raise TestbedError(f"The kill probe runs on the local backend only (this testbed is {ctx.backend}); "
-                           f"on kind the fault is a pod deletion, not implemented by this probe.")
-    settings = Settings()
+    faults = faults_for(ctx)
     opt = options(ctx)
     body = json.dumps(v2.request_body(ctx.artifact.probe_rows()[:1], request_id="fault-probe")).encode()
     results = []
     for platform, endpoint in ctx.endpoints.items():
         started = time.time()
-        out = kill_one(settings, platform, endpoint, body, opt)
+        out = kill_one(faults, platform, endpoint, body, opt)
+        if out is None:
+            continue
         s = out["scores"]
         results.append(Result(
             probe=PROBE, platform=platform, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
@@ -93,7 +97,10 @@ def run(ctx: ProbeContext) -> list[Result]:
                           "load": out["run"].spec.describe(), "engine": out["run"].engine},
             evidence={"worker": out["worker"], "options": opt, "seed": ctx.seed,
                       "versions": ctx.versions.get(platform, {}),
-                      "note": "self-recovery = the runtime alone; restored_by_probe = the probe re-executed the "
-                              "recorded process (not recovery)"},
+                      "fault": ("SIGKILL of the serving process" if ctx.backend == "local"
+                                else "deletion of the serving pods, grace period 0"),
+                      "note": "self-recovery = the platform alone (local: the runtime; kind: its controllers "
+                              "recreating pods); restored_by_probe = the probe re-executed the recorded process "
+                              "(local only; not recovery)"},
             run_id=ctx.run_id, repeat=ctx.repeat, started_at=started, finished_at=time.time()))
     return results

@@ -21,6 +21,7 @@ import httpx
 
 from probes import faults as scoring
 from probes.context import ProbeContext
+from probes.fault_io import faults_for
 from testbed import v2
 from testbed.loadgen import LoadSpec, run_load
 from testbed.results import Result
@@ -91,8 +92,25 @@ def scoring_error(platform: str, cap):
     return FaultAborted(PROBE, platform, f"no successful request while measuring capacity ({kinds})")
 
 
+def plan(faults, endpoint, opt: dict) -> None:
+    """What overload_one does, as a dry run prints it: the fault is the load itself, on any backend."""
+    url = endpoint.infer_url
+    faults.note(f"{endpoint.platform}: capacity: closed loop, {opt['capacity_concurrency']:g} connections for "
+                f"{opt['capacity_s']:g} s on POST {url}")
+    faults.note(f"baseline: open loop at capacity/4 for {opt['baseline_s']:g} s; 15 sequential requests")
+    faults.note(f"overload: open loop at {opt['factor']:g} x capacity for {opt['overload_s']:g} s, up to "
+                f"{opt['connections']:g} connections, timeout {opt['timeout_s']:g} s (loopback only)")
+    faults.note(f"back to baseline: sequential requests until 3 in a row within 2 x the baseline p50 "
+                f"(at most {opt['recovery_wait_s']:g} s)")
+
+
 def run(ctx: ProbeContext) -> list[Result]:
     opt = options(ctx)
+    if ctx.options.get("dry_run"):
+        faults = faults_for(ctx)
+        for endpoint in ctx.endpoints.values():
+            plan(faults, endpoint, opt)
+        return []
     body = json.dumps(v2.request_body(ctx.artifact.probe_rows()[:1], request_id="fault-probe")).encode()
     results = []
     for platform, endpoint in ctx.endpoints.items():

@@ -62,17 +62,21 @@ def load(name: str) -> ModuleType:
 
 def context_from_status(status: dict, platforms: tuple[str, ...] | None, seed: int = 0, run_id: str = "",
                         options: dict | None = None) -> ProbeContext:
-    """The ProbeContext for the running testbed; NotRunning / PlatformNotUp when it (or a platform) is not up."""
+    """The ProbeContext for the running testbed; NotRunning / PlatformNotUp when it (or a platform) is not up.
+
+    A "planned" status (a backend's dry run of `up`, e.g. KindBackend.planned_status) counts as up:
+    only fault probes with dry_run use it, to print what they would do."""
     if status.get("state") == "stopped" or not status.get("platforms"):
         raise NotRunning(f"The testbed ({status.get('backend', 'local')} backend)")
+    up = ("planned",) if status.get("state") == "planned" else ("ready",)
     prom = status.get("prometheus") or {}
-    if prom.get("state") != "ready":
+    if prom.get("state") not in up:
         raise NotRunning(f"The testbed's Prometheus (state: {prom.get('state', 'absent')})")
-    ready = [n for n, p in status["platforms"].items() if p.get("state") == "ready"]
+    ready = [n for n, p in status["platforms"].items() if p.get("state") in up]
     wanted = list(platforms) if platforms else list(status["platforms"])
     for name in wanted:
         info = status["platforms"].get(name)
-        if info is None or info.get("state") != "ready" or not info.get("endpoint"):
+        if info is None or info.get("state") not in up or not info.get("endpoint"):
             raise PlatformNotUp(name, info.get("state", "unknown") if info else "not part of this testbed", ready)
     model = status.get("model") or {}
     if not model.get("path"):

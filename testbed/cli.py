@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--data", metavar="CUR.csv", help="drift/outlier: your rows to test (header = feature names)")
     probe.add_argument("--truth", metavar="TRUTH.csv", help="outlier: one 0/1 column per data row (1 = outlier)")
     probe.add_argument("--seed", type=int, default=0, help="seed of generated scenarios and traffic (default 0)")
+    probe.add_argument("--dry-run", action="store_true",
+                       help="fault probes only: print what the fault would do on this backend, inject nothing "
+                            "(kind: planned against `up --dry-run` when no cluster is running)")
     return parser
 
 
@@ -307,6 +310,8 @@ def cmd_probe(args) -> int:
 
     names = registry.expand(args.probe)
     settings = Settings(backend=args.backend)
+    if getattr(args, "dry_run", False):
+        return _probe_dry_run(args, names, settings)
     status = get_backend(args.backend).status(settings)
     run_id = results.new_run_id("probe")
     options = {"scrape_interval_s": settings.scrape_interval_s}
@@ -342,6 +347,31 @@ def cmd_probe(args) -> int:
         print(render_probe_table(written, failures))
         print(f"results: {run_dir / 'probe'}")
     return 2 if failures else 0
+
+
+def _probe_dry_run(args, names, settings) -> int:
+    """Print each fault's plan on this backend; nothing is injected and no result is written."""
+    from deployers import parse_platforms
+    from probes import registry
+    from testbed.backends import get_backend
+
+    not_faults = [n for n in names if n not in registry.FAULTS]
+    if not_faults:
+        raise TestbedError(f"--dry-run plans fault probes ({', '.join(registry.FAULTS)}); "
+                           f"{', '.join(not_faults)} only reads the testbed: run it without --dry-run")
+    backend = get_backend(args.backend)
+    status = backend.status(settings)
+    if status.get("state") != "running" and hasattr(backend, "planned_status"):
+        print(f"# no running {args.backend} testbed: planned against `up --backend {args.backend} --dry-run`",
+              flush=True)
+        status = backend.planned_status(settings)
+    ctx = registry.context_from_status(status, parse_platforms(args.platforms) if args.platforms else None,
+                                       seed=args.seed, run_id="dry-run",
+                                       options={"dry_run": True, "plan_out": sys.stdout})
+    for name in names:
+        print(f"\n## probe {name} on the {ctx.backend} backend (dry run: nothing is injected)", flush=True)
+        registry.load(name).run(registry.for_probe(ctx, name))
+    return 0
 
 
 def _check_user_flags(names, options) -> None:

@@ -31,6 +31,9 @@ class Backend(Protocol):
     def status(self, settings: Settings) -> dict:
         """The stable `status --json` document (see README: "status --json")."""
 
+    def faults(self, settings: Settings, dry_run: bool = False, out=None):
+        """The testbed.faults.Faults implementation the fault probes act through on this backend."""
+
 
 def get_backend(name: str) -> Backend:
     try:

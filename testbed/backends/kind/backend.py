@@ -368,6 +368,28 @@ class KindBackend:
             path.unlink(missing_ok=True)
         return lines
 
+    def faults(self, settings: Settings, dry_run: bool = False, out=None):
+        """What the fault probes act through here: pod deletion, scaling (testbed.faults)."""
+        from testbed.backends.kind.faults import KindFaults
+
+        return KindFaults(settings, dry_run=dry_run, out=out)
+
+    def planned_status(self, settings: Settings) -> dict:
+        """The status `up` would leave, from its dry run (endpoints on the pinned NodePorts): what a fault's
+        --dry-run plans against when no kind testbed is running. Nothing is created but the local artifact."""
+        import io
+
+        from testbed.steps import run_steps
+
+        ctx = UpContext(settings=settings, dry_run=True, out=io.StringIO(), extra={"plan_out": io.StringIO()})
+        run_steps(self.up_steps(ctx), ctx)
+        run_ = ctx.extra["kind"]
+        return {"backend": self.name, "state": "planned", "model": ctx.artifact.summary(),
+                "prometheus": {"url": f"http://127.0.0.1:{run_.pins.prometheus_port}", "state": "planned"},
+                "platforms": {name: {"state": "planned", "endpoint": ep.to_json(),
+                                     "versions": run_.pins.serving.get(name, {})}
+                              for name, ep in ctx.endpoints.items()}}
+
     def status(self, settings: Settings) -> dict:
         pins = load_pins()
         return cluster_status(cluster.files(settings, pins), pins)

@@ -84,6 +84,22 @@ class Kube:
         except NotFoundError:
             return False
 
+    def delete_pod(self, name: str, namespace: str, grace_period_s: int = 0) -> bool:
+        """Delete one pod; grace 0 makes the kubelet SIGKILL its containers at once. True if it existed."""
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        try:
+            self.resource("v1", "Pod").delete(name=name, namespace=namespace, grace_period_seconds=grace_period_s)
+            return True
+        except NotFoundError:
+            return False
+
+    def scale(self, name: str, namespace: str, replicas: int) -> None:
+        """Set a Deployment's spec.replicas (a merge patch: only that field changes)."""
+        self.resource("apps/v1", "Deployment").patch(
+            name=name, namespace=namespace, body={"spec": {"replicas": int(replicas)}},
+            content_type="application/merge-patch+json")
+
     def wait_gone(self, obj: dict, timeout_s: float) -> None:
         meta = obj["metadata"]
         wait_until(f"{object_id(obj)} to be deleted", timeout_s,

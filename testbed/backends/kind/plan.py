@@ -27,7 +27,7 @@ TAIL_LINES = 25
 class Action:
     step: str
     kind: str
-    """command | manifest | file | wait | note"""
+    """command | manifest | file | wait | note | api"""
 
     text: str
     """The shell command, object id, file name, or description."""
@@ -100,6 +100,16 @@ class Plan:
             return None
         return fn() if fn is not None else None
 
+    def call(self, description: str, fn: Callable[[], object]):
+        """An API call that is not an apply (delete pods, scale a Deployment): the text says what
+        `kubectl` would do; the kubernetes client does it in a real run."""
+        self.actions.append(Action(self.step, "api", description))
+        if self.dry_run:
+            self._print(f"> {description}")
+            return None
+        self._log(f"  {description}")
+        return fn()
+
     def note(self, text: str) -> None:
         self.actions.append(Action(self.step, "note", text))
         if self.dry_run:
@@ -138,7 +148,7 @@ class Plan:
         for action in self.actions:
             if action.kind == "command":
                 script.append(action.text)
-            elif action.kind in ("wait", "note"):
+            elif action.kind in ("wait", "note", "api"):
                 script.append(f"# {action.kind}: {action.text}")
             elif action.kind == "manifest":
                 script.append(f"# apply (server-side, field validation Strict): {action.text}")

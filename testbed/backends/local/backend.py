@@ -246,6 +246,12 @@ class LocalBackend:
             settings.run_dir.rename(last)
 
     # --- status --------------------------------------------------------------------------------
+    def faults(self, settings: Settings, dry_run: bool = False, out=None):
+        """What the fault probes act through here: recorded processes, SIGKILL, restart (testbed.faults)."""
+        from testbed.backends.local.faults import LocalFaults
+
+        return LocalFaults(settings, dry_run=dry_run, out=out)
+
     def status(self, settings: Settings) -> dict:
         current = state.load(settings.run_dir)
         if current is None:

@@ -1,4 +1,5 @@
-"""Faults on the local backend: find a platform's serving worker, SIGKILL it, restore what did not recover.
+"""Faults on the local backend (LocalFaults, testbed.faults.Faults): find a platform's serving worker,
+SIGKILL it, restore what did not recover.
 
 Every target is a process recorded in the state file (pid + start ticks), so a fault never signals
 a process the testbed did not start. Restoring re-executes the recorded process's own command line,
@@ -10,16 +11,19 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from testbed import state
 from testbed.backends.local import processes
 from testbed.errors import FaultTargetMissing, PlatformNotUp, RuntimeStartFailed
+from testbed.faults import DetectorTarget, KillTarget
 from testbed.settings import Settings
 
 WORKER_PATTERNS = {"rayserve": "ray::ServeReplica:reference:V2Model"}
@@ -87,22 +91,6 @@ def kill(pid: int, what: str, platform: str) -> int:
     return t
 
 
-def wait_ok(url: str, timeout_s: float, method: str = "GET", body: bytes | None = None) -> float | None:
-    """Seconds until url answers 200 (polled), or None after timeout_s."""
-    started = time.monotonic()
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() - started < timeout_s:
-            try:
-                resp = client.request(method, url, content=body,
-                                      headers={"content-type": "application/json"} if body else None)
-                if resp.status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-    return None
-
-
 def served_models(base_url: str) -> list[str]:
     """Models READY on a V2 server with the repository extension (MLServer loads them through it after
     start, so a restarted server must be told again); [] where the route does not exist."""
@@ -159,3 +147,101 @@ def restart(settings: Settings, key: tuple[str, ...], captured: Captured, ready_
                                          f"a restart; `python -m testbed up` restarts the degraded testbed",
                                          captured.log, processes.log_tail(Path(captured.log)))
             time.sleep(0.25)
+
+
+def scrape(url: str) -> dict[str, float]:
+    """{series name: summed value} of one /metrics page ({} when it cannot be read)."""
+    try:
+        text = httpx.get(url, timeout=3.0).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[sample.name] = out.get(sample.name, 0.0) + float(sample.value)
+    return out
+
+
+DETECTOR_SERVICE = "detector-service"
+RESTORE_TIMEOUT_S = 180.0
+
+
+class LocalFaults:
+    """testbed.faults.Faults on the local backend: signals only processes recorded in the state file."""
+
+    backend = "local"
+
+    def __init__(self, settings: Settings, dry_run: bool = False, out=None):
+        self.settings = settings
+        self.dry_run = dry_run
+        self.out = out or sys.stderr
+
+    def note(self, text: str) -> None:
+        if self.dry_run:
+            print(text, file=self.out, flush=True)
+
+    # --- kill ----------------------------------------------------------------------------------
+    def kill_target(self, platform: str, endpoint) -> KillTarget:
+        info = recorded(self.settings, platform)
+        worker, how = serving_worker(platform, info, endpoint.base_url)
+        log = info.get("log") or f"{self.settings.run_dir}/{platform}/runtime.log"
+        return KillTarget(platform, f"pid {worker} ({how})",
+                          evidence={"pid": worker, "found_by": how, "leader_pid": info["pid"],
+                                    "was_leader": worker == info["pid"]},
+                          handle={"leader": capture(info["pid"], log), "models": served_models(endpoint.base_url)})
+
+    def kill(self, target) -> int:
+        if self.dry_run:
+            self.note(f"$ kill -KILL {target.evidence['pid']}   # {target.platform}: {target.description}")
+            return time.time_ns()
+        return kill(target.evidence["pid"], target.description, target.platform)
+
+    def restore(self, target, endpoint) -> float | None:
+        if self.dry_run:
+            self.note(f"# if {target.platform} is still down: restart its recorded command line "
+                      f"({' '.join(target.handle['leader'].cmd[:3])} ...) and wait for {endpoint.model_ready_url}")
+            return None
+        return restart(self.settings, ("platforms", target.platform), target.handle["leader"],
+                       endpoint.model_ready_url, RESTORE_TIMEOUT_S, endpoint.base_url, target.handle["models"])
+
+    def after_kill(self, target) -> dict:
+        current = (state.load(self.settings.run_dir) or {}).get("platforms", {}).get(target.platform) or {}
+        return {"leader_pid": current.get("pid")}
+
+    # --- detector outage -----------------------------------------------------------------------
+    def detector_target(self, platform: str, endpoint) -> DetectorTarget:
+        det = (state.load(self.settings.run_dir) or {}).get("detection") or {}
+        info = (det.get("processes") or {}).get(DETECTOR_SERVICE)
+        if not info or not processes.is_ours(info.get("pid"), info.get("pid_start")):
+            raise FaultTargetMissing(platform, f"the {DETECTOR_SERVICE} is not running "
+                                               f"(recorded: {info and info.get('pid')})")
+        return DetectorTarget(det["service_url"], f"{DETECTOR_SERVICE} (pid {info['pid']})",
+                              evidence={"pid": info["pid"]}, handle=capture(info["pid"], info["log"]))
+
+    def stop_detector(self, target) -> int:
+        pid = target.evidence["pid"]
+        if self.dry_run:
+            self.note(f"$ kill -KILL {pid}; stop its session   # {target.description}")
+            return time.time_ns()
+        t = kill(pid, DETECTOR_SERVICE, DETECTOR_SERVICE)
+        processes.stop_session(pid, grace_s=1.0)  # the whole session: no half-dead service
+        return t
+
+    def start_detector(self, target, timeout_s: float) -> float:
+        if self.dry_run:
+            self.note(f"# restart {DETECTOR_SERVICE} from its recorded command line; wait for "
+                      f"{target.service_url}/ready")
+            return 0.0
+        return restart(self.settings, ("detection", "processes", DETECTOR_SERVICE), target.handle,
+                       f"{target.service_url}/ready", timeout_s)
+
+    def metric_snapshot(self, platform: str, endpoint) -> dict[str, dict[str, float]]:
+        current = state.load(self.settings.run_dir) or {}
+        urls = {platform: endpoint.metrics_url} if endpoint.metrics_url else {}
+        for name, info in ((current.get("detection") or {}).get("processes") or {}).items():
+            if name.startswith(platform) and info.get("metrics_url"):
+                urls[name] = info["metrics_url"]
+        if self.dry_run:
+            self.note(f"# read {', '.join(urls.values()) or 'no metrics page'}")
+            return {k: {} for k in urls}
+        return {k: scrape(u) for k, u in urls.items()}
