@@ -8,9 +8,6 @@ The first run pulls several GB of images; the workflow allows 90 minutes (durati
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,13 +20,12 @@ from deployers import PLATFORMS
 from testbed import artifact as artifact_mod
 from testbed import v2
 from testbed.backends.kind.backend import KindBackend
-from testbed.backends.kind.pins import pins
 from testbed.errors import ManifestRejected
 from testbed.prometheus import PrometheusClient
 from testbed.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
-PINS = pins()
+from kind_cli import PINS, READY_TIMEOUT_S, cli
+
 PLATFORM_NAMES = sorted(PLATFORMS)
 # A request counter each platform exports itself (the platform's own metric names).
 SERVED_REQUESTS = {
@@ -37,45 +33,6 @@ SERVED_REQUESTS = {
     "seldon": "seldon_api_executor_server_requests_seconds_count",  # the executor's (see seldon/podmonitor.yaml)
     "rayserve": "ray_serve_num_http_requests_total",
 }
-UP_TIMEOUT_S = 3600
-READY_TIMEOUT_S = 900
-
-
-def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "testbed", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ))
-
-
-@pytest.fixture(scope="session")
-def kind_up(request):
-    """`up --backend kind` once for the session (namespace `testbed`); `down` afterwards, whatever happened.
-
-    If any test failed, the cluster's state is written to <state dir>/kind/e2e-diagnostics.txt first.
-    """
-    try:
-        proc = cli("up", "--backend", "kind", timeout=UP_TIMEOUT_S)
-        assert proc.returncode == 0, f"up failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-        status = cli("status", "--backend", "kind", "--json")
-        yield json.loads(status.stdout)
-    finally:
-        if request.session.testsfailed:
-            save_diagnostics()
-        down = cli("down", "--backend", "kind")
-        assert down.returncode == 0, down.stderr
-        clusters = subprocess.run(["kind", "get", "clusters"], capture_output=True, text=True, timeout=60).stdout
-        assert PINS.cluster_name not in clusters.split(), "`down --backend kind` left the cluster behind"
-
-
-def save_diagnostics() -> None:
-    from testbed.backends.kind import cluster, diagnostics
-
-    cf = cluster.files(Settings(backend="kind"), PINS)
-    if cf.kubeconfig.is_file():
-        commands = diagnostics.cluster_commands(cf.kubeconfig) + [
-            diagnostics.kubectl(cf.kubeconfig, "get", "events", "-A", "--sort-by=.lastTimestamp"),
-            diagnostics.kubectl(cf.kubeconfig, "get", "inferenceservices,seldondeployments,rayservices,podmonitors",
-                                "-A", "-o", "yaml")]
-        (cf.dir / "e2e-diagnostics.txt").write_text(diagnostics.collect(commands, lines=400))
 
 
 @pytest.fixture(scope="session")
