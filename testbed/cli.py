@@ -327,20 +327,26 @@ def cmd_probe(args) -> int:
                                 "seed": args.seed, "artifact": ctx.artifact.summary(), "versions": ctx.versions,
                                 "options": options, "hardware": results.hardware()})
     written, failures = [], []
-    for name in names:
+    # A fault probe runs one platform at a time: a fault that fails on one platform must not lose the
+    # Results already measured on the others (they are written as each unit ends).
+    units = [(name, (p,)) if name in registry.FAULTS else (name, tuple(ctx.endpoints))
+             for name in names for p in (ctx.endpoints if name in registry.FAULTS else (None,))]
+    for name, platforms in units:
         try:
             module = registry.load(name)
-            print(f"probe {name}: {', '.join(ctx.endpoints)} ...", file=sys.stderr, flush=True)
-            for result in module.run(registry.for_probe(ctx, name)):
+            print(f"probe {name}: {', '.join(platforms)} ...", file=sys.stderr, flush=True)
+            unit_ctx = replace(ctx, endpoints={p: ctx.endpoints[p] for p in platforms})
+            for result in module.run(registry.for_probe(unit_ctx, name)):
                 result.run_id = result.run_id or run_id
                 results.write(result, run_dir, "probe")
                 written.append(result)
         except Exception as exc:  # noqa: BLE001 - with `all`, one probe's failure must not lose the others
-            if len(names) == 1:
+            if len(units) == 1:
                 raise
             message = str(exc) if isinstance(exc, TestbedError) else f"{type(exc).__name__}: {exc}"
-            failures.append((name, message))
-            print(f"error: probe {name}: {message}", file=sys.stderr)
+            label = f"{name} ({', '.join(platforms)})" if name in registry.FAULTS else name
+            failures.append((label, message))
+            print(f"error: probe {label}: {message}", file=sys.stderr)
     if args.json:
         print(json.dumps([r.to_json() for r in written], indent=2))
     else:
