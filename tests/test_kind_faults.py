@@ -1,6 +1,6 @@
 """The kind form of the fault probes, checked without a cluster: `probe <fault> --backend kind --dry-run`
 prints what each fault would do, and what it acts on is what `up --backend kind` deploys (the same pod
-selectors, the same detector Deployment). Running them for real is tests/e2e/test_kind_faults.py.
+selectors, the same detector Deployment). Running them for real is tests/e2e/test_kind_e2e_faults.py.
 """
 
 from __future__ import annotations
