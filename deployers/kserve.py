@@ -66,13 +66,10 @@ class KServeKind(KindDeployment):
     def __init__(self, namespace: str | None = None, node_port: int | None = None, logger_url: str | None = None,
                  batcher: dict | None = None, detection: bool | None = None):
         super().__init__(namespace, node_port)
-        if detection and logger_url:
-            raise ValueError("KServeKind: one payload logger per predictor: logger_url and detection exclude "
-                             "each other")
         self.logger_url = logger_url
         """Payload logger: every request and response as CloudEvents to this URL (KServe's agent sidecar)."""
 
-        self.detection = None if detection is None and not logger_url else bool(detection)
+        self.detection = kind_detection.logger_detection("KServeKind", logger_url, detection)
         """Payload logger (mode request) to the detector service (testbed/backends/kind/detection.py).
         None: on when `up` deployed one in this namespace; e2e deployments in other namespaces have none."""
 
@@ -94,12 +91,10 @@ class KServeKind(KindDeployment):
         if self.logger_url:
             predictor["logger"] = {"mode": "all", "url": self.logger_url}
         elif self.detection_on(target):
-            # mode request: the detector service reads V2 requests (a response body would count as a
-            # rejected payload). KServe's agent sidecar posts each as a CloudEvent in binary mode
-            # (body = the request, ce-id = its id) to url as given, query string included
+            # KServe's agent sidecar posts each request as a CloudEvent in binary mode
+            # (body = the request as received) to url as given, query string included
             # (pkg/logger/worker.go: cloudevents.WithTarget(url.String())); the CRD's enum is all|request|response.
-            predictor["logger"] = {"mode": "request",
-                                   "url": kind_detection.events_url(self.detector_service(target), self.platform)}
+            predictor["logger"] = kind_detection.payload_logger(self.detector_service(target), self.platform)
         if self.batcher:
             predictor["batcher"] = {"maxBatchSize": int(self.batcher["maxBatchSize"]),
                                     "maxLatency": int(self.batcher["maxLatency"])}

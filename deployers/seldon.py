@@ -249,13 +249,10 @@ class SeldonKind(KindDeployment):
     def __init__(self, namespace: str | None = None, node_port: int | None = None, logger_url: str | None = None,
                  detection: bool | None = None):
         super().__init__(namespace, node_port)
-        if detection and logger_url:
-            raise ValueError("SeldonKind: one payload logger per graph node: logger_url and detection exclude "
-                             "each other")
         self.logger_url = logger_url
         """Payload logger on the model node: requests and responses as CloudEvents to this URL."""
 
-        self.detection = None if detection is None and not logger_url else bool(detection)
+        self.detection = kind_detection.logger_detection("SeldonKind", logger_url, detection)
         """Graph logger (mode request) to the detector service (testbed/backends/kind/detection.py).
         None: on when `up` deployed one in this namespace; e2e deployments in other namespaces have none."""
 
@@ -275,8 +272,8 @@ class SeldonKind(KindDeployment):
             # CloudEvent, binary mode, body = the V2 request as received, to url as given
             # (executor/api/predictor/predictor_process.go logPayload, executor/logger/worker.go). The CRD
             # types mode as a plain string; the executor acts on all|request|response (v1.LogRequest = "request").
-            sdep["spec"]["predictors"][0]["graph"]["logger"] = {
-                "mode": "request", "url": kind_detection.events_url(self.detector_service(target), self.platform)}
+            sdep["spec"]["predictors"][0]["graph"]["logger"] = kind_detection.payload_logger(
+                self.detector_service(target), self.platform)
         return sdep
 
     def detection_route(self, target: Target, base_url: str) -> dict | None:

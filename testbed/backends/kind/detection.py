@@ -70,6 +70,20 @@ def verdicts_url(service: str, platform: str, mechanism: str) -> str:
     return sink_urls(service, platform, mechanism)["verdicts"]
 
 
+def payload_logger(service: str, platform: str) -> dict:
+    """A KServe predictor's or a Seldon graph node's `logger`: each request (mode request: the service
+    reads V2 requests; a response body would count as a rejected payload) to the service's /events."""
+    return {"mode": "request", "url": events_url(service, platform)}
+
+
+def logger_detection(owner: str, logger_url: str | None, detection: bool | None) -> bool | None:
+    """The detection option of a deployment whose one logger slot may also hold a generic `logger_url`:
+    both at once is an error; an explicit logger_url turns automatic detection (None) off."""
+    if detection and logger_url:
+        raise ValueError(f"{owner}: one payload logger per model: logger_url and detection exclude each other")
+    return None if detection is None and not logger_url else bool(detection)
+
+
 # --- what is applied -------------------------------------------------------------------------------
 def requirement_name(requirement: str) -> str:
     return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
