@@ -449,3 +449,30 @@ def test_service_accepts_what_the_payload_loggers_send(fitted, tmp_path):
         assert metric(text, "testbed_detector_events_total", platform=platform, mechanism="payload logger") == 1
         assert metric(text, "testbed_detector_rows_total", platform=platform, mechanism="payload logger") == 3
     assert [(v["kind"], v["request_id"], v["mechanism"]) for v in verdicts] == [("outlier", "probe-1", "payload logger")]
+
+
+def test_state_file_entry_carries_each_published_path(fitted):
+    from testbed.backends.kind.backend import KindBackend
+
+    art, fitted_detectors = fitted
+    ctx = kind_ctx(art, fitted_detectors)
+    ctx.extra["kind_detection"] = detection.state_of(ctx.extra["kind"])
+    ctx.deployments = {name: platform.deployments["kind"]() for name, platform in PLATFORMS.items()}
+    for dep in ctx.deployments.values():
+        dep.started_at = time.monotonic()  # deployed (what _save records)
+    recorded = KindBackend()._detection_state(ctx)
+    assert recorded["service_url"] == "http://127.0.0.1:30106"
+    assert recorded["deployment"] == {"name": "detector-service", "namespace": "testbed"}
+    assert set(recorded["paths"]) == set(PLATFORMS)
+    assert recorded["paths"]["rayserve"]["outlier"]["url"].endswith("/detected/v2/models/reference-classifier/infer")
+    assert recorded["detectors"] == fitted_detectors.summary()
+    json.dumps(recorded)  # the state file is JSON
+
+
+def test_status_text_shows_the_detector_service():
+    from testbed.cli import render_status
+
+    text = render_status({"backend": "kind", "state": "degraded", "platforms": {},
+                          "detection": {"service_url": "http://127.0.0.1:30106", "state": "unreachable",
+                                        "resource_state": "absent"}})
+    assert "detection: http://127.0.0.1:30106  unreachable  (Deployment absent)" in text
