@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from testbed.backends.kind import templates
+from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
 from testbed.backends.local import detection
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
@@ -64,10 +64,14 @@ class KServeKind(KindDeployment):
     http_port = 8080
 
     def __init__(self, namespace: str | None = None, node_port: int | None = None, logger_url: str | None = None,
-                 batcher: dict | None = None):
+                 batcher: dict | None = None, detection: bool | None = None):
         super().__init__(namespace, node_port)
         self.logger_url = logger_url
         """Payload logger: every request and response as CloudEvents to this URL (KServe's agent sidecar)."""
+
+        self.detection = kind_detection.logger_detection("KServeKind", logger_url, detection)
+        """Payload logger (mode request) to the detector service (testbed/backends/kind/detection.py).
+        None: on when `up` deployed one in this namespace; e2e deployments in other namespaces have none."""
 
         self.batcher = batcher
         """Server-side batching by the agent sidecar: {"maxBatchSize": int, "maxLatency": ms}."""
@@ -76,7 +80,8 @@ class KServeKind(KindDeployment):
     def variants(cls) -> list[dict]:
         logger = "http://payload-sink.testbed.svc.cluster.local:8080/"
         batcher = {"maxBatchSize": 32, "maxLatency": 50}
-        return [{}, {"logger_url": logger}, {"batcher": batcher}, {"logger_url": logger, "batcher": batcher}]
+        return [{}, {"logger_url": logger}, {"batcher": batcher}, {"logger_url": logger, "batcher": batcher},
+                {"detection": True}, {"detection": True, "batcher": batcher}, {"detection": False}]
 
     def render_resource(self, target: Target) -> dict:
         isvc = templates.render("kserve/inferenceservice.yaml", name=target.model_name, namespace=target.namespace,
@@ -85,10 +90,26 @@ class KServeKind(KindDeployment):
         predictor = isvc["spec"]["predictor"]
         if self.logger_url:
             predictor["logger"] = {"mode": "all", "url": self.logger_url}
+        elif self.detection_on(target):
+            # KServe's agent sidecar posts each request as a CloudEvent in binary mode
+            # (body = the request as received) to url as given, query string included
+            # (pkg/logger/worker.go: cloudevents.WithTarget(url.String())); the CRD's enum is all|request|response.
+            predictor["logger"] = kind_detection.payload_logger(self.detector_service(target), self.platform)
         if self.batcher:
             predictor["batcher"] = {"maxBatchSize": int(self.batcher["maxBatchSize"]),
                                     "maxLatency": int(self.batcher["maxLatency"])}
         return isvc
+
+    def detection_route(self, target: Target, base_url: str) -> dict | None:
+        return {"url": f"{base_url}/v2/models/{target.model_name}/infer", "label": "add-on",
+                "mechanism": kind_detection.PAYLOAD_LOGGER,
+                "computed_by": "detector service (alibi-detect) in the cluster, fed by KServe's payload logger",
+                "routing": "InferenceService spec.predictor.logger {mode: request}: KServe's agent sidecar posts each "
+                           "request asynchronously as a CloudEvent (binary mode) to the detector service",
+                "kind_equivalent": "this is the kind form; locally a KServe transformer logs the payloads",
+                "notes": "the logger is part of the predictor: every request to this InferenceService (parity, "
+                         "other probes) enters the same drift windows, and a latency baseline without the path "
+                         "needs a second deployment with detection=False"}
 
     def pod_selector(self, target: Target) -> dict[str, str]:
         # Standard mode labels the predictor's pods app=isvc.<name>-predictor (its own Service uses it).

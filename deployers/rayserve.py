@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from testbed.backends.kind import templates
+from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
 from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
@@ -115,8 +115,12 @@ class RayServeKind(KindDeployment):
     http_port = 8000
 
     def __init__(self, namespace: str | None = None, node_port: int | None = None, workers: int = 0,
-                 num_replicas: int = 1):
+                 num_replicas: int = 1, detection: bool | None = None):
         super().__init__(namespace, node_port)
+        self.detection = detection
+        """The `detected` Serve application (model + Detector, user code) reporting to the detector service.
+        None: on when `up` deployed one in this namespace; e2e deployments in other namespaces have none."""
+
         self.workers = int(workers)
         """Ray worker pods besides the head (0: the head runs the Serve replicas)."""
 
@@ -125,13 +129,38 @@ class RayServeKind(KindDeployment):
 
     @classmethod
     def variants(cls) -> list[dict]:
-        return [{}, {"workers": 1}, {"num_replicas": 2}, {"workers": 2, "num_replicas": 2}]
+        return [{}, {"workers": 1}, {"num_replicas": 2}, {"workers": 2, "num_replicas": 2}, {"detection": True},
+                {"detection": True, "num_replicas": 2}, {"detection": False}]
 
     def serve_config(self, target: Target) -> dict:
-        return templates.render("rayserve/serve-config.yaml",
-                                artifact_dir=f"{templates.MOUNT_PATH}/{target.artifact_subpath}",
-                                model_name=target.model_name, pip=list(target.serving["pip"]),
-                                num_replicas=self.num_replicas)
+        config = templates.render("rayserve/serve-config.yaml",
+                                  artifact_dir=f"{templates.MOUNT_PATH}/{target.artifact_subpath}",
+                                  model_name=target.model_name, pip=list(target.serving["pip"]),
+                                  num_replicas=self.num_replicas)
+        if self.detection_on(target):
+            config["applications"].append(self.detected_app(target))
+        return config
+
+    def detected_app(self, target: Target) -> dict:
+        """The local backend's `detected` application (ray_app.build_detected_app) as a serveConfigV2 entry."""
+        if not (target.model_sha256 and target.n_features and target.detectors_subpath):
+            raise ValueError("RayServeKind(detection=...): the Target names no fitted detectors (model_sha256, "
+                             "n_features, detectors_subpath)")
+        return templates.render(
+            "rayserve/detected-app.yaml", artifact_dir=f"{templates.MOUNT_PATH}/{target.artifact_subpath}",
+            detectors_dir=f"{templates.MOUNT_PATH}/{target.detectors_subpath}", model_sha256=target.model_sha256,
+            n_features=int(target.n_features), model_name=target.model_name,
+            sink=kind_detection.verdicts_url(self.detector_service(target), self.platform, "user code"),
+            pip=kind_detection.ray_pip(target.serving["pip"]))
+
+    def detection_route(self, target: Target, base_url: str) -> dict | None:
+        return {"url": f"{base_url}/detected/v2/models/{target.model_name}/infer", "label": "user code",
+                "mechanism": "user code", "computed_by": "Ray Serve deployment `Detector` (user code, alibi-detect)",
+                "routing": "Serve application `detected` (route /detected) in the RayService: ingress awaits the "
+                           "model and the Detector deployment together; the Detector reports verdicts to the "
+                           "detector service in order from a background thread",
+                "kind_equivalent": "the same application as the local backend's; Ray Serve has no detection "
+                                   "mechanism"}
 
     def render_resource(self, target: Target) -> dict:
         common = dict(name=target.model_name, image=target.serving["image"], pvc_name=templates.PVC_NAME,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from testbed.backends.kind import templates
+from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
 from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
@@ -246,14 +246,20 @@ class SeldonKind(KindDeployment):
     http_port = 8000
     predictor = "default"
 
-    def __init__(self, namespace: str | None = None, node_port: int | None = None, logger_url: str | None = None):
+    def __init__(self, namespace: str | None = None, node_port: int | None = None, logger_url: str | None = None,
+                 detection: bool | None = None):
         super().__init__(namespace, node_port)
         self.logger_url = logger_url
         """Payload logger on the model node: requests and responses as CloudEvents to this URL."""
 
+        self.detection = kind_detection.logger_detection("SeldonKind", logger_url, detection)
+        """Graph logger (mode request) to the detector service (testbed/backends/kind/detection.py).
+        None: on when `up` deployed one in this namespace; e2e deployments in other namespaces have none."""
+
     @classmethod
     def variants(cls) -> list[dict]:
-        return [{}, {"logger_url": "http://payload-sink.testbed.svc.cluster.local:8080/"}]
+        return [{}, {"logger_url": "http://payload-sink.testbed.svc.cluster.local:8080/"}, {"detection": True},
+                {"detection": False}]
 
     def render_resource(self, target: Target) -> dict:
         sdep = templates.render("seldon/seldondeployment.yaml", name=target.model_name, namespace=target.namespace,
@@ -261,7 +267,27 @@ class SeldonKind(KindDeployment):
                                 pvc_name=templates.PVC_NAME, artifact_subpath=target.artifact_subpath)
         if self.logger_url:
             sdep["spec"]["predictors"][0]["graph"]["logger"] = {"mode": "all", "url": self.logger_url}
+        elif self.detection_on(target):
+            # The Seldon executor logs the model node's request (mode request: before calling MLServer) as a
+            # CloudEvent, binary mode, body = the V2 request as received, to url as given
+            # (executor/api/predictor/predictor_process.go logPayload, executor/logger/worker.go). The CRD
+            # types mode as a plain string; the executor acts on all|request|response (v1.LogRequest = "request").
+            sdep["spec"]["predictors"][0]["graph"]["logger"] = kind_detection.payload_logger(
+                self.detector_service(target), self.platform)
         return sdep
+
+    def detection_route(self, target: Target, base_url: str) -> dict | None:
+        return {"url": f"{base_url}/v2/models/{target.model_name}/infer", "label": "add-on",
+                "mechanism": kind_detection.PAYLOAD_LOGGER,
+                "computed_by": "detector service (alibi-detect) in the cluster, fed by the Seldon executor's "
+                               "payload logger",
+                "routing": "SeldonDeployment graph.logger {mode: request} on the model node: the executor posts each "
+                           "request asynchronously as a CloudEvent (binary mode) to the detector service, as Seldon "
+                           "Core v1's own outlier/drift examples do with its alibi-detect server",
+                "kind_equivalent": "this is the kind form (Seldon Core v1); locally MLServer's alibi-detect runtime "
+                                   "as Seldon Core v2 runs it",
+                "notes": "the logger is part of the graph: every request to this SeldonDeployment enters the same "
+                         "drift windows; the events carry ce-id = a fresh UUID, the V2 body's id names the request"}
 
     def pod_selector(self, target: Target) -> dict[str, str]:
         return {"seldon-deployment-id": target.model_name}

@@ -247,6 +247,10 @@ def render_status(status: dict) -> str:
         lines.append(f"exposure: {len(exposed)} listening sockets NOT bound to loopback:")
         for x in exposed:
             lines.append(f"  {x['platform']:<9} {x['address']}:{x['port']}  ({x['process']}, pid {x['pid']})")
+    detection = status.get("detection") or {}
+    if detection.get("state"):  # the kind backend's detector service (testbed/backends/kind/detection.py)
+        lines.append(f"detection: {detection.get('service_url')}  {detection['state']}"
+                     + (f"  (Deployment {detection['resource_state']})" if detection.get("resource_state") else ""))
     prom = status.get("prometheus")
     if prom:
         lines.append(f"prometheus: {prom['url']}  {prom['state']}")

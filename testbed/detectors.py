@@ -71,8 +71,14 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def dirname_for(artifact_dirname: str) -> str:
+    """The detectors' directory name beside an artifact directory of this name (the kind backend
+    names it on the artifacts volume before anything is fitted, e.g. in a dry run)."""
+    return f"{artifact_dirname}-detectors"
+
+
 def directory_for(artifact: Artifact) -> Path:
-    return artifact.path.parent / f"{artifact.path.name}-detectors"
+    return artifact.path.parent / dirname_for(artifact.path.name)
 
 
 def verify(path: Path, artifact: Artifact) -> Detectors:

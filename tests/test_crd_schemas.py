@@ -38,7 +38,8 @@ def _crds_present():
 def target(platform: str, namespace: str = "testbed") -> Target:
     return Target(namespace=namespace, node_port=PINS.node_port(platform), model_name="reference-classifier",
                   artifact_subpath="reference-classifier-0123456789ab", code_dir=runtime_code_dirname(),
-                  serving=PINS.serving[platform])
+                  serving=PINS.serving[platform], model_sha256="0123456789ab" + "0" * 52, n_features=7,
+                  detectors_subpath="reference-classifier-0123456789ab-detectors")
 
 
 def every_object():

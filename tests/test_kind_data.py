@@ -12,7 +12,7 @@ import sklearn
 import yaml
 
 from deployers import PLATFORMS, kserve, rayserve, seldon
-from testbed.backends.kind import budget
+from testbed.backends.kind import budget, detection
 from testbed.backends.kind.context import runtime_code_dirname
 from testbed.backends.kind.deployment import Target
 from testbed.backends.kind.pins import CLUSTER_DIR, pins
@@ -26,12 +26,17 @@ def rendered_objects(all_variants: bool = True) -> list[dict]:
     objects = []
     for name, platform in PLATFORMS.items():
         cls = platform.deployments["kind"]
+        # As `up` renders them: with the detector service in the namespace (detection on by default).
         target = Target(namespace="testbed", node_port=PINS.node_port(name), model_name="reference-classifier",
                         artifact_subpath="reference-classifier-0123456789ab", code_dir=runtime_code_dirname(),
-                        serving=PINS.serving[name])
+                        serving=PINS.serving[name], model_sha256="0123456789ab" + "0" * 52, n_features=7,
+                        detectors_subpath="reference-classifier-0123456789ab-detectors",
+                        detector_service=detection.service_url("testbed"))
         for variant in cls.variants() if all_variants else [{}]:
             objects += cls(**variant).manifests(target)
-    return objects
+    return objects + detection.objects("testbed", PINS, code_dir=runtime_code_dirname(),
+                                       detectors_subpath="reference-classifier-0123456789ab-detectors",
+                                       model_sha256="0123456789ab" + "0" * 52, n_features=7)
 
 
 def test_versions_are_the_targets_of_issue_3():
@@ -66,7 +71,8 @@ def test_every_port_is_mapped_on_loopback_only():
     mappings = [m for node in config["nodes"] for m in node.get("extraPortMappings", [])]
     assert {m["listenAddress"] for m in mappings} == {"127.0.0.1"}
     assert all(m["hostPort"] == m["containerPort"] for m in mappings)
-    wanted = sorted([PINS.prometheus_port, *PINS.ports["platforms"].values(), *PINS.spare_ports])
+    wanted = PINS.host_ports()
+    assert PINS.detection_port in wanted and len(set(wanted)) == len(wanted)
     assert sorted(m["containerPort"] for m in mappings) == wanted
     assert all(30000 <= p <= 32767 for p in wanted)  # the NodePort range
     assert set(PINS.ports["platforms"]) == set(PLATFORMS)
@@ -124,6 +130,7 @@ def test_resource_requests_fit_the_cluster():
     items = budget.cluster_items(PINS, rendered_objects(all_variants=False))
     cores, gib = budget.total(items)
     assert any(i.what.startswith("RayService") for i in items) and any(i.what.startswith("SeldonDeployment") for i in items)
+    assert any(i.what.startswith("Deployment detector-service") for i in items)
     assert cores <= 0.75 * PINS.minimum_cpus and gib <= 0.75 * PINS.minimum_memory_gib, budget.summary(items)
     assert PINS.minimum_cpus <= 8 and PINS.minimum_memory_gib <= 16
     # KServe's 1 CPU / 2 GiB default is overridden, in the chart and on the InferenceService itself.

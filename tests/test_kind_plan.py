@@ -21,9 +21,9 @@ from testbed.backends.kind.pins import pins
 REPO = Path(__file__).resolve().parent.parent
 PINS = pins()
 EXPECTED_STEPS = [
-    "preflight", "model artifact", "kind cluster", "pre-load images",
+    "preflight", "model artifact", "detectors", "kind cluster", "pre-load images",
     *[f"helm {c.release} {c.version}" for c in PINS.charts],
-    "wait for CRDs, webhooks and controllers", "namespace and model volume", "deploy platforms",
+    "wait for CRDs, webhooks and controllers", "namespace and model volume", "detector service", "deploy platforms",
     "wait for readiness", "prediction parity", "Prometheus scrapes each platform", "finish",
 ]
 PLATFORM_OBJECTS = {
@@ -80,10 +80,13 @@ def test_every_manifest_is_printed_and_written(plan):
     printed = re.findall(r"^--- apply (\S+) (\S+)$", proc.stdout, flags=re.M)
     files = sorted((out / "manifests").glob("*.yaml"))
     written = [yaml.safe_load(f.read_text()) for f in files]
-    assert len(files) == len(printed) == 3 + 3 * len(PLATFORM_OBJECTS)
+    assert len(files) == len(printed) == 3 + 3 + 3 * len(PLATFORM_OBJECTS)
     ids = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in written]
     assert ids[:3] == [("Namespace", None, "testbed"), ("PersistentVolume", None, "testbed-artifacts-testbed"),
                        ("PersistentVolumeClaim", "testbed", "testbed-artifacts")]
+    # The detector service before the platforms that send to it (tests/test_kind_detection.py checks it in full).
+    assert ids[3:6] == [("Deployment", "testbed", "detector-service"), ("Service", "testbed", "detector-service"),
+                        ("PodMonitor", "testbed", "detector-service")]
     for cr_kind, service, monitor in PLATFORM_OBJECTS.values():
         assert (cr_kind, "testbed", "reference-classifier") in ids
         assert ("Service", "testbed", service) in ids

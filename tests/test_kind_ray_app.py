@@ -14,8 +14,8 @@ import subprocess
 import pytest
 
 from deployers import rayserve
-from testbed import artifact
-from testbed.backends.kind import templates
+from testbed import artifact, detectors
+from testbed.backends.kind import detection, templates
 from testbed.backends.kind.context import stage_runtime_code
 from testbed.backends.kind.deployment import Target
 from testbed.backends.kind.pins import pins
@@ -30,19 +30,20 @@ results = []
 for text in json.loads(sys.stdin.read()):
     config = yaml.safe_load(text)
     schema(config)
-    app_cfg = config["applications"][0]
-    module_name, builder_name = app_cfg["import_path"].split(":")
-    module = importlib.import_module(module_name)
-    app = getattr(module, builder_name)(app_cfg["args"])
-    model, metadata = module.load_verified(app_cfg["args"]["artifact_dir"])
-    results.append({"app": type(app).__name__, "module": module.__file__,
-                    "deployments": [d["name"] for d in app_cfg["deployments"]],
-                    "replicas": [d["num_replicas"] for d in app_cfg["deployments"]],
-                    "class_deployment": module.V2Model.name, "sha256": metadata["sha256"],
-                    "sklearn": metadata["versions"]["scikit-learn"]})
+    apps = []
+    for app_cfg in config["applications"]:
+        module_name, builder_name = app_cfg["import_path"].split(":")
+        module = importlib.import_module(module_name)
+        app = getattr(module, builder_name)(app_cfg["args"])
+        model, metadata = module.load_verified(app_cfg["args"]["artifact_dir"])
+        names = [d["name"] for d in app_cfg["deployments"]]
+        apps.append({"name": app_cfg["name"], "app": type(app).__name__, "module": module.__file__,
+                     "deployments": names, "replicas": [d["num_replicas"] for d in app_cfg["deployments"]],
+                     "class_deployments": [getattr(module, n).name for n in names], "sha256": metadata["sha256"],
+                     "sklearn": metadata["versions"]["scikit-learn"]})
+    results.append(apps)
 print(json.dumps(results))
 """
-
 
 @pytest.mark.integration
 def test_serve_config_builds_the_local_application(tmp_path):
@@ -52,7 +53,10 @@ def test_serve_config_builds_the_local_application(tmp_path):
     art = artifact.ensure(volume, settings.artifact_seed)
     code = stage_runtime_code(volume)
     target = Target(namespace="testbed", node_port=pins().node_port("rayserve"), model_name=art.name,
-                    artifact_subpath=art.path.name, code_dir=code.name, serving=pins().serving["rayserve"])
+                    artifact_subpath=art.path.name, code_dir=code.name, serving=pins().serving["rayserve"],
+                    model_sha256=art.sha256, n_features=len(art.feature_names),
+                    detectors_subpath=detectors.dirname_for(art.path.name),
+                    detector_service=detection.service_url("testbed"))
     variants = rayserve.RayServeKind.variants()
     services = [rayserve.RayServeKind(**variant).render_resource(target) for variant in variants]
     heads = {json.dumps(s["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"])
@@ -66,9 +70,13 @@ def test_serve_config_builds_the_local_application(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(results) == len(variants)
-    for variant, result in zip(variants, results):
-        assert result["app"] == "Application"
-        assert result["module"] == str(code / "ray_app.py")  # imported from the staged copy, as in the pod
-        assert result["deployments"] == [result["class_deployment"]]  # the config's deployment exists in the app
-        assert result["replicas"] == [variant.get("num_replicas", 1)]
-        assert (result["sha256"], result["sklearn"]) == (art.sha256, pins().serving["rayserve"]["scikit_learn"])
+    for variant, apps in zip(variants, results):
+        # `up` deploys the detected application beside the model (the detector service is in the namespace).
+        assert [a["name"] for a in apps] == (["reference"] if variant.get("detection") is False
+                                             else ["reference", "detected"])
+        for result in apps:
+            assert result["app"] == "Application"
+            assert result["module"] == str(code / "ray_app.py")  # imported from the staged copy, as in the pod
+            assert result["deployments"] == result["class_deployments"]  # the config's deployments exist in the app
+            assert (result["sha256"], result["sklearn"]) == (art.sha256, pins().serving["rayserve"]["scikit_learn"])
+        assert apps[0]["replicas"] == [variant.get("num_replicas", 1)]

@@ -12,7 +12,7 @@ It plays two roles, each per `platform` (a query parameter every caller sets):
 Read side: GET /metrics (Prometheus), GET /verdicts?platform=P&since=SEQ (the verdict log, for
 probes that score flags against truth), GET /ready, GET /config.
 
-    python detector_service.py --detectors DIR --port P [--model-sha256 SHA --n-features N]
+    python detector_service.py --detectors DIR --port P [--host H] [--model-sha256 SHA --n-features N]
 """
 
 import argparse
@@ -191,6 +191,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--detectors", required=True)
     parser.add_argument("--port", type=int, required=True)
+    # Loopback by default (the local backend); a pod binds 0.0.0.0 so its Service and kubelet probes reach it.
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--model-sha256")
     parser.add_argument("--n-features", type=int)
     opts = parser.parse_args()
@@ -200,10 +202,10 @@ def main() -> None:
     except detectors_io.DetectorArtifactError as exc:
         print(f"detector artifact rejected: {exc}", flush=True)
         raise SystemExit(3)
-    server = ThreadingHTTPServer(("127.0.0.1", opts.port), make_handler(service))
+    server = ThreadingHTTPServer((opts.host, opts.port), make_handler(service))
     server.daemon_threads = True
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
-    print(f"detector service on 127.0.0.1:{opts.port}, detectors loaded in {time.monotonic() - started:.1f}s",
+    print(f"detector service on {opts.host}:{opts.port}, detectors loaded in {time.monotonic() - started:.1f}s",
           flush=True)
     server.serve_forever()
 

@@ -19,6 +19,7 @@ from deployers import get_platform
 from testbed import artifact as artifact_mod
 from testbed import state as state_io
 from testbed.backends.kind import budget, cluster, failure, helm, infrastructure, preflight, templates
+from testbed.backends.kind import detection as kind_detection
 from testbed.backends.kind.context import KindRun, runtime_code_dirname, stage_runtime_code
 from testbed.backends.kind.kube import wait_until
 from testbed.backends.kind.pins import Chart, pins as load_pins
@@ -49,12 +50,14 @@ class KindBackend:
         steps = [
             Step("preflight", self._preflight),
             Step("model artifact", self._artifact),
+            Step("detectors", kind_detection.step_detectors),
             Step("kind cluster", self._cluster),
             Step("pre-load images", self._load_images),
             *[Step(f"helm {chart.release} {chart.version}", lambda c, chart=chart: self._helm(c, chart))
               for chart in pins.charts],
             Step("wait for CRDs, webhooks and controllers", self._wait_infrastructure),
             Step("namespace and model volume", self._namespace),
+            Step("detector service", lambda c: kind_detection.step_service(c, self._save)),
             Step("deploy platforms", self._deploy),
             Step("wait for readiness", self._wait_ready),
             Step("prediction parity", self._parity),
@@ -199,8 +202,9 @@ class KindBackend:
 
     def _deploy(self, ctx: UpContext) -> None:
         run_ = ctx.extra["kind"]
-        objects = [obj for dep in ctx.deployments.values() for obj in dep.manifests(dep.target(ctx))]
-        run_.plan.note(f"resource budget with these platforms: "
+        objects = [*run_.detection_objects,
+                   *[obj for dep in ctx.deployments.values() for obj in dep.manifests(dep.target(ctx))]]
+        run_.plan.note(f"resource budget with these platforms{' and the detector service' if run_.detection_objects else ''}: "
                        f"{budget.summary(budget.cluster_items(run_.pins, objects))} (scheduler requests, "
                        f"control plane estimated); the preflight asks Docker for >= {run_.pins.minimum_cpus} CPUs, "
                        f">= {run_.pins.minimum_memory_gib:g} GiB")
@@ -256,6 +260,8 @@ class KindBackend:
         run_ = ctx.extra["kind"]
         url = f"http://127.0.0.1:{run_.pins.prometheus_port}"
         queries = {name: f'up{{job="{name}",namespace="{run_.namespace}"}}' for name in ctx.deployments}
+        if run_.detector_service:
+            queries["detector service"] = f'up{{job="detectors",namespace="{run_.namespace}"}}'
         if run_.plan.dry_run:
             run_.plan.wait(f"Prometheus at {url}: " + ", ".join(f"{q} == 1" for q in queries.values()))
             return
@@ -310,9 +316,21 @@ class KindBackend:
             "platforms": {name: {**dep.to_state(ctx), "versions": run_.pins.serving[name]}
                           for name, dep in ctx.deployments.items() if dep.started_at is not None},
             "parity": ctx.extra.get("parity"),
+            "detection": self._detection_state(ctx),
             "timings": ctx.timings,
             "versions": ctx.extra.get("versions", {}),
         })
+
+    def _detection_state(self, ctx: UpContext) -> dict | None:
+        """The detector service as recorded by its step, with each platform's published detection path."""
+        recorded = ctx.extra.get("kind_detection")
+        if recorded is None:
+            return None
+        if ctx.extra.get("detectors") is not None:
+            recorded["detectors"] = ctx.extra["detectors"].summary()
+        recorded["paths"] = {name: dep.endpoint(ctx).detection for name, dep in ctx.deployments.items()
+                             if dep.started_at is not None and dep.endpoint(ctx).detection}
+        return recorded
 
     # --- deploying beside `up` (experiments, e2e tests) ---------------------------------------
     def attach(self, settings: Settings, namespace: str, out=None) -> UpContext:
@@ -396,5 +414,4 @@ class KindBackend:
 
 
 def _ports_text(pins) -> str:
-    ports = sorted([pins.prometheus_port, *pins.ports["platforms"].values(), *pins.spare_ports])
-    return ", ".join(map(str, ports))
+    return ", ".join(map(str, pins.host_ports()))

@@ -28,6 +28,15 @@ class KindRun:
     code_dir: str | None = None
     """Directory under the artifacts volume holding deployers/runtimes/*.py (Ray imports ray_app from it)."""
 
+    detectors_subpath: str | None = None
+    """Directory of the fitted detectors under the artifacts volume (set by the `detectors` step)."""
+
+    detector_service: str | None = None
+    """In-cluster URL of the detector service `up` deployed in `namespace`; None: none (detection off, attach)."""
+
+    detection_objects: list = field(default_factory=list)
+    """The detector service's Deployment, Service and PodMonitor as applied (the resource budget counts them)."""
+
     _kube: object | None = field(default=None, repr=False)
 
     @property

@@ -38,6 +38,16 @@ class Target:
     serving: dict
     """cluster/versions.yaml `serving.<platform>`: image, scikit-learn version, ..."""
 
+    model_sha256: str = ""
+    """The artifact's sha256 (detectors and Ray's Detector check they were fitted for it)."""
+
+    n_features: int = 0
+    detectors_subpath: str = ""
+    """Directory of the fitted detectors on the artifacts volume (testbed.detectors.dirname_for)."""
+
+    detector_service: str | None = None
+    """In-cluster URL of a detector service in this namespace (deployed by `up`), or None."""
+
 
 @dataclass(frozen=True)
 class Readiness:
@@ -92,6 +102,23 @@ class KindDeployment:
         """Constructor options covering every option this deployment has (the schema tests render each)."""
         return [{}]
 
+    # --- detection (testbed/backends/kind/detection.py) ----------------------------------------
+    detection: bool | None = False
+    """A subclass's constructor option: True on, False off, None (what `up` uses): on when the backend
+    deployed a detector service in the deployment's namespace (Target.detector_service)."""
+
+    def detection_route(self, target: Target, base_url: str) -> dict | None:
+        """This platform's detection path: {"url", "label", "mechanism", **details}; None: it has none."""
+        return None
+
+    def detection_on(self, target: Target) -> bool:
+        return bool(target.detector_service) if self.detection is None else bool(self.detection)
+
+    def detector_service(self, target: Target) -> str:
+        from testbed.backends.kind import detection
+
+        return target.detector_service or detection.service_url(target.namespace)
+
     # --- construction --------------------------------------------------------------------------
     def __init__(self, namespace: str | None = None, node_port: int | None = None):
         self.namespace = namespace
@@ -106,12 +133,18 @@ class KindDeployment:
 
     def target(self, ctx: UpContext) -> Target:
         if self._target is None:
+            from testbed.detectors import dirname_for
+
             run = ctx.extra["kind"]
+            namespace = self.namespace or run.namespace
             self._target = Target(
-                namespace=self.namespace or run.namespace,
+                namespace=namespace,
                 node_port=self.node_port or run.pins.node_port(self.platform),
                 model_name=ctx.artifact.name, artifact_subpath=run.artifact_subpath, code_dir=run.code_dir,
-                serving=run.pins.serving[self.platform])
+                serving=run.pins.serving[self.platform], model_sha256=ctx.artifact.sha256,
+                n_features=len(ctx.artifact.feature_names),
+                detectors_subpath=run.detectors_subpath or dirname_for(run.artifact_subpath),
+                detector_service=run.detector_service if namespace == run.namespace else None)
         return self._target
 
     def manifests(self, target: Target) -> list[dict]:
@@ -132,6 +165,11 @@ class KindDeployment:
             if plan.dry_run:
                 plan.note(offline_check(obj))
             plan.apply(obj)
+        route = self.detection_route(target, f"http://127.0.0.1:{target.node_port}") \
+            if self.detection_on(target) else None
+        if route:
+            plan.note(f"{self.platform} detection path ({route['label']}, mechanism {route['mechanism']!r}): "
+                      f"{route['url']} -> {self.detector_service(target)}")
 
     def wait_ready(self, ctx: UpContext, timeout_s: float) -> Endpoint:
         run, target = ctx.extra["kind"], self.target(ctx)
@@ -149,7 +187,18 @@ class KindDeployment:
 
     def endpoint(self, ctx: UpContext) -> Endpoint:
         target = self.target(ctx)
-        return self.make_endpoint(f"http://127.0.0.1:{target.node_port}", target.model_name)
+        endpoint = self.make_endpoint(f"http://127.0.0.1:{target.node_port}", target.model_name)
+        route = self.detection_route(target, endpoint.base_url) if self.detection_on(target) else None
+        if route is None or ctx.extra.get("detectors") is None:  # none, or a dry run before any fitting
+            return endpoint
+        from dataclasses import replace
+
+        from testbed.backends.kind import detection
+
+        route = dict(route)
+        info = detection.path_info(ctx, self.platform, route.pop("url"), route.pop("label"), route.pop("mechanism"),
+                                   target.namespace, **route)
+        return replace(endpoint, detection=info)
 
     def teardown(self, ctx: UpContext) -> None:
         """Delete what deploy applied (the CR's own Services and pods go with it). Safe when absent."""

@@ -43,7 +43,7 @@ def diagnose_commands(ctx: UpContext, step: str) -> list[list[str]]:
     """The kubectl (or kind/docker) commands whose output explains a failure of `step`."""
     run_ = ctx.extra["kind"]
     cf = run_.files
-    if step in ("preflight", "model artifact"):
+    if step in ("preflight", "model artifact", "detectors"):  # local steps: their error says it all
         return []
     if step == "kind cluster":
         return [["kind", "get", "clusters"],

@@ -57,6 +57,8 @@ class Pins:
     serving: dict[str, dict]
     images_by_source: dict[str, tuple[str, ...]]
     ports: dict
+    detection: dict = field(default_factory=dict)
+    """cluster/versions.yaml `detection`: the detector service's image."""
 
     def images(self) -> list[str]:
         """Every image the testbed runs in the cluster, once each, in versions.yaml order."""
@@ -83,6 +85,16 @@ class Pins:
     def spare_ports(self) -> tuple[int, ...]:
         return tuple(int(p) for p in self.ports.get("spare", ()))
 
+    @property
+    def detection_port(self) -> int:
+        """The detector service's NodePort, mapped to 127.0.0.1."""
+        return int(self.ports["detection"])
+
+    def host_ports(self) -> list[int]:
+        """Every port kind maps to 127.0.0.1 (cluster/ports.yaml), sorted."""
+        return sorted([self.prometheus_port, *map(int, self.ports["platforms"].values()), self.detection_port,
+                       *self.spare_ports])
+
 
 def load(cluster_dir: Path = CLUSTER_DIR) -> Pins:
     data = yaml.safe_load((cluster_dir / "versions.yaml").read_text())
@@ -103,6 +115,7 @@ def load(cluster_dir: Path = CLUSTER_DIR) -> Pins:
         minimum_memory_gib=float(kind["minimum_memory_gib"]), tools=tools, charts=charts,
         crds=tuple(data["crds"]), controller_namespaces=tuple(data["controller_namespaces"]),
         serving=data["serving"], images_by_source={k: tuple(v) for k, v in data["images"].items()}, ports=ports,
+        detection=data.get("detection") or {},
     )
 
 

@@ -120,7 +120,7 @@ def _check_tool(pins: Pins, name: str, report: Report) -> None:
 
 def _check_ports(pins: Pins, report: Report) -> None:
     """kind maps these to 127.0.0.1; something already listening there makes `kind create` fail."""
-    ports = [pins.prometheus_port, *pins.ports["platforms"].values(), *pins.spare_ports]
+    ports = pins.host_ports()
     busy = []
     for port in ports:
         with socket.socket() as s:

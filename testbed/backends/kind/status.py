@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from testbed import state as state_io
+from testbed.backends.kind import detection
 from testbed.backends.kind.cluster import ClusterFiles
 from testbed.backends.kind.pins import Pins
 from testbed.endpoint import Endpoint
@@ -27,11 +28,13 @@ def cluster_status(cf: ClusterFiles, pins: Pins) -> dict:
     with httpx.Client(timeout=3.0) as client:
         for name, info in (recorded.get("platforms") or {}).items():
             doc["platforms"][name] = _platform_status(name, info, kube, client)
+        doc["detection"] = detection.status(recorded.get("detection"), kube, client)
     doc["prometheus"] = _prometheus_status((recorded.get("prometheus") or {}).get("url")
                                            or f"http://127.0.0.1:{pins.prometheus_port}")
     healthy = (recorded.get("complete") and doc["platforms"]
                and all(p["state"] == "ready" for p in doc["platforms"].values())
-               and doc["prometheus"]["state"] == "ready")
+               and doc["prometheus"]["state"] == "ready"
+               and (doc.get("detection") is None or doc["detection"]["state"] == "ready"))
     doc["state"] = "running" if healthy else "degraded"
     return doc
 

@@ -26,6 +26,7 @@ import httpx
 
 from testbed import detectors
 from testbed.backends.local import envs, processes
+from testbed.detection_path import describe, sink_urls  # noqa: F401  (sink_urls: used by deployers/*.py)
 from testbed.errors import RuntimeStartFailed, TestbedError
 from testbed.steps import UpContext
 
@@ -122,13 +123,6 @@ class Sidecar:
     def to_state(self) -> dict:
         return {"pid": self.pid, "pid_start": self.pid_start, "ports": self.ports, "url": self.url, "metrics_url": self.metrics_url,
                 "log": str(self.log), "ready_after_s": self.ready_after_s, "env": self.env.name}
-
-
-def sink_urls(service_url: str, platform: str, mechanism: str) -> dict:
-    q = f"platform={platform}&mechanism={mechanism.replace(' ', '+')}"
-    return {"events": f"{service_url}/events?{q}", "verdicts": f"{service_url}/verdicts?{q}",
-            "log": f"{service_url}/verdicts?platform={platform}", "metrics": f"{service_url}/metrics",
-            "service": service_url}
 
 
 def _state(ctx: UpContext) -> dict:
@@ -233,15 +227,9 @@ def scrape_targets(ctx: UpContext, backend: str) -> list:
 
 
 def path_info(ctx: UpContext, platform: str, infer_url: str, label: str, service_url: str, **details) -> dict:
-    """Endpoint.detection for one platform: the same path serves both kinds of detection here."""
-    fitted = ctx.extra["detectors"]
-    sink = sink_urls(service_url, platform, label)
-    common = {"url": infer_url, "label": label, "verdicts_url": sink["log"], "metrics_url": sink["metrics"],
-              # `instance` too: the TSDB outlives a testbed, and the last samples of a previous run's
-              # targets stay visible for 5 minutes; a sum over them would change when they age out.
-              "prometheus_labels": {"platform": platform, "mechanism": label,
-                                    "instance": urlsplit(sink["metrics"]).netloc},
-              "detectors_path": str(fitted.path), "detectors_sha256": fitted.metadata["files"], **details}
-    return {"outlier": {**common, "detector": fitted.summary()["outlier"]},
-            "drift": {**common, "detector": fitted.summary()["drift"],
-                      "window_rows": fitted.window_rows, "request_rows": fitted.request_rows}}
+    """Endpoint.detection for one platform on the local backend (shape: testbed/detection_path.py)."""
+    # `instance` too: the TSDB outlives a testbed, and the last samples of a previous run's
+    # targets stay visible for 5 minutes; a sum over them would change when they age out.
+    labels = {"platform": platform, "mechanism": label,
+              "instance": urlsplit(sink_urls(service_url, platform, label)["metrics"]).netloc}
+    return describe(ctx.extra["detectors"], platform, infer_url, label, service_url, labels, **details)
