@@ -62,6 +62,8 @@ class KServeKind(KindDeployment):
     api_version = "serving.kserve.io/v1beta1"
     kind = "InferenceService"
     http_port = 8080
+    AGENT_PORT = 9081
+    """KServe's agent sidecar (constants.InferenceServiceDefaultAgentPort), injected for a logger or a batcher."""
 
     def __init__(self, namespace: str | None = None, node_port: int | None = None, logger_url: str | None = None,
                  batcher: dict | None = None, detection: bool | None = None):
@@ -110,6 +112,14 @@ class KServeKind(KindDeployment):
                 "notes": "the logger is part of the predictor: every request to this InferenceService (parity, "
                          "other probes) enters the same drift windows, and a latency baseline without the path "
                          "needs a second deployment with detection=False"}
+
+    def service_port(self, target: Target) -> int:
+        # With a logger or a batcher, requests must enter through the agent, which logs or batches them and
+        # forwards to the model server: KServe's own Service then targets the agent port too (raw deployment
+        # reconciler: upstream port = InferenceServiceDefaultAgentPort when Logger or Batcher is set).
+        if self.logger_url or self.batcher or self.detection_on(target):
+            return self.AGENT_PORT
+        return self.http_port
 
     def pod_selector(self, target: Target) -> dict[str, str]:
         # Standard mode labels the predictor's pods app=isvc.<name>-predictor (its own Service uses it).

@@ -69,6 +69,8 @@ def events_for(service_url: str, platform: str) -> int | None:
 
 def outage_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict | None:
     """One outage under load (None in a dry run, after printing what it would do)."""
+    if faults.dry_run:
+        faults.note(f"--- {platform}")
     path = (endpoint.detection or {}).get("outlier")
     if not path:
         raise DetectionPathDown(platform, "outlier", "no detection path in its endpoint")
@@ -80,7 +82,6 @@ def outage_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict 
     load = start_load(faults, spec)
     restart_timeout = RESTART_TIMEOUT_S.get(faults.backend, 120.0)
     if load is None:  # dry run
-        faults.note(f"--- {platform}")
         faults.note(f"after {opt['pre_s']:g} s of load:")
         faults.stop_detector(target)
         faults.note(f"outage until the load ends ({opt['outage_s']:g} s); then read the metrics again:")

@@ -39,6 +39,8 @@ def options(ctx: ProbeContext) -> dict:
 
 def kill_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict | None:
     """One kill under load (None in a dry run, after printing what it would do)."""
+    if faults.dry_run:
+        faults.note(f"--- {platform}")
     target = faults.kill_target(platform, endpoint)
     duration = opt["pre_s"] + opt["post_s"]
     spec = LoadSpec(url=endpoint.infer_url, method="POST", body=body, rate=opt["rate"], concurrency=16,
@@ -46,7 +48,6 @@ def kill_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict | 
                     threads=1)
     load = start_load(faults, spec)
     if load is None:  # dry run
-        faults.note(f"--- {platform}")
         faults.note(f"after {opt['pre_s']:g} s of load:")
         faults.kill(target)
         faults.note(f"score: first 2xx to a request sent after the kill; if none within {opt['post_s']:g} s of load, "

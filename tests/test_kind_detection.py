@@ -476,3 +476,15 @@ def test_status_text_shows_the_detector_service():
                           "detection": {"service_url": "http://127.0.0.1:30106", "state": "unreachable",
                                         "resource_state": "absent"}})
     assert "detection: http://127.0.0.1:30106  unreachable  (Deployment absent)" in text
+
+
+@pytest.mark.parametrize("option,expected_port", [
+    ({}, 8080), ({"detection": False}, 8080), ({"detection": True}, 9081),
+    ({"logger_url": "http://payload-sink.testbed.svc.cluster.local:8080/"}, 9081),
+    ({"batcher": {"maxBatchSize": 32, "maxLatency": 50}}, 9081)])
+def test_kserve_node_port_enters_through_the_agent_when_it_logs_or_batches(option, expected_port):
+    """Requests sent to the model server's port would bypass the agent: nothing logged, nothing batched."""
+    dep = PLATFORMS["kserve"].deployments["kind"](**option)
+    tgt = target("kserve")
+    service = next(o for o in dep.manifests(tgt) if o["kind"] == "Service")
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == [expected_port]

@@ -90,3 +90,29 @@ def test_every_fault_has_a_kind_form():
                    "start_detector", "metric_snapshot", "note"):
         assert callable(getattr(faults, method)), method
     assert set(registry.FAULTS) == {"kill", "overload", "detector-outage"}
+
+
+def test_detector_outage_scales_the_deployment_up_deploys(state_dir, up_plan):
+    from testbed.backends.kind import detection
+
+    proc = dry_run(state_dir, "detector-outage")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    [deployment] = [o for o in up_plan if o["kind"] == "Deployment" and o["metadata"]["name"] == "detector-service"]
+    namespace = deployment["metadata"]["namespace"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    downs = re.findall(r"^> kubectl scale deployment/(\S+) -n (\S+) --replicas=0 && kubectl delete pod -n \S+ "
+                       r"-l (\S+) --grace-period=0", out, re.M)
+    assert len(downs) == len(PLATFORMS), out  # every platform publishes a path on kind
+    for name, ns, selector in downs:
+        assert (name, ns) == ("detector-service", namespace)
+        key, value = selector.split("=")
+        assert pod_labels[key] == value  # the pods deleted are the Deployment's own
+    assert out.count(f"> kubectl scale deployment/detector-service -n {namespace} "
+                     f"--replicas={deployment['spec'].get('replicas', 1)}") == len(PLATFORMS)
+    # The platform's own series, read from Prometheus, exclude the detector service's (it labels by platform too).
+    assert f'job!="{detection.PODMONITOR_JOB}"' in out
+    [monitor] = [o for o in up_plan if o["kind"] == "PodMonitor" and o["metadata"]["name"] == "detector-service"]
+    jobs = [r["replacement"] for e in monitor["spec"]["podMetricsEndpoints"] for r in e.get("relabelings", [])
+            if r.get("targetLabel") == "job"]
+    assert jobs == [detection.PODMONITOR_JOB]

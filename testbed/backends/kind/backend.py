@@ -9,6 +9,7 @@ running `up` again finishes what a failed run left.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import shutil
 import sys
 import threading
@@ -402,11 +403,20 @@ class KindBackend:
         ctx = UpContext(settings=settings, dry_run=True, out=io.StringIO(), extra={"plan_out": io.StringIO()})
         run_steps(self.up_steps(ctx), ctx)
         run_ = ctx.extra["kind"]
+        endpoints = {}
+        for name, ep in ctx.endpoints.items():
+            dep = ctx.deployments[name]
+            target = dep.target(ctx)
+            if not ep.detection and dep.detection_on(target):
+                # Detectors not fitted yet (a dry run fits nothing): the planned path is known all the same.
+                route = {**dep.detection_route(target, ep.base_url), "planned": "detectors not fitted yet"}
+                ep = replace(ep, detection={"outlier": route, "drift": route})
+            endpoints[name] = ep
         return {"backend": self.name, "state": "planned", "model": ctx.artifact.summary(),
                 "prometheus": {"url": f"http://127.0.0.1:{run_.pins.prometheus_port}", "state": "planned"},
                 "platforms": {name: {"state": "planned", "endpoint": ep.to_json(),
                                      "versions": run_.pins.serving.get(name, {})}
-                              for name, ep in ctx.endpoints.items()}}
+                              for name, ep in endpoints.items()}}
 
     def status(self, settings: Settings) -> dict:
         pins = load_pins()

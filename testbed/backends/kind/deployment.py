@@ -111,6 +111,10 @@ class KindDeployment:
         """This platform's detection path: {"url", "label", "mechanism", **details}; None: it has none."""
         return None
 
+    def service_port(self, target: Target) -> int:
+        """The pod port the NodePort Service targets: where requests enter the platform's pod."""
+        return self.http_port
+
     def detection_on(self, target: Target) -> bool:
         return bool(target.detector_service) if self.detection is None else bool(self.detection)
 
@@ -151,7 +155,7 @@ class KindDeployment:
         """What deploy applies, in order: the custom resource, its NodePort Service, its PodMonitor."""
         return [
             self.render_resource(target),
-            templates.nodeport_service(self.platform, target.namespace, self.pod_selector(target), self.http_port,
+            templates.nodeport_service(self.platform, target.namespace, self.pod_selector(target), self.service_port(target),
                                        target.node_port),
             self.render_podmonitor(target),
         ]

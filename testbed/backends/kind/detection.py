@@ -42,6 +42,8 @@ INSTALL_FAILURES = 3
 """The initContainer failing this often means pip cannot install (no PyPI from the pod?): stop waiting."""
 
 PAYLOAD_LOGGER = "payload logger"
+PODMONITOR_JOB = "detectors"
+"""The job label manifests/detection/podmonitor.yaml gives the detector service's series."""
 """The `mechanism` label of payloads a platform's logger delivers to /events."""
 
 LABELS = {"app.kubernetes.io/name": DEPLOYMENT_NAME, **templates.PART_OF}
@@ -258,7 +260,7 @@ def path_info(ctx: UpContext, platform: str, infer_url: str, label: str, mechani
     run = ctx.extra["kind"]
     host = host_url(run.pins)
     # namespace + job select this testbed's detector service among every target Prometheus scrapes.
-    labels = {"platform": platform, "mechanism": mechanism, "job": "detectors", "namespace": namespace}
+    labels = {"platform": platform, "mechanism": mechanism, "job": PODMONITOR_JOB, "namespace": namespace}
     return describe(ctx.extra["detectors"], platform, infer_url, label, host, labels,
                     detector_service={"host_url": host, "in_cluster_url": service_url(namespace),
                                       "deployment": f"{namespace}/{DEPLOYMENT_NAME}"},

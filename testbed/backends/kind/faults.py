@@ -21,7 +21,7 @@ import time
 import httpx
 
 from testbed import state as state_io
-from testbed.backends.kind import cluster
+from testbed.backends.kind import cluster, detection
 from testbed.backends.kind.deployment import Target
 from testbed.backends.kind.kube import wait_until
 from testbed.backends.kind.pins import pins as load_pins
@@ -30,7 +30,6 @@ from testbed.errors import FaultTargetMissing, NotRunning, PlatformNotUp
 from testbed.faults import DetectorTarget, KillTarget
 from testbed.settings import Settings
 
-DETECTOR_DEPLOYMENT = "detector-service"
 SCRAPE_INTERVAL_S = 5.0
 """The PodMonitors' interval (manifests/*/podmonitor.yaml)."""
 
@@ -143,9 +142,8 @@ class KindFaults:
     # --- detector outage -----------------------------------------------------------------------
     def detector_target(self, platform: str, endpoint) -> DetectorTarget:
         det = self.recorded.get("detection") or {}
-        deployment = det.get("deployment") or {"name": DETECTOR_DEPLOYMENT, "namespace": self.namespace}
-        port = self.pins.ports.get("detection")
-        service_url = det.get("service_url") or (f"http://127.0.0.1:{port}" if port else "")
+        deployment = det.get("deployment") or {"name": detection.DEPLOYMENT_NAME, "namespace": self.namespace}
+        service_url = det.get("service_url") or detection.host_url(self.pins)
         what = f"deployment/{deployment['name']} -n {deployment['namespace']}"
         if self.dry_run:
             return DetectorTarget(service_url, what, evidence={"deployment": deployment})
@@ -161,7 +159,7 @@ class KindFaults:
 
     def _detector_pods(self, target: DetectorTarget) -> list[dict]:
         d = target.evidence["deployment"]
-        return self.pods(d["namespace"], {"app.kubernetes.io/name": d["name"]})
+        return self.pods(d["namespace"], {k: v for k, v in detection.LABELS.items() if k == "app.kubernetes.io/name"})
 
     def stop_detector(self, target: DetectorTarget) -> int:
         d = target.evidence["deployment"]
@@ -177,7 +175,7 @@ class KindFaults:
             return t
 
         self.plan.call(f"kubectl scale {target.description} --replicas=0 && kubectl delete pod -n {d['namespace']} "
-                       f"-l app.kubernetes.io/name={d['name']} --grace-period=0 --force", stop)
+                       f"-l app.kubernetes.io/name={detection.LABELS['app.kubernetes.io/name']} --grace-period=0 --force", stop)
         return t
 
     def start_detector(self, target: DetectorTarget, timeout_s: float) -> float:
@@ -203,8 +201,10 @@ class KindFaults:
 
         url = f"http://127.0.0.1:{self.pins.prometheus_port}"
         # Every series the platform's targets export in this namespace (the PodMonitors label them
-        # platform=<name>), summed per name; the probe keeps the error-like ones that grew.
-        promql = f'sum by (__name__, job) ({{platform="{platform}",namespace="{self.namespace}"}})'
+        # platform=<name>), summed per name; the probe keeps the error-like ones that grew. The detector
+        # service's own series (job "detectors") carry a platform label too: not the platform's report.
+        promql = (f'sum by (__name__, job) ({{platform="{platform}",namespace="{self.namespace}",'
+                  f'job!="{detection.PODMONITOR_JOB}"}})')
         if self.dry_run:
             self.plan.note(f"read Prometheus {url}: {promql}")
             return {}
