@@ -176,3 +176,15 @@ def test_exporter_exports_the_report_numbers(results):
     assert 'testbed_probe_verdict{backend="local",experiment="outlier",platform="kserve",probe="outlier",' \
            'run_id="fixture-a",verdict="detected"} 3.0' in text
     assert "testbed_results_read_error 0.0" in text
+
+
+def test_intervals_of_bounded_scores_stay_in_their_range():
+    from testbed.report.criteria import interval, mean_ci
+
+    growth = [61.6, 427.0, 691.0]  # faults-r4's KServe p99 growth: the raw t-interval dips below 0
+    assert mean_ci(growth)[1] < 0
+    m, lo, hi = interval(growth, "latency_growth_p99")
+    assert lo == 0.0 and hi == mean_ci(growth)[2] and m == mean_ci(growth)[0]
+    _, lo, hi = interval([0.2, 0.166, 0.285, 0.9], "error_rate")
+    assert 0.0 <= lo and hi <= 1.0
+    assert interval([-1.0, 1.0, 3.0], "some_signed_score")[1] < 0  # others are left as measured

@@ -103,14 +103,22 @@ def mean_ci(values: list[float]) -> tuple[float, float | None, float | None]:
 # Scores that are fractions by definition: their intervals are clipped to [0, 1] (a t-interval of
 # three values near 1 would otherwise claim an F1 above 1).
 FRACTIONS = {"f1", "precision", "recall", "fpr", "coverage", "count_accuracy", "topk_recall", "verified", "agreement",
-             "stayed_up_fraction", "handled_fraction"}
+             "stayed_up_fraction", "handled_fraction", "self_recovered", "error_rate", "inference_ok_fraction",
+             "dropped_fraction"}
+
+# Scores that cannot be negative (counts, durations, growth ratios): their lower bound is clipped at 0
+# (three noisy p99-growth repeats gave 393 [-392, 1180] otherwise).
+NON_NEGATIVE = {"requests_lost", "latency_growth_p99", "time_to_recover_s", "recovery_s"}
 
 
 def interval(values: list[float], key: str) -> tuple[float, float | None, float | None]:
-    """mean_ci, clipped to [0, 1] for fractions: the numbers the report and the exporter both show."""
+    """mean_ci, clipped to [0, 1] for fractions and at 0 for non-negative scores: the numbers the report and
+    the exporter both show."""
     m, lo, hi = mean_ci(values)
     if lo is not None and key in FRACTIONS:
         lo, hi = max(0.0, lo), min(1.0, hi)
+    elif lo is not None and key in NON_NEGATIVE:
+        lo = max(0.0, lo)
     return m, lo, hi
 
 
