@@ -16,7 +16,6 @@ dry_run (print the plan, inject nothing).
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
@@ -25,8 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from probes import faults as scoring
 from probes.context import ProbeContext
-from probes.fault_io import engine_ns, faults_for, start_load
-from testbed import v2
+from probes.fault_io import engine_ns, fault_request, faults_for, start_load
 from testbed.errors import DetectionPathDown, FaultAborted
 from testbed.loadgen import LoadSpec
 from testbed.results import Result
@@ -125,7 +123,7 @@ def outage_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict 
 def run(ctx: ProbeContext) -> list[Result]:
     faults = faults_for(ctx)
     opt = options(ctx)
-    body = json.dumps(v2.request_body(ctx.artifact.probe_rows()[:1], request_id="fault-probe")).encode()
+    body = fault_request(ctx)
     results = []
     for platform, endpoint in ctx.endpoints.items():
         started = time.time()

@@ -1,13 +1,16 @@
-"""I/O shared by the fault probes: load in the background while a fault is injected, and the Result."""
+"""I/O shared by the fault probes: the request they send, the backend's Faults, the load in the background
+while a fault is injected (or its description in a dry run), and polling for a success."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import TYPE_CHECKING
 
 import httpx
 
+from testbed import v2
 from testbed.errors import FaultAborted
 from testbed.loadgen import LoadRun, LoadSpec, check_reachable, resolve_target, run_load
 
@@ -50,6 +53,11 @@ class BackgroundLoad:
 def engine_ns(run: LoadRun, unix_ns: int) -> int:
     """A wall-clock time as ns on the run's record clock."""
     return int(unix_ns - run.engine["start_unix_ns"])
+
+
+def fault_request(ctx) -> bytes:
+    """The one V2 request every fault probe sends: the artifact's first probe row."""
+    return json.dumps(v2.request_body(ctx.artifact.probe_rows()[:1], request_id="fault-probe")).encode()
 
 
 def faults_for(ctx) -> "Faults":

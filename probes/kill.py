@@ -15,13 +15,11 @@ extra_wait_s (10; kind 240), timeout_s (2), dry_run (print the plan, inject noth
 
 from __future__ import annotations
 
-import json
 import time
 
 from probes import faults as scoring
 from probes.context import ProbeContext
-from probes.fault_io import engine_ns, faults_for, start_load, wait_ok
-from testbed import v2
+from probes.fault_io import engine_ns, fault_request, faults_for, start_load, wait_ok
 from testbed.errors import FaultAborted
 from testbed.loadgen import LoadSpec
 from testbed.results import Result
@@ -81,7 +79,7 @@ def kill_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict | 
 def run(ctx: ProbeContext) -> list[Result]:
     faults = faults_for(ctx)
     opt = options(ctx)
-    body = json.dumps(v2.request_body(ctx.artifact.probe_rows()[:1], request_id="fault-probe")).encode()
+    body = fault_request(ctx)
     results = []
     for platform, endpoint in ctx.endpoints.items():
         started = time.time()
@@ -98,8 +96,7 @@ def run(ctx: ProbeContext) -> list[Result]:
                           "load": out["run"].spec.describe(), "engine": out["run"].engine},
             evidence={"worker": out["worker"], "options": opt, "seed": ctx.seed,
                       "versions": ctx.versions.get(platform, {}),
-                      "fault": ("SIGKILL of the serving process" if ctx.backend == "local"
-                                else "deletion of the serving pods, grace period 0"),
+                      "fault": faults.kill_fault,
                       "note": "self-recovery = the platform alone (local: the runtime; kind: its controllers "
                               "recreating pods); restored_by_probe = the probe re-executed the recorded process "
                               "(local only; not recovery)"},

@@ -14,15 +14,13 @@ timeout_s (5), recovery_wait_s (20).
 
 from __future__ import annotations
 
-import json
 import time
 
 import httpx
 
 from probes import faults as scoring
 from probes.context import ProbeContext
-from probes.fault_io import faults_for
-from testbed import v2
+from probes.fault_io import fault_request, faults_for
 from testbed.loadgen import LoadSpec, run_load
 from testbed.results import Result
 
@@ -111,7 +109,7 @@ def run(ctx: ProbeContext) -> list[Result]:
         for endpoint in ctx.endpoints.values():
             plan(faults, endpoint, opt)
         return []
-    body = json.dumps(v2.request_body(ctx.artifact.probe_rows()[:1], request_id="fault-probe")).encode()
+    body = fault_request(ctx)
     results = []
     for platform, endpoint in ctx.endpoints.items():
         started = time.time()

@@ -333,8 +333,12 @@ def cmd_probe(args) -> int:
     written, failures = [], []
     # A fault probe runs one platform at a time: a fault that fails on one platform must not lose the
     # Results already measured on the others (they are written as each unit ends).
-    units = [(name, (p,)) if name in registry.FAULTS else (name, tuple(ctx.endpoints))
-             for name in names for p in (ctx.endpoints if name in registry.FAULTS else (None,))]
+    units = []
+    for name in names:
+        if name in registry.FAULTS:
+            units += [(name, (platform,)) for platform in ctx.endpoints]
+        else:
+            units.append((name, tuple(ctx.endpoints)))
     for name, platforms in units:
         try:
             module = registry.load(name)

@@ -53,6 +53,8 @@ class DetectorTarget:
 class Faults(Protocol):
     backend: str
     dry_run: bool
+    kill_fault: str
+    """What `kill` does on this backend, in words (copied into the kill Result's evidence)."""
 
     # --- kill ----------------------------------------------------------------------------------
     def kill_target(self, platform: str, endpoint: Endpoint) -> KillTarget:

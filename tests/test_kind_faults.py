@@ -13,7 +13,8 @@ import pytest
 from deployers import PLATFORMS
 from probes import registry
 from testbed.backends.kind.backend import KindBackend
-from testbed.backends.kind.faults import KindFaults, selector_text
+from testbed.backends.kind.faults import KindFaults
+from testbed.backends.kind.kube import label_selector
 from testbed.errors import NotRunning
 from testbed.settings import Settings
 from testbed.steps import UpContext, run_steps
@@ -58,7 +59,7 @@ def test_kill_deletes_exactly_the_pods_each_platform_serves_from(state_dir, up_p
     services = {obj["metadata"]["name"]: obj for obj in up_plan if obj["kind"] == "Service"}
     for name in PLATFORMS:
         service = services[f"testbed-{name}-nodeport"]
-        assert deleted[selector_text(service["spec"]["selector"])] == service["metadata"]["namespace"], name
+        assert deleted[label_selector(service["spec"]["selector"])] == service["metadata"]["namespace"], name
     # The load is bounded and on loopback, and the kind defaults leave time for a pod to come back.
     assert len(re.findall(r"^# load: POST http://127\.0\.0\.1:\d+/v2/models/\S+/infer at 20\.0 req/s for 65\.0 s "
                           r"\(at most 1301 requests", out, re.M)) == len(PLATFORMS)
@@ -106,8 +107,9 @@ def test_detector_outage_scales_the_deployment_up_deploys(state_dir, up_plan):
     assert len(downs) == len(PLATFORMS), out  # every platform publishes a path on kind
     for name, ns, selector in downs:
         assert (name, ns) == ("detector-service", namespace)
-        key, value = selector.split("=")
-        assert pod_labels[key] == value  # the pods deleted are the Deployment's own
+        for pair in selector.split(","):
+            key, value = pair.split("=")
+            assert pod_labels[key] == value  # the pods deleted are the Deployment's own
     assert out.count(f"> kubectl scale deployment/detector-service -n {namespace} "
                      f"--replicas={deployment['spec'].get('replicas', 1)}") == len(PLATFORMS)
     # The platform's own series, read from Prometheus, exclude the detector service's (it labels by platform too).

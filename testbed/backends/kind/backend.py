@@ -9,11 +9,11 @@ running `up` again finishes what a failed run left.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import shutil
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from deployers import get_platform
@@ -262,7 +262,7 @@ class KindBackend:
         url = f"http://127.0.0.1:{run_.pins.prometheus_port}"
         queries = {name: f'up{{job="{name}",namespace="{run_.namespace}"}}' for name in ctx.deployments}
         if run_.detector_service:
-            queries["detector service"] = f'up{{job="detectors",namespace="{run_.namespace}"}}'
+            queries["detector service"] = f'up{{job="{kind_detection.PODMONITOR_JOB}",namespace="{run_.namespace}"}}'
         if run_.plan.dry_run:
             run_.plan.wait(f"Prometheus at {url}: " + ", ".join(f"{q} == 1" for q in queries.values()))
             return
@@ -329,8 +329,9 @@ class KindBackend:
             return None
         if ctx.extra.get("detectors") is not None:
             recorded["detectors"] = ctx.extra["detectors"].summary()
-        recorded["paths"] = {name: dep.endpoint(ctx).detection for name, dep in ctx.deployments.items()
-                             if dep.started_at is not None and dep.endpoint(ctx).detection}
+        published = {name: dep.endpoint(ctx).detection for name, dep in ctx.deployments.items()
+                     if dep.started_at is not None}
+        recorded["paths"] = {name: path for name, path in published.items() if path}
         return recorded
 
     # --- deploying beside `up` (experiments, e2e tests) ---------------------------------------

@@ -11,10 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import httpx
-
 from testbed.backends.kind import diagnostics, templates
-from testbed.backends.kind.kube import wait_until
+from testbed.backends.kind.kube import wait_http_ok, wait_until
 from testbed.endpoint import Endpoint
 from testbed.errors import ResourceNotReady
 from testbed.steps import UpContext
@@ -237,13 +235,8 @@ class KindDeployment:
         wait_until(what, max(1.0, deadline - time.monotonic()), probe, lambda: self._state(run, target))
 
     def _wait_http(self, run, target: Target, endpoint: Endpoint, what: str, deadline: float) -> None:
-        with httpx.Client(timeout=3.0) as client:
-            def probe():
-                resp = client.get(endpoint.model_ready_url)
-                return resp.status_code == 200, f"{endpoint.model_ready_url} answered HTTP {resp.status_code}"
-
-            wait_until(f"{what} through 127.0.0.1:{target.node_port}", max(10.0, deadline - time.monotonic()), probe,
-                       lambda: self._state(run, target), poll_s=1.0)
+        wait_http_ok(endpoint.model_ready_url, f"{what} through 127.0.0.1:{target.node_port}",
+                     max(10.0, deadline - time.monotonic()), lambda: self._state(run, target))
 
     # --- persisted form (the state file), so `status` and `down` work from another process ----
     def to_state(self, ctx: UpContext) -> dict:

@@ -21,7 +21,7 @@ import httpx
 
 from testbed import detectors
 from testbed.backends.kind import diagnostics, templates
-from testbed.backends.kind.kube import condition, wait_until
+from testbed.backends.kind.kube import condition, label_selector, wait_http_ok, wait_until
 from testbed.backends.kind.pins import Pins
 from testbed.detection_path import describe, sink_urls
 from testbed.errors import ResourceNotReady
@@ -42,9 +42,10 @@ INSTALL_FAILURES = 3
 """The initContainer failing this often means pip cannot install (no PyPI from the pod?): stop waiting."""
 
 PAYLOAD_LOGGER = "payload logger"
+"""The `mechanism` label of payloads a platform's logger delivers to /events."""
+
 PODMONITOR_JOB = "detectors"
 """The job label manifests/detection/podmonitor.yaml gives the detector service's series."""
-"""The `mechanism` label of payloads a platform's logger delivers to /events."""
 
 LABELS = {"app.kubernetes.io/name": DEPLOYMENT_NAME, **templates.PART_OF}
 SERVICE_ONLY = ("prometheus-client",)
@@ -183,9 +184,10 @@ def step_service(ctx: UpContext, save) -> None:
     deadline = started + READY_TIMEOUT_S
     run.plan.wait(f"{what}: condition Available (pip install in its initContainer, then detectors loaded; at most "
                   f"{READY_TIMEOUT_S:.0f}s)", lambda: _wait_available(run, what, deadline))
-    run.plan.wait(f"GET {host}/ready answers 200", lambda: _wait_http(run, f"{host}/ready", what, deadline))
+    run.plan.wait(f"GET {host}/ready answers 200", lambda: wait_http_ok(f"{host}/ready", f"{what} through {host}/ready",
+                                                max(10.0, deadline - time.monotonic()), lambda: diagnostics_of(run)))
     run.plan.note(f"platforms send to {run.detector_service} (in the cluster); probes read {host}/verdicts and "
-                  f"{host}/metrics; Prometheus scrapes job=detectors")
+                  f"{host}/metrics; Prometheus scrapes job={PODMONITOR_JOB}")
     if not run.plan.dry_run:
         state["ready_after_s"] = round(time.monotonic() - started, 2)
         ctx.timings["ready:detection"] = state["ready_after_s"]
@@ -233,7 +235,7 @@ def _wait_available(run, what: str, deadline: float) -> None:
         if available and available.get("status") == "True":
             return True, "Available"
         pods = run.kube.list("v1", "Pod", run.namespace,
-                             label_selector=",".join(f"{k}={v}" for k, v in LABELS.items()))
+                             label_selector=label_selector(LABELS))
         problem = pod_problem(pods)
         if problem:
             raise ResourceNotReady(what, problem, None, diagnostics_of(run))
@@ -241,16 +243,6 @@ def _wait_available(run, what: str, deadline: float) -> None:
         return False, f"Available={(available or {}).get('status')}; pods {phases or 'none yet'}"
 
     wait_until(what, max(1.0, deadline - time.monotonic()), probe, lambda: diagnostics_of(run))
-
-
-def _wait_http(run, url: str, what: str, deadline: float) -> None:
-    with httpx.Client(timeout=3.0) as client:
-        def probe():
-            resp = client.get(url)
-            return resp.status_code == 200, f"{url} answered HTTP {resp.status_code}"
-
-        wait_until(f"{what} through {url}", max(10.0, deadline - time.monotonic()), probe,
-                   lambda: diagnostics_of(run), poll_s=1.0)
 
 
 # --- what probes see -------------------------------------------------------------------------------

@@ -18,12 +18,11 @@ from __future__ import annotations
 import sys
 import time
 
-import httpx
-
 from testbed import state as state_io
 from testbed.backends.kind import cluster, detection
+from testbed.backends.kind.context import DEFAULT_NAMESPACE, KindRun
 from testbed.backends.kind.deployment import Target
-from testbed.backends.kind.kube import wait_until
+from testbed.backends.kind.kube import label_selector, wait_http_ok, wait_until
 from testbed.backends.kind.pins import pins as load_pins
 from testbed.backends.kind.plan import Plan
 from testbed.errors import FaultTargetMissing, NotRunning, PlatformNotUp
@@ -38,10 +37,6 @@ GONE_TIMEOUT_S = 60.0
 RECREATED_BY = {"kserve": "the predictor Deployment's ReplicaSet", "seldon": "the SeldonDeployment's Deployment "
                 "(its ReplicaSet)", "rayserve": "the KubeRay operator (it recreates the RayCluster's pods)"}
 """Who brings a deleted serving pod back on kind: the platform's own recovery."""
-
-
-def selector_text(selector: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
 
 
 def pod_summary(pod: dict) -> dict:
@@ -59,27 +54,25 @@ def serving(pod: dict) -> bool:
 
 class KindFaults:
     backend = "kind"
+    kill_fault = "deletion of the serving pods, grace period 0"
 
     def __init__(self, settings: Settings, dry_run: bool = False, out=None):
         self.settings = settings
         self.dry_run = dry_run
-        self.pins = load_pins()
-        self.files = cluster.files(settings, self.pins)
-        self.recorded = state_io.load(self.files.dir) or {}
-        self.namespace = self.recorded.get("namespace") or "testbed"
+        pins = load_pins()
+        files = cluster.files(settings, pins)
+        self.recorded = state_io.load(files.dir) or {}
+        self.namespace = self.recorded.get("namespace") or DEFAULT_NAMESPACE
         self.plan = Plan(dry_run=dry_run, out=out or sys.stdout, log=out or sys.stderr)
         self.plan.begin("faults")
-        self._kube = None
-        if not dry_run and not self.files.kubeconfig.is_file():
-            raise NotRunning(f"The kind testbed (no kubeconfig at {self.files.kubeconfig})")
+        self.run = KindRun(pins=pins, files=files, plan=self.plan, namespace=self.namespace)
+        """The API client (run.kube, real runs only) and pins, as `up`'s steps have them."""
+        if not dry_run and not files.kubeconfig.is_file():
+            raise NotRunning(f"The kind testbed (no kubeconfig at {files.kubeconfig})")
 
     @property
     def kube(self):
-        if self._kube is None:
-            from testbed.backends.kind.kube import Kube
-
-            self._kube = Kube(self.files.kubeconfig)
-        return self._kube
+        return self.run.kube
 
     def note(self, text: str) -> None:
         self.plan.note(text)
@@ -96,11 +89,11 @@ class KindFaults:
         return namespace, dep.pod_selector(target)
 
     def pods(self, namespace: str, selector: dict[str, str]) -> list[dict]:
-        return self.kube.list("v1", "Pod", namespace, label_selector=selector_text(selector))
+        return self.kube.list("v1", "Pod", namespace, label_selector=label_selector(selector))
 
     def kill_target(self, platform: str, endpoint) -> KillTarget:
         namespace, selector = self.selector(platform, endpoint)
-        where = f"pods -n {namespace} -l {selector_text(selector)}"
+        where = f"pods -n {namespace} -l {label_selector(selector)}"
         if self.dry_run:
             return KillTarget(platform, where, evidence={"namespace": namespace, "selector": selector, "pods": []})
         if platform not in (self.recorded.get("platforms") or {}):
@@ -122,7 +115,7 @@ class KindFaults:
                 raise FaultTargetMissing(target.platform, f"its pods {names} were deleted before the fault")
             return t
 
-        what = " ".join(names) if names else f"<every Running pod of -l {selector_text(target.evidence['selector'])}>"
+        what = " ".join(names) if names else f"<every Running pod of -l {label_selector(target.evidence['selector'])}>"
         self.plan.call(f"kubectl delete pod -n {namespace} {what} --grace-period=0 --force   "
                        f"# {target.platform}: kubelet SIGKILLs the containers", delete)
         return t
@@ -143,7 +136,7 @@ class KindFaults:
     def detector_target(self, platform: str, endpoint) -> DetectorTarget:
         det = self.recorded.get("detection") or {}
         deployment = det.get("deployment") or {"name": detection.DEPLOYMENT_NAME, "namespace": self.namespace}
-        service_url = det.get("service_url") or detection.host_url(self.pins)
+        service_url = det.get("service_url") or detection.host_url(self.run.pins)
         what = f"deployment/{deployment['name']} -n {deployment['namespace']}"
         if self.dry_run:
             return DetectorTarget(service_url, what, evidence={"deployment": deployment})
@@ -159,7 +152,7 @@ class KindFaults:
 
     def _detector_pods(self, target: DetectorTarget) -> list[dict]:
         d = target.evidence["deployment"]
-        return self.pods(d["namespace"], {k: v for k, v in detection.LABELS.items() if k == "app.kubernetes.io/name"})
+        return self.pods(d["namespace"], detection.LABELS)  # the Deployment's own selector
 
     def stop_detector(self, target: DetectorTarget) -> int:
         d = target.evidence["deployment"]
@@ -175,31 +168,25 @@ class KindFaults:
             return t
 
         self.plan.call(f"kubectl scale {target.description} --replicas=0 && kubectl delete pod -n {d['namespace']} "
-                       f"-l app.kubernetes.io/name={detection.LABELS['app.kubernetes.io/name']} --grace-period=0 --force", stop)
+                       f"-l {label_selector(detection.LABELS)} --grace-period=0 --force", stop)
         return t
 
     def start_detector(self, target: DetectorTarget, timeout_s: float) -> float:
         d = target.evidence["deployment"]
         started = time.monotonic()
         replicas = int(target.evidence.get("replicas", 1))
-
-        def ready():
-            try:
-                return httpx.get(f"{target.service_url}/ready", timeout=3.0).status_code == 200, "not ready"
-            except httpx.HTTPError as exc:
-                return False, f"{type(exc).__name__}: {exc}"
-
         self.plan.call(f"kubectl scale {target.description} --replicas={replicas}",
                        lambda: self.kube.scale(d["name"], d["namespace"], replicas))
         # The pod installs the detectors' pins on start (its initContainer): minutes, not seconds.
         self.plan.wait(f"GET {target.service_url}/ready answers 200 (at most {timeout_s:.0f}s)",
-                       lambda: wait_until(f"{target.description} after the outage", timeout_s, ready, poll_s=1.0))
+                       lambda: wait_http_ok(f"{target.service_url}/ready", f"{target.description} after the outage",
+                                            timeout_s))
         return time.monotonic() - started
 
     def metric_snapshot(self, platform: str, endpoint) -> dict[str, dict[str, float]]:
         from testbed.prometheus import PrometheusClient
 
-        url = f"http://127.0.0.1:{self.pins.prometheus_port}"
+        url = f"http://127.0.0.1:{self.run.pins.prometheus_port}"
         # Every series the platform's targets export in this namespace (the PodMonitors label them
         # platform=<name>), summed per name; the probe keeps the error-like ones that grew. The detector
         # service's own series (job "detectors") carry a platform label too: not the platform's report.

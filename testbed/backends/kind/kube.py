@@ -124,6 +124,24 @@ def wait_until(what: str, timeout_s: float, probe: Callable[[], tuple[bool, str]
         time.sleep(poll_s)
 
 
+def wait_http_ok(url: str, what: str, timeout_s: float, state: Callable[[], str] | None = None,
+                 poll_s: float = 1.0) -> None:
+    """Poll GET url until it answers 200; ResourceNotReady with the last answer (and state()) on timeout."""
+    import httpx
+
+    with httpx.Client(timeout=3.0) as client:
+        def probe():
+            resp = client.get(url)
+            return resp.status_code == 200, f"{url} answered HTTP {resp.status_code}"
+
+        wait_until(what, timeout_s, probe, state, poll_s=poll_s)
+
+
+def label_selector(labels: dict[str, str]) -> str:
+    """{k: v} -> "k=v,..." (sorted), as the API's labelSelector and `kubectl -l` take it."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
 def condition(obj: dict | None, type_: str) -> dict | None:
     for c in ((obj or {}).get("status") or {}).get("conditions") or []:
         if c.get("type") == type_:

@@ -170,6 +170,7 @@ class LocalFaults:
     """testbed.faults.Faults on the local backend: signals only processes recorded in the state file."""
 
     backend = "local"
+    kill_fault = "SIGKILL of the serving process"
 
     def __init__(self, settings: Settings, dry_run: bool = False, out=None):
         self.settings = settings
