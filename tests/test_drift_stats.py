@@ -177,3 +177,22 @@ def test_pooled_rule_leaves_correlation_undetected_and_finds_a_large_mean_shift(
     for s in scores:  # every drifted stream was seen in whole drifted windows, and seeds differ per repeat
         assert all(v["drifted_windows"] >= 3 for v in s["streams"].values()), s["streams"]
     assert len({v["seed"] for s in scores for v in s["streams"].values()}) == 4 * len(scores)
+
+
+# --- outliers ---------------------------------------------------------------------------------------
+def test_outlier_scores_carry_intervals_per_kind_and_the_base_rate_bound():
+    from probes import outlier
+    from probes.scenarios import outlier_stream
+
+    s = outlier_stream(POP, 2000, seed=stats.derive_seed("outlier-score"), rate=0.05)
+    flags = s.is_outlier.copy()
+    flags[[i for i, k in zip(s.outlier_index, s.outlier_kind) if k == "impossible_segment"]] = False
+    clean = np.flatnonzero(~s.is_outlier)[:19]  # 19 of 1900 clean rows flagged: FPR 0.01
+    flags[clean] = True
+    got = outlier.score(s, flags, np.zeros(s.n))
+    assert got["recall_by_kind"]["impossible_segment"]["recall"] == 0.0
+    assert got["recall_by_kind"]["far_tail"]["recall"] == 1.0 and got["recall_by_kind"]["far_tail"]["lo"] < 1.0
+    assert got["fpr"] == pytest.approx(0.01) and got["fpr_lo"] < 0.01 < got["fpr_hi"]
+    assert got["base_rate"] == pytest.approx(0.05)
+    assert got["precision_bound"] == pytest.approx(0.05 / (0.05 + 0.01 * 0.95))
+    assert got["precision"] <= got["precision_bound"] + 1e-12
