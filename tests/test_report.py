@@ -60,7 +60,7 @@ def test_documented_rows_are_marked_and_sourced(results, tmp_path):
                  "Kubeflow (as a whole)"):
         row = next(line for line in md.splitlines() if line.startswith(f"| {name} *(not measured)*"))
         assert row.count("*documented:*") == len(CRITERIA)
-    seldon = next(line for line in md.splitlines() if line.startswith("| Seldon Core |"))
+    seldon = next(line for line in md.splitlines() if line.startswith("- **Seldon Core**: "))  # in full
     assert "BSL-1.1 for Seldon Core v1 >= 1.18 and v2 >= 2.7" in seldon and "MLServer stays Apache-2.0" in seldon
     assert "alibi >= 0.9.5 and alibi-detect >= 0.11.5 are BSL-1.1" in md
     assert "https://www.seldon.io/resources/licensing-faqs" in md
@@ -106,7 +106,7 @@ def test_run_without_run_json_is_refused_and_skipped(results, tmp_path):
     built = report.build(results, [], tmp_path / "out")
     assert built["runs"] == ["fixture-b"]
     assert [rid for rid, _ in built["skipped"]] == ["fixture-a"]
-    assert "run `fixture-a` not used: Report: run 'fixture-a' has no run.json" in built["markdown"].read_text()
+    assert "- run fixture-a not used: Report: run 'fixture-a' has no run.json" in built["markdown"].read_text()
 
 
 def test_older_result_schema_is_refused(results, tmp_path):

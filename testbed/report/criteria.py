@@ -143,6 +143,14 @@ class Cell:
     runs: list[str] = field(default_factory=list)
     backends: list[str] = field(default_factory=list)
     partial: bool = False
+    headline: str = ""
+    """One number or verdict with its interval: what the at-a-glance matrix shows."""
+
+    tag: str = ""
+    """The mechanism (native / add-on / user code) as a short tag."""
+
+    method: str = ""
+    """n and the interval method behind the headline."""
 
 
 def score_lines(criterion: Criterion, results: list[Result]) -> list[str]:
@@ -194,16 +202,108 @@ def format_lines(results: list[Result]) -> list[str]:
     return ["; ".join(parts) or "no format results", f"n={n} repeats"]
 
 
+def _rate(label: str, r) -> str:
+    return f"{label} {r.text()}" if r.n else f"{label}: no data"
+
+
+def drift_lines(results: list[Result]) -> tuple[list[str], str, str]:
+    """(detail lines, headline, method) from counts pooled over repeats."""
+    from testbed.report import pooled
+
+    d = pooled.drift(results)
+    method = f"n={d.repeats} repeats pooled; {d.fpr.method}"
+    lines = [_rate("FPR (control windows)", d.fpr)]
+    for kind, by_m in d.power.items():
+        small, rel = d.smallest[kind], d.reliable[kind]
+        verdict = (f"detected from {small:g}" if small is not None else "undetected at every magnitude") + \
+            (f", power >= 0.8 from {rel:g}" if rel is not None else "")
+        lines.append(f"{kind}: {verdict}; power " + ", ".join(f"{m:g}: {r.text()}" for m, r in by_m.items()))
+    if d.delay_rows.n:
+        dr, ds = d.delay_rows, d.delay_s
+        lines.append(f"delay over {dr.n} detected streams: median {dr.median:g} rows"
+                     + (f" [{dr.lo:g}, {dr.hi:g}]" if dr.lo is not None else "")
+                     + (f", {ds.median:.2f} s" + (f" [{ds.lo:.2f}, {ds.hi:.2f}]" if ds.lo is not None else "")
+                        if ds.n else "") + f" ({dr.method})")
+    lines.append(f"windows mixing streams: {d.windows_mixing_streams}/{d.windows}")
+    ms = d.power.get("mean_shift", {})
+    rel = d.reliable.get("mean_shift")
+    small = d.smallest.get("mean_shift")
+    if rel is not None:
+        head = f"mean shift ≥{rel:g} sd: power {ms[rel].text()}"
+    elif small is not None:
+        head = f"mean shift ≥{small:g} sd (power {ms[small].text()})"
+    else:
+        head = f"FPR {d.fpr.text()}"
+    return lines, head, method
+
+
+def outlier_lines(results: list[Result]) -> tuple[list[str], str, str]:
+    from testbed.report import pooled
+
+    o = pooled.outlier(results)
+    method = f"n={o.repeats} repeats pooled; {o.recall.method}"
+    lines = [_rate("recall", o.recall), _rate("precision", o.precision)
+             + (f" (bound at this FPR and base rate {o.base_rate:.3f}: {o.precision_bound:.2f})"
+                if o.precision_bound is not None else ""),
+             _rate("FPR (clean rows)", o.fpr),
+             "recall by kind: " + "; ".join(f"{g} {r.text()}" for g, r in o.recall_by_kind.items()),
+             "by kind@severity: " + "; ".join(f"{g} {r.rate:.2f} ({r.k}/{r.n})"
+                                              for g, r in o.recall_by_kind_severity.items())]
+    return lines, f"recall {o.recall.text()}", method
+
+
+def explain_lines(results: list[Result]) -> tuple[list[str], str, str]:
+    from testbed.report import pooled
+
+    e = pooled.explain(results)
+    fmt_ = lambda x: "—" if x is None else f"{x:.2g}"  # noqa: E731
+    lines = [f"vs exact Shapley values ({e['values']} values): max |error| {fmt_(e['max_abs_error'])}, "
+             f"additivity error {fmt_(e['additivity_error'])}, sign agreement {fmt_(e['sign_agreement'])}, "
+             f"rank agreement {fmt_(e['rank_agreement'])}, top-3 agreement {fmt_(e['topk_agreement'])} (worst repeat)",
+             f"pass {e['passes']}/{e['repeats']} (tolerance {e['tolerance']})"]
+    head = f"max |err| {fmt_(e['max_abs_error'])} vs exact"
+    return lines, head, f"n={e['repeats']} repeats, {e['values']} values; worst case, no interval"
+
+
+def headline_of(criterion: Criterion, results: list[Result]) -> tuple[str, str]:
+    """(headline, method) for criteria without a pooled summary: the first listed score, mean [t-interval]."""
+    for k, label in criterion.scores:
+        vals = [float(r.scores[k]) for r in results if _numeric(r.scores.get(k))]
+        if vals:
+            m, lo, hi = interval(vals, k)
+            return (f"{label} {fmt(m)}" + (f" [{fmt(lo)}, {fmt(hi)}]" if lo is not None else ""),
+                    f"n={len(vals)} repeats" + ("; 95% t-interval" if lo is not None else "; one repeat, no interval"))
+    verdicts = Counter(r.verdict for r in results)
+    v, c = verdicts.most_common(1)[0]
+    return f"{v} {c}/{len(results)}", f"n={len(results)} repeats"
+
+
 def measured_cell(criterion: Criterion, results: list[Result], runs_meta: dict[str, dict]) -> Cell:
     """One platform's measured cell from all its Results for this criterion (possibly several runs/backends)."""
+    from testbed.report import pooled
+
     cell = Cell(kind="measured")
     by_backend: dict[str, list[Result]] = {}
     for r in results:
         by_backend.setdefault(r.backend, []).append(r)
+    heads = []
     for backend, rs in sorted(by_backend.items()):
-        body = format_lines(rs) if criterion.kind == "formats" else score_lines(criterion, rs)
+        if criterion.kind == "formats":
+            body = format_lines(rs)
+            head, method = body[0].split(";")[0], body[1]
+        elif criterion.key == "drift" and pooled.has_drift_counts(rs):
+            body, head, method = drift_lines(rs)
+        elif criterion.key == "outlier" and pooled.has_outlier_counts(rs):
+            body, head, method = outlier_lines(rs)
+        elif criterion.key == "explainability" and pooled.has_exact_explain(rs):
+            body, head, method = explain_lines(rs)
+        else:
+            body = score_lines(criterion, rs)
+            head, method = headline_of(criterion, rs)
         if len(by_backend) > 1:
             body[0] = f"{backend}: {body[0]}"
+            head = f"{backend}: {head}"
+        heads.append((head, method))
         cell.lines.extend(body)
         run_ids = sorted({r.run_id for r in rs})
         for rid in run_ids:
@@ -213,4 +313,8 @@ def measured_cell(criterion: Criterion, results: list[Result], runs_meta: dict[s
         cell.lines.append(f"run {', '.join(run_ids)} · {backend}" + (" · PARTIAL" if cell.partial else ""))
         cell.runs.extend(run_ids)
         cell.backends.append(backend)
+    cell.headline = " · ".join(h for h, _ in heads)
+    cell.method = " · ".join(m for _, m in heads)
+    mech = Counter(r.mechanism for r in results if r.mechanism)
+    cell.tag = "/".join(m for m, _ in mech.most_common())
     return cell
