@@ -200,7 +200,7 @@ def _glance_text(system: dict, cell: Cell, sources: Sources) -> tuple[str, str, 
     if cell.kind == "documented":
         refs = "".join(f"[{n}]" for n in sources.refs(cell.sources))
         what = "documented" if system.get("measurable_here", True) else f"documented; {NOT_MEASURABLE}"
-        return short(cell.lines[0]), "", f"{what} {refs}".strip()
+        return short(cell.lines[0], 48), "", f"{what} {refs}".strip()
     return "—", "", NOT_MEASURABLE
 
 
@@ -283,7 +283,9 @@ def to_markdown(rep: Report) -> str:
 
 CSS = """body{font-family:system-ui,sans-serif;margin:1.2em;color:#222;max-width:1800px}
 table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 5px;vertical-align:top}
-th{background:#eee;text-align:left}table.glance td{min-width:7em;max-width:13em}
+th{background:#eee;text-align:left}table.glance{table-layout:fixed;width:100%;font-size:11px}
+table.glance td,table.glance th{overflow-wrap:anywhere;word-break:break-word}table.glance th:first-child{width:7em}
+td.documented .h,td.unmeasurable .h{font-weight:normal}
 .measured{background:#dff3df}.partial{background:#fff0c8}.documented{background:#e8eef6;color:#445;font-style:italic}
 .unmeasurable{background:repeating-linear-gradient(45deg,#f4f4f4,#f4f4f4 6px,#e9e9e9 6px,#e9e9e9 12px);color:#777}
 .h{font-weight:600}.tag{display:inline-block;font-size:10px;border-radius:3px;padding:0 4px;margin-left:2px;
