@@ -220,12 +220,18 @@ def snapshot(prometheus, platform: str) -> dict[str, tuple[dict, float]]:
     return {series_key(r["metric"]): (r["metric"], float(r["value"])) for r in rows if "value" in r}
 
 
-def discover(before: dict, after: dict, model: str, bad_sent: int) -> dict[str, dict]:
+def discover(before: dict, after: dict, model: str, bad_sent: int, quiet: dict | None = None) -> dict[str, dict]:
     """Per signal, series found by generic patterns and those among them that moved with the traffic:
-    {signal: {"found": [keys], "moved": [keys]}}. Pure."""
+    {signal: {"found": [keys], "moved": [keys]}}. Pure.
+
+    `quiet` is a snapshot taken an idle interval before `before`: a series that changed while nothing was sent
+    (Ray's GCS timings, process gauges) moves by itself, so its change during the traffic is no evidence."""
     out = {name: {"found": [], "moved": []} for name in SIGNALS}
+    background = {k for k, (_, v) in (quiet or {}).items() if k in before and before[k][1] != v}
 
     def delta(key):
+        if key in background:
+            return 0.0
         return after[key][1] - (before[key][1] if key in before else 0.0)
 
     for key, (labels, value) in after.items():
@@ -240,7 +246,7 @@ def discover(before: dict, after: dict, model: str, bad_sent: int) -> dict[str, 
                 out["status_codes"]["moved"].append(key)
         if QUEUE_NAME.search(name):
             out["queue_or_batch"]["found"].append(key)
-            if key in before and before[key][1] != value or key not in before:
+            if key not in background and (key not in before or before[key][1] != value):
                 out["queue_or_batch"]["moved"].append(key)
         if model and any(v == model for k, v in labels.items() if k != "__name__"):
             out["model_label"]["found"].append(key)
@@ -355,6 +361,9 @@ def run(ctx: ProbeContext) -> list[Result]:
     quiet = {p: CATALOGUE[p].export_lag_s + 2 * scrape_s for p in platforms}
 
     before = settle(ctx.prometheus, count_queries, quiet, timeout_s=60.0, poll_s=scrape_s / 2)
+    # An idle interval as long as the wait for the traffic's scrape: what moves in it moves by itself.
+    snaps_quiet = {p: snapshot(ctx.prometheus, p) for p in platforms}
+    time.sleep(max(quiet.values(), default=0.0))
     before_all = {p: read(ctx.prometheus, all_queries[p]) for p in platforms}
     snaps_before = {p: snapshot(ctx.prometheus, p) for p in platforms}
     traffic, sent_at = {}, {}
@@ -378,7 +387,8 @@ def run(ctx: ProbeContext) -> list[Result]:
     results = []
     for p in platforms:
         after = read(ctx.prometheus, all_queries[p])
-        found = discover(snaps_before[p], snapshot(ctx.prometheus, p), model, traffic[p]["answered_failed"])
+        found = discover(snaps_before[p], snapshot(ctx.prometheus, p), model, traffic[p]["answered_failed"],
+                         quiet=snaps_quiet[p])
         scored = score(CATALOGUE[p], {**before_all[p], **before[p]}, after, expected[p], found)
         results.append(Result(
             probe=PROBE, platform=p, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,

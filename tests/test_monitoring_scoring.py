@@ -110,3 +110,12 @@ def test_traffic_plan_is_seeded_and_rejects_zero_requests():
     assert all(body["inputs"][0]["shape"] == [1, 7] for k, body in a if k == "good")
     with pytest.raises(errors.TestbedError, match="at least one good and one bad"):
         m.TrafficPlan(good=0, bad=5).validate()
+
+
+def test_a_series_that_moves_while_idle_is_no_evidence():
+    quiet = _snap(**{'ray_operation_queue_time_ms_bucket{}': ({"le": "+Inf"}, 100.0)})
+    before = _snap(**{'ray_operation_queue_time_ms_bucket{}': ({"le": "+Inf"}, 140.0)})
+    after = _snap(**{'ray_operation_queue_time_ms_bucket{}': ({"le": "+Inf"}, 190.0)})
+    found = m.discover(before, after, model="m", bad_sent=5, quiet=quiet)
+    assert found["queue_or_batch"]["found"] and not found["queue_or_batch"]["moved"]
+    assert not m.discover(before, after, "m", 5)["queue_or_batch"]["moved"] == []  # without the idle snapshot it would count
