@@ -157,3 +157,16 @@ def test_the_html_renders_with_the_matrix_on_the_first_screen(run_root, tmp_path
     text = built["html"].read_text()
     assert text.index("At a glance") < text.index("Details by criterion") < text.index("id='methods'")
     json.dumps(str(png))  # the path is kept in the test's tmp dir for a human look
+
+
+def test_methods_show_the_newest_reference_variance_record(run_root, tmp_path):
+    record = {"schema": "testbed.reference_variance/v1", "run_id": "reference-variance-x", "seed": 5, "references": 20,
+              "reference_rows": 2000, "windows_per_condition": 40, "window_rows": 200,
+              "conditions": [{"condition": "control", "rate": 0.045, "lo": 0.032, "hi": 0.062, "n": 800,
+                              "sd_between_references": 0.038, "sd_binomial_alone": 0.033, "p_value_homogeneous": 0.16,
+                              "deployed_reference": {"rate": 0.075}}]}
+    atomic_write_json(run_root / "reference-variance-x" / "reference_variance.json", record)
+    built = report.build(run_root, [], tmp_path / "out")
+    md = built["markdown"].read_text()
+    assert "control: 0.045 [0.032, 0.062] over 800 windows" in md
+    assert "reference-variance-x" not in [rid for rid, _ in built["skipped"]]  # not a run, not a warning

@@ -75,6 +75,8 @@ class Report:
     """(key, title, png path or None, reason when absent)."""
 
     experiments_unknown: list[str]
+    reference_variance: dict | None = None
+    """The newest experiments/reference_variance.py record under the results root, for Methods."""
 
 
 def build(root: Path, run_ids: list[str], out_dir: Path, by_artifact: bool = False) -> dict:
@@ -98,7 +100,8 @@ def build(root: Path, run_ids: list[str], out_dir: Path, by_artifact: bool = Fal
     known = {"parity"} | set(BY_EXPERIMENT)
     unknown = sorted({e for r in sel.runs for e in r.experiments} - known)
     report = Report(generated_at=time.time(), matrices=matrices, runs=sel.runs, skipped=sel.skipped,
-                    documented=documented, plots=plot_rows, experiments_unknown=unknown)
+                    documented=documented, plots=plot_rows, experiments_unknown=unknown,
+                    reference_variance=latest_reference_variance(root))
     md, page = to_markdown(report), to_html(report)
     atomic_write_text(out_dir / "report.md", md)
     atomic_write_text(out_dir / "report.html", page)
@@ -106,6 +109,20 @@ def build(root: Path, run_ids: list[str], out_dir: Path, by_artifact: bool = Fal
         (out_dir / name).chmod(0o644)  # a report is for sharing (atomic writes create files 0600)
     return {"markdown": out_dir / "report.md", "html": out_dir / "report.html", "runs": [r.run_id for r in sel.runs],
             "skipped": sel.skipped, "report": report}
+
+
+def latest_reference_variance(root: Path) -> dict | None:
+    import json
+
+    records = []
+    for path in Path(root).glob("*/reference_variance.json") if Path(root).is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if data.get("schema") == "testbed.reference_variance/v1":
+            records.append((path.stat().st_mtime, data))
+    return max(records, key=lambda x: x[0])[1] if records else None
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -255,7 +272,7 @@ def to_markdown(rep: Report) -> str:
         out.append(f"![{title}]({path.name})" if path else f"- {title}: not drawn ({reason}).")
         out.append("")
     out += ["## Methods", ""]
-    for heading, text in methods.sections(rep.runs):
+    for heading, text in methods.sections(rep.runs, rep.reference_variance):
         out += [f"**{heading}.** {text}", ""]
     out += ["## Licences", "", rep.documented["licence_note"].strip() + " "
             + "".join(f"[{n}]" for n in sources.refs(rep.documented.get("licence_sources", []))), ""]
@@ -360,7 +377,7 @@ def to_html(rep: Report) -> str:
         else:
             parts.append(f"<p class='small'>{e(title)}: not drawn ({e(reason)}).</p>")
     parts.append("<h2 id='methods'>Methods</h2>")
-    parts += [f"<p><b>{e(h)}.</b> {e(t)}</p>" for h, t in methods.sections(rep.runs)]
+    parts += [f"<p><b>{e(h)}.</b> {e(t)}</p>" for h, t in methods.sections(rep.runs, rep.reference_variance)]
     lic = sources.refs(rep.documented.get("licence_sources", []))
     parts.append(f"<h2>Licences</h2><p>{e(rep.documented['licence_note'].strip())} "
                  + "".join(f"<a href='#src{n}'>[{n}]</a>" for n in lic) + "</p>")
