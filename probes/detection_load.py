@@ -57,34 +57,41 @@ def open_loop(url: str, bodies: list[tuple[str, bytes]], rate: float, workers: i
     {"id", "due", "sent", "done" (wall clock), "status" (HTTP code or error name)}. A request whose worker was
     busy leaves late: its lateness is in sent - due and its latency is counted from `due` (open loop)."""
     records: list[dict | None] = [None] * len(bodies)
+    n_workers = max(1, min(workers, len(bodies)))
+    # Clients are made before the clock starts: an httpx.Client costs tens of ms (an SSL context), which made
+    # the first requests seconds late when each worker built its own on the way.
+    clients = [httpx.Client(timeout=timeout_s, headers={"content-type": "application/json"}) for _ in range(n_workers)]
     start = time.time() + 0.2
     counter = iter(range(len(bodies)))
     lock = threading.Lock()
 
-    def worker():
-        with httpx.Client(timeout=timeout_s, headers={"content-type": "application/json"}) as client:
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
-                due = start + i / rate
-                delay = due - time.time()
-                if delay > 0:
-                    time.sleep(delay)
-                rid, body = bodies[i]
-                sent = time.time()
-                try:
-                    status = client.post(url, content=body).status_code
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                records[i] = {"id": rid, "due": due, "sent": sent, "done": time.time(), "status": status}
+    def worker(client):
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            due = start + i / rate
+            delay = due - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            rid, body = bodies[i]
+            sent = time.time()
+            try:
+                status = client.post(url, content=body).status_code
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            records[i] = {"id": rid, "due": due, "sent": sent, "done": time.time(), "status": status}
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, workers))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    threads = [threading.Thread(target=worker, args=(c,), daemon=True) for c in clients]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for c in clients:
+            c.close()
     return [r for r in records if r is not None]
 
 
@@ -207,9 +214,11 @@ def measure(ctx: ProbeContext, endpoint) -> Result:
                 cell_tag = f"{tag}-s{size}-f{factor:g}"
                 bodies, _, onsets = interleaved_requests(population, size, n, (ctx.seed, ctx.repeat, size, factor),
                                                          cell_tag)
+                # Without first: the detection path's verdicts may still be computed after its load ends, and
+                # that work must not land in the plain route's latencies (collect waits for it below).
+                without = open_loop(endpoint.infer_url, bodies, rate, opt["workers"], opt["timeout_s"])
                 since = dio.last_seq(path["verdicts_url"])
                 sent = open_loop(path["url"], bodies, rate, opt["workers"], opt["timeout_s"])
-                without = open_loop(endpoint.infer_url, bodies, rate, opt["workers"], opt["timeout_s"])
                 expected = sum(1 for r in sent if r["status"] == 200)
                 verdicts, waited = collect(path["verdicts_url"], since, cell_tag, expected, opt["verdict_wait_s"])
                 scored = score_cell(sent, verdicts, cell_tag, size, onsets, without)
