@@ -255,3 +255,85 @@ def summary(cells: list[dict]) -> dict:
 
 def run(ctx: ProbeContext) -> list[Result]:
     return [measure(ctx, endpoint) for endpoint in ctx.endpoints.values()]
+
+
+# --- detector outage at a drift onset ----------------------------------------------------------------
+OUTAGE_PROBE = "detector-outage-onset"
+
+
+def score_outage(sent: list[dict], verdicts: list[dict], tag: str, size: int, onset: int, down: float,
+                 up: float) -> dict:
+    """Pure: what the platform answered while the detector was down, what the detector never saw, and whether
+    the drift that began during the outage was still alarmed afterwards (and how late)."""
+    during = [r for r in sent if down <= r["sent"] <= up]
+    statuses: dict[str, int] = {}
+    for r in during:
+        statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
+    cell = score_cell(sent, verdicts, tag, size, {CONTROL: None, DRIFT: onset}, without=[])
+    seen = {v["request_id"] for v in verdicts if v["kind"] == "outlier"}
+    ok_during = [r for r in during if r["status"] == 200]
+    lost_during = sum(1 for r in ok_during if r["id"] not in seen)
+    windows = [scoring.locate(v, tag) for v in verdicts if v["kind"] == "drift"]
+    post = [w for w in windows if DRIFT in w.rows and w.rows[DRIFT][1] >= onset]
+    lost = stats.clopper_pearson(lost_during, len(ok_during)) if ok_during else stats.clopper_pearson(0, 0)
+    return {"requests_during_outage": len(during), "statuses_during_outage": statuses,
+            "inference_ok_during_outage": len(ok_during) / len(during) if during else None,
+            "requests_unseen_during_outage": lost_during, "unseen_share": lost.rate, "unseen_lo": lost.lo,
+            "unseen_hi": lost.hi, "rows_lost": cell["rows_lost"], "verdicts_missing": cell["verdicts_missing"],
+            "post_onset_windows": len(post), "alarmed_after_onset": any(w.is_drift for w in post),
+            "drift_alarm_delay_s": cell["drift_alarm_delay_s"], "outage_s": round(up - down, 3),
+            "interval_method": stats.CLOPPER_PEARSON}
+
+
+def outage_at_onset(ctx: ProbeContext, endpoint, faults, rate: float = 10.0, n_requests: int = 80,
+                    size: int = 20, outage_s: float = 3.0) -> Result:
+    """A drift stream at `rate` requests/s; the detector is taken down (the backend's fault: testbed.faults)
+    as the onset request is due and brought back `outage_s` later."""
+    import json
+
+    result, path, tag = dio.open_result(ctx, endpoint, OUTAGE_PROBE, "drift",
+                                        {"rate": rate, "requests": n_requests, "size": size, "outage_s": outage_s})
+    if path is None:
+        return result
+    population = Population(ctx.artifact.metadata["recipe"]["seed"])
+    onset = (n_requests // 2) * size
+    rows = drift_stream(population, "mean_shift", 1.5, n=n_requests * size, onset=onset,
+                        seed=stats.derive_seed(ctx.seed, ctx.repeat, "outage-onset")).rows
+    bodies = [(scoring.request_id(tag, DRIFT, i * size),
+               json.dumps(v2.request_body(rows[i * size:(i + 1) * size], request_id=scoring.request_id(
+                   tag, DRIFT, i * size))).encode()) for i in range(n_requests)]
+    target = faults.detector_target(endpoint.platform, endpoint)
+    since = dio.last_seq(path["verdicts_url"])
+    box: dict = {}
+    sender = threading.Thread(target=lambda: box.update(sent=open_loop(path["url"], bodies, rate, 4, 10.0)))
+    t0 = time.time()
+    sender.start()
+    time.sleep(max(0.0, 0.2 + (onset // size) / rate - (time.time() - t0) - 0.05))
+    # The service keeps its verdict log in memory: read it just before the fault, or those verdicts are gone too.
+    before = [r for r in dio.fetch_verdicts(path["verdicts_url"], since) if dio._ours(r, tag)]
+    down = time.time()
+    faults.stop_detector(target)
+    time.sleep(outage_s)
+    up = time.time()
+    restart_s = faults.start_detector(target, 120.0)
+    sender.join()
+    sent = box.get("sent") or []
+    # The restarted service's log starts empty: what it holds now plus what was read before the fault.
+    after, _ = collect(path["verdicts_url"], 0, tag, sum(r["status"] == 200 for r in sent) - len(before), 30.0)
+    seen = {(r["kind"], r.get("request_id"), r.get("window")) for r in before}
+    verdicts = before + [r for r in after if (r["kind"], r.get("request_id"), r.get("window")) not in seen]
+    result.scores = {**score_outage(sent, verdicts, tag, size, onset, down, up), "service_restart_s": round(restart_s, 2)}
+    result.measurements = {"requests": [{**r, "due": round(r["due"] - down, 3), "sent": round(r["sent"] - down, 3),
+                                         "done": round(r["done"] - down, 3)} for r in sent]}
+    result.evidence.update({"since_seq": since, "fault": target.description, "onset_row": onset,
+                            "note": "times relative to the detector going down"})
+    result.verdict = "alarmed" if result.scores["alarmed_after_onset"] else "drift missed"
+    result.finished_at = time.time()
+    return result
+
+
+def run_outage(ctx: ProbeContext) -> list[Result]:
+    from probes.fault_io import faults_for
+
+    faults = faults_for(ctx)
+    return [outage_at_onset(ctx, endpoint, faults) for endpoint in ctx.endpoints.values()]

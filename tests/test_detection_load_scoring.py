@@ -64,3 +64,19 @@ def test_summary_pools_cells():
     assert s["window_rows_by_size"] == {"1": 10.0, "20": 200.0} and s["worst_verdict_delay_p99_s"] == 3.0
     assert (s["rows_lost_lo"], s["rows_lost_hi"]) == pytest.approx(
         (stats.clopper_pearson(5, 200).lo, stats.clopper_pearson(5, 200).hi))
+
+
+def test_outage_scoring_counts_what_the_detector_never_saw():
+    size = 10
+    ids = [rid("drift", j * size) for j in range(6)]
+    sent = _sent(ids)  # sent at 100.01, 101.01, ... 105.01
+    sent[3]["status"] = 502
+    verdicts = [{"kind": "outlier", "request_id": r["id"], "flags": [0] * size, "received": r["sent"] + 0.1}
+                for r in sent if r["id"] not in (rid("drift", 20), rid("drift", 30))]
+    verdicts.append({"kind": "drift", "window": 0, "rows": 20, "is_drift": 1, "time": 106.0, "received": 106.0,
+                     "members": [[rid("drift", 40), 0, 10], [rid("drift", 50), 0, 10]]})
+    got = dl.score_outage(sent, verdicts, TAG, size, onset=20, down=101.5, up=103.5)
+    assert got["requests_during_outage"] == 2 and got["statuses_during_outage"] == {"200": 1, "502": 1}
+    assert got["inference_ok_during_outage"] == 0.5 and got["requests_unseen_during_outage"] == 1
+    assert got["alarmed_after_onset"] and got["drift_alarm_delay_s"] == pytest.approx(106.0 - 102.01)
+    assert got["rows_lost"] == 10 and got["outage_s"] == 2.0
