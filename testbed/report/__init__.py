@@ -58,6 +58,9 @@ def build_matrix(documented: dict, runs: list[LoadedRun], sha256: str | None) ->
             elif doc:
                 note = " (documented; not measured yet)" if platform and c.experiment else ""
                 cells[c.key] = Cell(kind="documented", lines=[doc["text"] + note], sources=list(doc.get("sources") or []))
+            elif platform and c.experiment:
+                cells[c.key] = Cell(kind="pending", lines=[f"not measured yet: run experiments/"
+                                                           f"{c.experiment.replace('-', '_')}.py"])
             else:
                 cells[c.key] = Cell(kind="none", lines=["—"])
         matrix.rows.append((system, cells))
@@ -187,6 +190,8 @@ def cell_class(system: dict, cell: Cell) -> str:
         return "partial" if cell.partial else "measured"
     if cell.kind == "documented" and system.get("measurable_here", True):
         return "documented"
+    if cell.kind == "pending":
+        return "pending"
     return "unmeasurable"
 
 
@@ -218,6 +223,8 @@ def _glance_text(system: dict, cell: Cell, sources: Sources) -> tuple[str, str, 
         refs = "".join(f"[{n}]" for n in sources.refs(cell.sources))
         what = "documented" if system.get("measurable_here", True) else f"documented; {NOT_MEASURABLE}"
         return short(cell.lines[0], 48), "", f"{what} {refs}".strip()
+    if cell.kind == "pending":
+        return "not measured yet", "", cell.lines[0].split(": ", 1)[-1]
     return "—", "", NOT_MEASURABLE
 
 
@@ -307,7 +314,7 @@ td.documented .h,td.unmeasurable .h{font-weight:normal}
 .unmeasurable{background:repeating-linear-gradient(45deg,#f4f4f4,#f4f4f4 6px,#e9e9e9 6px,#e9e9e9 12px);color:#777}
 .h{font-weight:600}.tag{display:inline-block;font-size:10px;border-radius:3px;padding:0 4px;margin-left:2px;
 background:#365;color:#fff;font-style:normal}.tag.add-on{background:#946}.tag.user{background:#555}
-.small{font-size:10px;color:#666}.warn{color:#a40}.legend span{display:inline-block;padding:2px 8px;margin-right:6px;
+.pending{background:#fff;color:#777}.small{font-size:10px;color:#666}.warn{color:#a40}.legend span{display:inline-block;padding:2px 8px;margin-right:6px;
 border:1px solid #ccc}details{margin:.5em 0}summary{cursor:pointer;color:#555}
 img{max-width:48%;margin:4px;border:1px solid #ddd}code{font-size:11px}td ul{margin:0;padding-left:1.1em}"""
 

@@ -61,6 +61,9 @@ CRITERIA: tuple[Criterion, ...] = (
     Criterion("robustness", "Robustness", "robustness",
               (("client_errors_as_4xx", "client errors as 4xx"), ("server_error_5xx", "5xx answers"),
                ("next_request_failed", "next request failed"))),
+    # Detection under concurrent open-loop load, and a detector outage at a drift onset (probes/detection_load.py).
+    Criterion("detection_load", "Detection under load", "detection-load", also_from=("detector-outage-onset",),
+              scores=(("rows_lost_share", "rows lost"), ("worst_verdict_delay_p99_s", "verdict delay p99 s"))),
     # Fault probes (experiments/faults.py): kill, overload and detector outage, one Result each.
     Criterion("faults", "Resilience under faults", "kill", also_from=("overload", "detector-outage"),
               scores=(("self_recovered", "self-recovered after kill"), ("requests_lost", "lost after kill"),
@@ -265,6 +268,40 @@ def explain_lines(results: list[Result]) -> tuple[list[str], str, str]:
     return lines, head, f"n={e['repeats']} repeats, {e['values']} values; worst case, no interval"
 
 
+def load_lines(results: list[Result]) -> tuple[list[str], str, str]:
+    """Detection under load: per request size and load factor, pooled over repeats where counts allow."""
+    from probes import stats as st
+
+    lines, cells = [], {}
+    for r in results:
+        for c in r.measurements.get("cells") or []:
+            cells.setdefault((c["size"], c["factor"]), []).append(c)
+    worst_delay, lost_k, lost_n = 0.0, 0, 0
+    for (size, factor), cs in sorted(cells.items()):
+        k, n = sum(c["rows_lost"] for c in cs), sum(c["rows_ok"] for c in cs)
+        lost_k, lost_n = lost_k + k, lost_n + n
+        mix = st.pooled([(c["windows_mixing_streams"], c["drift_windows"]) for c in cs])
+        d99 = max((c["verdict_delay_p99_s"] or 0.0) for c in cs)
+        worst_delay = max(worst_delay, d99)
+        wrows = sorted({c["window_rows_median"] for c in cs if c["window_rows_median"] is not None})
+        p = lambda key: "/".join(f"{c[key]:.0f}" for c in cs if c.get(key) is not None) or "—"  # noqa: E731
+        lines.append(f"{size} rows x{factor:g} ({cs[0]['rate']:.0f} req/s): lost {st.clopper_pearson(k, n).text()}; "
+                     f"verdicts missing {sum(c['verdicts_missing'] for c in cs)}; window rows {wrows}; mixing "
+                     f"{mix.k}/{mix.n}; verdict delay p99 {d99:.2f} s; p50 ms with/without {p('with_detection_p50_ms')}"
+                     f" vs {p('without_detection_p50_ms')}, p99 {p('with_detection_p99_ms')} vs "
+                     f"{p('without_detection_p99_ms')}")
+    for r in results:
+        if r.probe == "detector-outage-onset" and r.scores:
+            s = r.scores
+            lines.append(f"detector outage at onset ({s.get('outage_s')} s): answered {s.get('statuses_during_outage')}, "
+                         f"unseen {s.get('requests_unseen_during_outage')}/{s.get('requests_during_outage')}, "
+                         f"drift alarmed after: {s.get('alarmed_after_onset')}, alarm delay "
+                         f"{s.get('drift_alarm_delay_s') if s.get('drift_alarm_delay_s') is None else round(s['drift_alarm_delay_s'], 2)} s")
+    lost = st.clopper_pearson(lost_k, lost_n)
+    head = f"verdict delay p99 ≤{worst_delay:.1f} s; lost {lost.rate:.3f}" if lost_n else "no load cells"
+    return lines, head, f"n={len({r.repeat for r in results})} repeats; rows lost {lost.method}; delays worst cell"
+
+
 def headline_of(criterion: Criterion, results: list[Result]) -> tuple[str, str]:
     """(headline, method) for criteria without a pooled summary: the first listed score, mean [t-interval]."""
     for k, label in criterion.scores:
@@ -297,6 +334,8 @@ def measured_cell(criterion: Criterion, results: list[Result], runs_meta: dict[s
             body, head, method = outlier_lines(rs)
         elif criterion.key == "explainability" and pooled.has_exact_explain(rs):
             body, head, method = explain_lines(rs)
+        elif criterion.key == "detection_load":
+            body, head, method = load_lines(rs)
         else:
             body = score_lines(criterion, rs)
             head, method = headline_of(criterion, rs)
