@@ -155,6 +155,9 @@ def score_cell(sent: list[dict], verdicts: list[dict], tag: str, size: int, onse
         "window_rows_min": min(wrows) if wrows else None, "window_rows_max": max(wrows) if wrows else None,
         "verdict_delay_p50_s": lstats.percentile(delays, 50) if delays else None,
         "verdict_delay_p99_s": lstats.percentile(delays, 99) if delays else None,
+        "verdict_delay_p50_s_ci": list(lstats.percentile_ci(delays, 50)) if len(delays) > 1 else None,
+        "verdict_delay_p99_s_ci": list(lstats.percentile_ci(delays, 99)) if len(delays) > 1 else None,
+        "verdicts_timed": len(delays),
         "drift_alarm_delay_s": onset_delay, "interval_method": stats.CLOPPER_PEARSON,
         "send_lag_p99_s": lstats.percentile([r["sent"] - r["due"] for r in sent], 99) if sent else None,
     }
