@@ -90,5 +90,8 @@ def sections(runs, reference_variance: dict | None = None) -> list[tuple[str, st
          "the shared detector on this scenario; they differ between platforms only where the platform changes "
          "what reaches the detector (rows lost, windows cut differently, requests batched) or how fast. Those "
          "differences, the delivery counts, window semantics and latency with and without detection, are the "
-         "platform's own. Cells say n and the interval method; documented cells are not measured at all."),
+         "platform's own. A path's tumbling window carries over from earlier traffic (other probes, other "
+         "clients), so where a probe's streams fall in it depends on what came before: windows that mix streams "
+         "or straddle an onset are counted and set aside, not assumed away. Cells say n and the interval method; "
+         "documented cells are not measured at all."),
     ]
