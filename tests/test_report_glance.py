@@ -79,7 +79,7 @@ def test_drift_cells_pool_counts_and_apply_the_detection_rule(run_root, tmp_path
     built = report.build(run_root, [], tmp_path / "out")
     ks, sd = cells(built)["kserve"]["drift"], cells(built)["seldon"]["drift"]
     fpr = stats.clopper_pearson(6, 120)
-    assert ks.lines[0] == f"FPR (control windows) {fpr.text()}"
+    assert ks.lines[0] == f"FPR (control windows) {fpr.text(3)}"
     # kserve: mean shift 0.3 alarmed 12/15 (lower bound 0.52 > FPR upper 0.106): detected; 0.6 18/18 (lower bound
     # 0.81) reliable. 15/15 would not be: its lower bound is 0.78.
     assert any(line.startswith("mean_shift: detected from 0.3, power >= 0.8 from 0.6") for line in ks.lines)

@@ -205,8 +205,8 @@ def format_lines(results: list[Result]) -> list[str]:
     return ["; ".join(parts) or "no format results", f"n={n} repeats"]
 
 
-def _rate(label: str, r) -> str:
-    return f"{label} {r.text()}" if r.n else f"{label}: no data"
+def _rate(label: str, r, digits: int = 2) -> str:
+    return f"{label} {r.text(digits)}" if r.n else f"{label}: no data"
 
 
 def drift_lines(results: list[Result]) -> tuple[list[str], str, str]:
@@ -215,7 +215,7 @@ def drift_lines(results: list[Result]) -> tuple[list[str], str, str]:
 
     d = pooled.drift(results)
     method = f"n={d.repeats} repeats pooled; {d.fpr.method}"
-    lines = [_rate("FPR (control windows)", d.fpr)]
+    lines = [_rate("FPR (control windows)", d.fpr, 3)]
     for kind, by_m in d.power.items():
         small, rel = d.smallest[kind], d.reliable[kind]
         verdict = (f"detected from {small:g}" if small is not None else "undetected at every magnitude") + \
@@ -248,7 +248,7 @@ def outlier_lines(results: list[Result]) -> tuple[list[str], str, str]:
     lines = [_rate("recall", o.recall), _rate("precision", o.precision)
              + (f" (bound at this FPR and base rate {o.base_rate:.3f}: {o.precision_bound:.2f})"
                 if o.precision_bound is not None else ""),
-             _rate("FPR (clean rows)", o.fpr),
+             _rate("FPR (clean rows)", o.fpr, 4),
              "recall by kind: " + "; ".join(f"{g} {r.text()}" for g, r in o.recall_by_kind.items()),
              "by kind@severity: " + "; ".join(f"{g} {r.rate:.2f} ({r.k}/{r.n})"
                                               for g, r in o.recall_by_kind_severity.items())]
