@@ -28,6 +28,18 @@ ENV = EnvSpec("rayserve", ("ray[serve]==2.60.0", "scikit-learn==1.5.2", "numpy==
                            "alibi[shap]==0.9.6", "shap==0.43.0", "alibi-detect==0.13.0"))
 
 
+LOCAL_RAY_ENV = {
+    # Keep Ray's usage-stats prompt and ~/.ray writes out of a test machine.
+    "RAY_USAGE_STATS_ENABLED": "0",
+    # Ray 2.60.0 rewrites a loopback node address (ray.init(_node_ip_address=...), `ray start --node-ip-address`)
+    # to the machine's routable one (ray/_private/services.py resolve_ip_for_localhost -> get_node_ip_address)
+    # unless cluster mode is off; then the node address is 127.0.0.1 and GCS, raylet, workers, agents and
+    # metrics servers bind loopback. Off also refuses to add other nodes, which a one-machine instance never does.
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+}
+"""Environment of every Ray instance the local backend starts (serving, formats, offline batch)."""
+
+
 def ray_temp_dir(workdir: Path) -> Path:
     """Ray puts unix sockets under its temp dir, and socket paths are limited to 107 bytes."""
     candidate = workdir / "ray"
@@ -91,10 +103,8 @@ class RayServeLocal(LocalProcess):
             kind_equivalent="the same application in the RayService; Ray Serve has no detection mechanism")
 
     def extra_env(self, workdir: Path) -> dict[str, str]:
-        # Keep Ray's usage-stats prompt and ~/.ray writes out of a test machine.
         # Ray exports metrics every 10 s by default; 2 s keeps Prometheus close to the traffic sent.
-        return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
-                "RAY_metrics_report_interval_ms": "2000"}
+        return {**LOCAL_RAY_ENV, "RAY_DISABLE_DOCKER_CPU_WARNING": "1", "RAY_metrics_report_interval_ms": "2000"}
 
     def make_endpoint(self, ports, model_name) -> Endpoint:
         base = f"http://127.0.0.1:{ports['http']}"
