@@ -28,7 +28,7 @@ def port_is_free(port: int) -> bool:
             s.bind(("127.0.0.1", port))
         except OSError:
             return False
-    # 0.0.0.0 listeners (KServe binds all interfaces) also make a loopback port unusable.
+    # Listeners on every interface (a Ray Serve replica's gRPC server) also make a loopback port unusable.
     return not is_listening(port)
 
 
