@@ -22,6 +22,9 @@ class KServeLocal(LocalProcess):
     env = ENV
     port_names = ("http",)
     version_packages = ("kserve", "scikit-learn", "numpy", "alibi", "shap")
+    loopback_by_testbed = ("KServe 0.20.0 hard-codes 0.0.0.0 for its REST server (kserve/protocol/rest/server.py:94) "
+                           "with no parameter, flag or variable; the testbed's ModelServer subclass "
+                           "(deployers/runtimes/kserve_loopback.py) binds it to 127.0.0.1",)
 
     def command(self, python: Path, ports, workdir, ctx) -> list[str]:
         return [str(python), str(RUNTIMES_DIR / "kserve_server.py"), "--artifact", str(ctx.artifact.path),

@@ -16,7 +16,7 @@ import yaml
 from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
 from testbed.backends.local import detection, processes
-from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
+from testbed.backends.local.deployment import RUNTIMES_DIR, KnownListener, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.errors import RuntimeStartFailed
@@ -38,6 +38,9 @@ LOCAL_RAY_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
 }
 """Environment of every Ray instance the local backend starts (serving, formats, offline batch)."""
+
+REPLICA_GRPC_CAUSE = ("Ray Serve 2.60.0 starts an inter-deployment gRPC server in every replica on [::]:0, "
+                      "hard-coded (ray/serve/_private/replica.py:1835); no option or variable changes it")
 
 
 def ray_temp_dir(workdir: Path) -> Path:
@@ -61,6 +64,11 @@ class RayServeLocal(LocalProcess):
     env = ENV
     port_names = ("http", "metrics")
     version_packages = ("ray", "scikit-learn", "numpy", "fastapi", "alibi", "shap")
+    known_listeners = (KnownListener("ray::ServeReplica", "::", REPLICA_GRPC_CAUSE),)
+    loopback_by_testbed = ("Ray 2.60.0 rewrites a loopback node address to the machine's own (ray/_private/"
+                           "services.py:786-821) and binds GCS, raylet, workers and agents to every interface or to "
+                           "that address; the testbed sets RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (Ray's one-machine "
+                           "mode) so the node address, and they, stay on 127.0.0.1",)
 
     def command(self, python: Path, ports, workdir: Path, ctx) -> list[str]:
         cmd = [str(python), str(RUNTIMES_DIR / "ray_app.py"), "--artifact", str(ctx.artifact.path),

@@ -62,6 +62,14 @@ def command_name(pid: int) -> str:
         return "?"
 
 
+def command_line(pid: int) -> str:
+    """The process's argv joined by spaces (what `ps` shows; Ray retitles its workers), or '' when gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
 def _socket_table() -> dict[int, tuple[str, int]]:
     """inode -> (local address, port) of every listening TCP socket (IPv4 and IPv6)."""
     table = {}
