@@ -1,5 +1,5 @@
-"""Listeners beyond loopback: the audit in `status` and its causes (no runtime: real sockets of processes
-started here)."""
+"""Listeners beyond loopback: the audit in `status`, its causes, and how they reach the robustness row
+(no runtime: real sockets of processes started here)."""
 
 import socket
 import subprocess
@@ -10,8 +10,12 @@ import pytest
 
 from deployers.kserve import KServeLocal
 from deployers.rayserve import LOCAL_RAY_ENV, RayServeLocal
+from probes.context import exposure_from_status
+from probes.robustness import exposure_scores
 from testbed.backends.local import backend as local_backend, processes
 from testbed.cli import render_status
+from testbed.report.criteria import BY_KEY, measured_cell
+from testbed.results import Result
 
 LISTEN = "import socket, time; s = socket.socket(); s.bind(({host!r}, 0)); s.listen(); print(s.getsockname()[1], " \
          "flush=True); time.sleep(60)"
@@ -86,3 +90,35 @@ def test_status_prints_each_cause_once_and_flags_the_unexplained():
     assert "0.0.0.0:4003  (python, pid 3)  UNEXPLAINED" in text
     status["exposure"]["loopback_by_testbed"] = {"kserve": ["a subclass binds 127.0.0.1"]}
     assert "kept on loopback by the testbed (kserve): a subclass binds 127.0.0.1" in render_status(status)
+
+
+def test_probes_see_listeners_only_where_the_backend_audits_them():
+    sock = {"pid": 1, "process": "p", "address": "::", "port": 1, "loopback": False, "cause": "c"}
+    local = {"platforms": {"rayserve": {"listening": [sock, {**sock, "address": "127.0.0.1", "loopback": True}],
+                                        "loopback_by_testbed": ["env var"]},
+                           "seldon": {"listening": []}}}
+    assert exposure_from_status(local, ["rayserve", "seldon"]) == {
+        "rayserve": {"listeners": [sock], "loopback_by_testbed": ["env var"]},
+        "seldon": {"listeners": [], "loopback_by_testbed": []}}
+    assert exposure_from_status({"platforms": {"kserve": {"state": "ready"}}}, ["kserve"]) is None
+    assert exposure_scores(None) == {}
+    assert exposure_scores([sock, {**sock, "cause": None}]) == {"listeners_beyond_loopback": 2,
+                                                                "unexplained_listeners": 1}
+    assert exposure_scores([]) == {"listeners_beyond_loopback": 0, "unexplained_listeners": 0}
+
+
+def test_robustness_row_shows_the_count_and_each_cause():
+    def result(repeat, listeners):
+        return Result(probe="robustness", platform="rayserve", backend="local", artifact_sha256="a" * 64,
+                      verdict="pass", scores={"client_errors_as_4xx": 1.0, **exposure_scores(listeners)},
+                      measurements={"listeners_beyond_loopback": listeners},
+                      evidence={"loopback_by_testbed": ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0"]}, run_id="r1",
+                      repeat=repeat)
+
+    replica = {"address": "::", "cause": "replica gRPC, hard-coded"}
+    cell = measured_cell(BY_KEY["robustness"], [result(0, [replica] * 4), result(1, [replica] * 4 + [{}])], {})
+    assert cell.lines[0] == ("client errors as 4xx 1 [1, 1] n=2; "
+                             "listeners beyond loopback 4.5 [0, 10.9] n=2")
+    assert cell.lines[2:5] == ["listeners beyond loopback: 4 × replica gRPC, hard-coded",
+                               "listeners beyond loopback: 1 × unexplained",
+                               "loopback by testbed: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0"]
