@@ -109,12 +109,20 @@ class Kube:
 
 def wait_until(what: str, timeout_s: float, probe: Callable[[], tuple[bool, str]],
                state: Callable[[], str] | None = None, poll_s: float = POLL_S) -> None:
-    """Poll probe() -> (done, reason) until done; ResourceNotReady with the last reason on timeout."""
+    """Poll probe() -> (done, reason) until done; ResourceNotReady with the last reason on timeout.
+
+    A probe raises ResourceNotReady itself for a state the resource will not leave (DEPLOY_FAILED,
+    InvalidSpec, image pull back-off, pip failing again and again): that stops the wait at once, with
+    its cause. Any other exception is taken as transient (the API server restarts while components
+    install) and polled again.
+    """
     deadline = time.monotonic() + timeout_s
     reason = "not checked yet"
     while True:
         try:
             done, reason = probe()
+        except ResourceNotReady:
+            raise
         except Exception as exc:  # the API server may restart while components install
             done, reason = False, f"{type(exc).__name__}: {exc}"
         if done:
