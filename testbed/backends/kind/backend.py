@@ -19,7 +19,7 @@ from pathlib import Path
 from deployers import get_platform
 from testbed import artifact as artifact_mod
 from testbed import state as state_io
-from testbed.backends.kind import budget, cluster, failure, helm, infrastructure, preflight, templates
+from testbed.backends.kind import budget, cluster, failure, helm, infrastructure, preflight, scrape_targets, templates
 from testbed.backends.kind import detection as kind_detection
 from testbed.backends.kind.context import KindRun, runtime_code_dirname, stage_runtime_code
 from testbed.backends.kind.kube import wait_until
@@ -205,9 +205,12 @@ class KindBackend:
         run_ = ctx.extra["kind"]
         objects = [*run_.detection_objects,
                    *[obj for dep in ctx.deployments.values() for obj in dep.manifests(dep.target(ctx))]]
+        injected = [item for dep in ctx.deployments.values() for item in dep.injected_requests(dep.target(ctx))]
+        items = budget.cluster_items(run_.pins, objects, injected)
         run_.plan.note(f"resource budget with these platforms{' and the detector service' if run_.detection_objects else ''}: "
-                       f"{budget.summary(budget.cluster_items(run_.pins, objects))} (scheduler requests, "
-                       f"control plane estimated); the preflight asks Docker for >= {run_.pins.minimum_cpus} CPUs, "
+                       f"{budget.summary(items)} (scheduler requests, control plane estimated"
+                       + (f"; injected by operators: {', '.join(i.what for i in injected)}" if injected else "")
+                       + f"); the preflight asks Docker for >= {run_.pins.minimum_cpus} CPUs, "
                        f">= {run_.pins.minimum_memory_gib:g} GiB")
         for name, dep in ctx.deployments.items():
             dep.deploy(ctx)
@@ -260,20 +263,27 @@ class KindBackend:
 
         run_ = ctx.extra["kind"]
         url = f"http://127.0.0.1:{run_.pins.prometheus_port}"
-        queries = {name: f'up{{job="{name}",namespace="{run_.namespace}"}}' for name in ctx.deployments}
+        # How many targets each PodMonitor yields on the pods the operators generate (scrape_targets): a
+        # missing endpoint (Seldon's MLServer beside its executor) shows as too few `up` series.
+        queries = {name: (f'up{{job="{name}",namespace="{run_.namespace}"}}', dep.expected_targets(dep.target(ctx)))
+                   for name, dep in ctx.deployments.items()}
         if run_.detector_service:
-            queries["detector service"] = f'up{{job="{kind_detection.PODMONITOR_JOB}",namespace="{run_.namespace}"}}'
+            queries["detector service"] = (f'up{{job="{kind_detection.PODMONITOR_JOB}",namespace="{run_.namespace}"}}',
+                                           len(scrape_targets.endpoint_targets(
+                                               run_.detection_objects[2], 0,
+                                               scrape_targets.deployment_pods(run_.detection_objects[0]))))
         if run_.plan.dry_run:
-            run_.plan.wait(f"Prometheus at {url}: " + ", ".join(f"{q} == 1" for q in queries.values()))
+            run_.plan.wait(f"Prometheus at {url}: " + ", ".join(f"{q} == 1 on {n} target(s)" for q, n in queries.values()))
             return
         client = PrometheusClient(url)
 
         def probe():
             missing = []
-            for name, promql in queries.items():
+            for name, (promql, wanted) in queries.items():
                 rows = client.query(promql)
-                if not rows or any(r["value"] != 1.0 for r in rows):
-                    missing.append(f"{promql} -> {[r['value'] for r in rows] or 'no series'}")
+                if len(rows) < wanted or any(r["value"] != 1.0 for r in rows):
+                    missing.append(f"{promql} -> {[r['value'] for r in rows] or 'no series'} (want {wanted} target(s) "
+                                   f"at 1)")
             return not missing, "; ".join(missing)
 
         wait_until(f"Prometheus ({url}) scraping every platform", SCRAPE_TIMEOUT_S, probe)

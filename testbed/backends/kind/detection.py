@@ -20,7 +20,7 @@ import time
 import httpx
 
 from testbed import detectors
-from testbed.backends.kind import diagnostics, templates
+from testbed.backends.kind import diagnostics, scrape_targets, templates
 from testbed.backends.kind.kube import condition, label_selector, wait_http_ok, wait_until
 from testbed.backends.kind.pins import Pins
 from testbed.detection_path import describe, sink_urls
@@ -174,6 +174,8 @@ def step_service(ctx: UpContext, save) -> None:
                    model_sha256=ctx.artifact.sha256, n_features=len(ctx.artifact.feature_names))
     run.detection_objects = objs
     run.detector_service = service_url(run.namespace)
+    for line in scrape_targets.check(objs[2], scrape_targets.deployment_pods(objs[0])):
+        run.plan.note(line)
     started = time.monotonic()
     for obj in objs:
         run.plan.apply(obj)
