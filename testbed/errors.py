@@ -152,8 +152,7 @@ class ManifestRejected(TestbedError):
     """The API server refused a manifest; `message` is its own words, verbatim."""
 
     def __init__(self, kind: str, name: str, namespace: str | None, status: int | None, message: str):
-        self.message = message
-        self.status = status
+        self.kind, self.name, self.namespace, self.status, self.message = kind, name, namespace, status, message
         where = f"{namespace}/{name}" if namespace else name
         super().__init__(
             f"The API server rejected {kind} {where} (HTTP {status}): {message}\n"

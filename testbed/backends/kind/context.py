@@ -47,7 +47,7 @@ class KindRun:
         if self._kube is None:
             from testbed.backends.kind.kube import Kube
 
-            self._kube = Kube(self.files.kubeconfig)
+            self._kube = Kube(self.files.kubeconfig, progress=self.plan.progress)
         return self._kube
 
 
