@@ -189,8 +189,8 @@ class ArchitectureUnsupported(TestbedError):
         self.missing = missing
         listed = "\n".join(f"  - {platform}: {', '.join(images)}" for platform, images in missing.items())
         super().__init__(
-            f"The kind node runs {arch}, and these images publish no {arch} build (cluster/versions.yaml "
-            f"`architectures`):\n{listed}\n{fix}"
+            f"The kind node runs {arch}, and these images have no {arch} build (cluster/versions.yaml "
+            f"`architectures`, read from each project's release build):\n{listed}\n{fix}"
         )
 
 

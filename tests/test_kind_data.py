@@ -118,10 +118,10 @@ def test_every_image_deployed_is_listed_once_and_pinned():
 
 
 def test_images_verb_lists_them(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "testbed", "images"], cwd=REPO, capture_output=True, text=True,
-                          timeout=60, check=True)
+    proc = subprocess.run([sys.executable, "-m", "testbed", "images", "--arch", "amd64"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=True)
     assert proc.stdout.split() == PINS.images()
-    proc = subprocess.run([sys.executable, "-m", "testbed", "images", "--with-node-image"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "testbed", "images", "--with-node-image", "--arch", "amd64"], cwd=REPO,
                           capture_output=True, text=True, timeout=60, check=True)
     assert proc.stdout.split() == [PINS.node_image, *PINS.images()]
 

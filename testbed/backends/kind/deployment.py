@@ -168,7 +168,7 @@ class KindDeployment:
                 namespace=namespace,
                 node_port=self.node_port or run.pins.node_port(self.platform),
                 model_name=ctx.artifact.name, artifact_subpath=run.artifact_subpath, code_dir=run.code_dir,
-                serving=run.pins.serving[self.platform], model_sha256=ctx.artifact.sha256,
+                serving=run.pins.serving_for(self.platform, run.node_arch), model_sha256=ctx.artifact.sha256,
                 n_features=len(ctx.artifact.feature_names),
                 detectors_subpath=run.detectors_subpath or dirname_for(run.artifact_subpath),
                 detector_service=run.detector_service if namespace == run.namespace else None)
