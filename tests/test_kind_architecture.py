@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from testbed.backends.kind import architecture, preflight
+from testbed.backends.kind import preflight
 from testbed.backends.kind.pins import pins
-from testbed.errors import ArchitectureUnsupported
 
 REPO = Path(__file__).resolve().parent.parent
 PINS = pins()
+ARCH_VAR = "TESTBED_KIND_ARCH"
 SELDON_IMAGES = ["docker.io/seldonio/seldon-core-operator:1.18.2", "docker.io/seldonio/seldon-core-executor:1.18.2",
                  "seldonio/rclone-storage-initializer:1.18.2", "seldonio/mlserver:1.7.1-sklearn"]
 
@@ -44,6 +44,8 @@ def test_arm64_pulls_rays_aarch64_tag_and_the_same_multi_arch_tags_elsewhere():
 
 
 def test_arm64_refuses_seldon_naming_its_images_and_the_way_out():
+    from testbed.errors import ArchitectureUnsupported
+
     with pytest.raises(ArchitectureUnsupported) as info:
         PINS.images("arm64")
     assert info.value.missing == {"seldon": SELDON_IMAGES}
@@ -70,7 +72,7 @@ def test_a_platform_left_out_installs_nothing_of_its_own():
 
 
 def test_preflight_reports_the_architecture_with_every_other_problem(monkeypatch):
-    monkeypatch.delenv(architecture.ENV_VAR, raising=False)
+    monkeypatch.delenv(ARCH_VAR, raising=False)
     report = preflight.Report(docker_arch="arm64")
     preflight._check_architecture(PINS, None, report)
     assert len(report.problems) == 1 and report.problems[0].startswith("architecture: The kind node runs arm64")
@@ -78,7 +80,7 @@ def test_preflight_reports_the_architecture_with_every_other_problem(monkeypatch
     report = preflight.Report(docker_arch="arm64")
     preflight._check_architecture(PINS, ("kserve", "rayserve"), report)
     assert report.problems == []
-    monkeypatch.setenv(architecture.ENV_VAR, "amd64")
+    monkeypatch.setenv(ARCH_VAR, "amd64")
     preflight._check_architecture(PINS, ("kserve",), report)
     assert report.problems and "the Docker engine (so the kind node) runs arm64" in report.problems[0]
 
@@ -86,10 +88,15 @@ def test_preflight_reports_the_architecture_with_every_other_problem(monkeypatch
 @pytest.mark.parametrize("spelling,arch", [("x86_64", "amd64"), ("AMD64", "amd64"), ("aarch64", "arm64"),
                                            ("arm64", "arm64"), ("s390x", "s390x")])
 def test_architecture_spellings(spelling, arch):
+    from testbed.backends.kind import architecture
+
+    assert architecture.ENV_VAR == ARCH_VAR
     assert architecture.normalize(spelling) == arch
 
 
 def test_nodes_must_run_the_architecture_the_images_were_chosen_for():
+    from testbed.backends.kind import architecture
+
     assert architecture.nodes_problem({"testbed-control-plane": "arm64"}, "arm64") is None
     assert "kwok-node-1 (amd64)" in architecture.nodes_problem({"a": "arm64", "kwok-node-1": "amd64"}, "arm64")
     assert architecture.nodes_problem({}, "amd64") == "the API server lists no Node"
@@ -99,7 +106,7 @@ def run_cli(tmp_path: Path, *args: str, arch: str) -> subprocess.CompletedProces
     empty = tmp_path / "empty-path"
     empty.mkdir(exist_ok=True)
     env = {**os.environ, "TESTBED_STATE_DIR": str(tmp_path / "state"), "PATH": str(empty),
-           architecture.ENV_VAR: arch}
+           ARCH_VAR: arch}
     return subprocess.run([sys.executable, "-m", "testbed", *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300)
 

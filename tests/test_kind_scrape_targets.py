@@ -16,14 +16,19 @@ from deployers import PLATFORMS, kserve
 from deployers.kserve import KServeKind
 from deployers.seldon import SeldonKind
 from probes import monitoring
-from testbed.backends.kind import detection, scrape_targets
+from testbed.backends.kind import detection
 from testbed.backends.kind.context import runtime_code_dirname
 from testbed.backends.kind.deployment import Target
 from testbed.backends.kind.pins import pins
-from testbed.backends.kind.scrape_targets import GeneratedPod, Port, endpoint_targets
-from testbed.errors import NoScrapeTarget
 
 PINS = pins()
+
+
+def _model():
+    """The scrape-target model (imported per test, so the data tests above it also run on code without it)."""
+    from testbed.backends.kind import scrape_targets
+
+    return scrape_targets
 
 
 def target_for(platform: str, namespace: str = "testbed") -> Target:
@@ -39,7 +44,7 @@ def scraped(deployment, target: Target) -> list[list[tuple]]:
     monitor = deployment.render_podmonitor(target)
     pods = deployment.generated_pods(target)
     return [[(t.container, t.port, t.path, t.labels.get("job"), t.labels.get("endpoint"))
-             for t in endpoint_targets(monitor, i, pods)]
+             for t in _model().endpoint_targets(monitor, i, pods)]
             for i in range(len(monitor["spec"]["podMetricsEndpoints"]))]
 
 
@@ -55,6 +60,7 @@ def test_kserve_predictor_declares_the_model_servers_port(variant):
 def test_kserve_podmonitor_scrapes_the_model_server_not_the_agent(variant):
     dep = KServeKind(**variant)
     t = target_for("kserve")
+    Port = _model().Port
     assert scraped(dep, t) == [[("kserve-container", 8080, "/metrics", "kserve", "http1")]]
     containers = dep.generated_pods(t)[0].containers
     assert containers["kserve-container"] == (Port("http1", 8080),)
@@ -76,6 +82,10 @@ def test_upstream_sklearnserver_runtime_declares_no_port():
 
 def test_a_port_number_rule_drops_a_container_that_declares_no_port():
     """The defect of 84c4db3, in the model's terms: KServe's old PodMonitor on the pod KServe generated."""
+    from testbed.errors import NoScrapeTarget
+
+    m = _model()
+    GeneratedPod, Port, endpoint_targets = m.GeneratedPod, m.Port, m.endpoint_targets
     pod = GeneratedPod("predictor", "testbed", {"app": "isvc.m-predictor"},
                        {"kserve-container": (), "agent": (Port("agent-port", 9081),)})
     old = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
@@ -84,13 +94,30 @@ def test_a_port_number_rule_drops_a_container_that_declares_no_port():
                     "podMetricsEndpoints": [{"portNumber": 8080, "path": "/metrics"}]}}
     assert endpoint_targets(old, 0, [pod]) == []
     with pytest.raises(NoScrapeTarget, match=r"kserve-container \[no ports\], agent \[agent-port:9081\]"):
-        scrape_targets.check(old, [pod])
+        m.check(old, [pod])
     # Without any port rule the port-less container is still no target (Prometheus would scrape port 80).
     old["spec"]["podMetricsEndpoints"][0].pop("portNumber")
     assert [t.container for t in endpoint_targets(old, 0, [pod])] == ["agent"]
 
 
 # --- 2. Seldon -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", SeldonKind.variants(), ids=str)
+def test_seldon_podmonitor_points_an_endpoint_at_mlservers_metrics_port(variant):
+    """MLServer serves on MLSERVER_METRICS_PORT=6000 / MLSERVER_METRICS_ENDPOINT=/prometheus, which the operator
+    sets on the model container but never declares: an endpoint must keep that container and rewrite the address."""
+    t = target_for("seldon")
+    endpoints = SeldonKind(**variant).render_podmonitor(t)["spec"]["podMetricsEndpoints"]
+    assert [(e.get("port"), e["path"]) for e in endpoints] == [("metrics", "/prometheus"), ("http", "/prometheus")]
+    rules = endpoints[1]["relabelings"]
+    assert {"action": "keep", "sourceLabels": ["__meta_kubernetes_pod_container_name"],
+            "regex": t.model_name} in rules
+    address = [r for r in rules if r.get("targetLabel") == "__address__"]
+    assert address == [{"action": "replace", "sourceLabels": ["__meta_kubernetes_pod_ip"], "regex": "(.+)",
+                        "targetLabel": "__address__", "replacement": "${1}:6000"}]
+    for endpoint in endpoints:
+        assert {"action": "replace", "targetLabel": "job", "replacement": "seldon"} in endpoint["relabelings"]
+
+
 @pytest.mark.parametrize("variant", SeldonKind.variants(), ids=str)
 def test_seldon_podmonitor_scrapes_the_executor_and_mlserver(variant):
     dep = SeldonKind(**variant)
@@ -123,6 +150,7 @@ def test_monitoring_catalogue_says_which_seldon_series_come_from_which_container
 
 # --- every platform ------------------------------------------------------------------------------
 def test_every_podmonitor_endpoint_of_every_variant_scrapes_something():
+    scrape_targets = _model()
     for name, platform in PLATFORMS.items():
         cls = platform.deployments["kind"]
         for variant in cls.variants():
@@ -133,7 +161,8 @@ def test_every_podmonitor_endpoint_of_every_variant_scrapes_something():
     objs = detection.objects("testbed", PINS, code_dir="runtimes-x", detectors_subpath="d", model_sha256="0" * 64,
                              n_features=7)
     pods = scrape_targets.deployment_pods(objs[0])
-    assert [str(t) for t in endpoint_targets(objs[2], 0, pods)] == [f"detector-service <pod IP>:{detection.PORT}/metrics"]
+    assert [str(t) for t in scrape_targets.endpoint_targets(objs[2], 0, pods)] == \
+        [f"detector-service <pod IP>:{detection.PORT}/metrics"]
 
 
 def test_ray_workers_are_scraped_on_the_metrics_port_kuberay_adds():
@@ -144,6 +173,7 @@ def test_ray_workers_are_scraped_on_the_metrics_port_kuberay_adds():
 
 
 def test_relabel_rules_follow_prometheus():
+    scrape_targets = _model()
     labels = {"__meta_kubernetes_pod_ip": "10.244.0.7", "__address__": "10.244.0.7:9000", "a": "x"}
     assert scrape_targets._relabel(labels, {"sourceLabels": ["__meta_kubernetes_pod_ip"], "regex": "(.+)",
                                             "targetLabel": "__address__", "replacement": "${1}:6000"}
@@ -160,6 +190,7 @@ def test_relabel_rules_follow_prometheus():
 
 
 def test_unmodelled_podmonitor_fields_are_refused_not_ignored():
+    endpoint_targets = _model().endpoint_targets
     monitor = KServeKind().render_podmonitor(target_for("kserve"))
     monitor["spec"]["podMetricsEndpoints"][0]["metricRelabelings"] = []
     with pytest.raises(ValueError, match="metricRelabelings"):

@@ -18,7 +18,7 @@ import pytest
 
 from deployers.kserve import KServeKind
 from deployers.rayserve import RayServeKind
-from testbed.backends.kind.kube import rejection_message, retry_webhook_tls, wait_until, webhook_certificate_error
+from testbed.backends.kind.kube import rejection_message, wait_until
 from testbed.errors import ManifestRejected, ResourceNotReady
 
 # What kube-apiserver answers (HTTP 500, reason InternalError) when a validating webhook's TLS handshake fails.
@@ -89,6 +89,8 @@ def test_a_platform_state_it_will_not_leave_is_failed_readiness():
 
 # --- item 5: webhook certificate ------------------------------------------------------------------
 def test_webhook_certificate_errors_are_recognised_from_the_api_servers_words():
+    from testbed.backends.kind.kube import webhook_certificate_error
+
     hook, cause = webhook_certificate_error(rejected(X509_STATUS).message)
     assert hook == "v1.vseldondeployment.kb.io"
     assert cause.startswith("tls: failed to verify certificate: x509: certificate signed by unknown authority")
@@ -101,6 +103,8 @@ def test_webhook_certificate_errors_are_recognised_from_the_api_servers_words():
 
 
 def test_apply_is_retried_while_the_webhook_certificate_cannot_be_verified_and_says_so():
+    from testbed.backends.kind.kube import retry_webhook_tls
+
     answers = [rejected(X509_STATUS), rejected(X509_STATUS), {"kind": "SeldonDeployment"}]
     said = []
 
@@ -120,6 +124,8 @@ def test_apply_is_retried_while_the_webhook_certificate_cannot_be_verified_and_s
 
 
 def test_the_retry_is_bounded_and_names_the_fix():
+    from testbed.backends.kind.kube import retry_webhook_tls
+
     said = []
     started = time.monotonic()
     with pytest.raises(ManifestRejected) as info:
@@ -134,6 +140,8 @@ def test_the_retry_is_bounded_and_names_the_fix():
 
 @pytest.mark.parametrize("body", [REFUSED_STATUS, DENIED_STATUS])
 def test_other_rejections_are_not_retried(body):
+    from testbed.backends.kind.kube import retry_webhook_tls
+
     calls = []
 
     def apply_once():
