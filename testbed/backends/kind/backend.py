@@ -341,7 +341,8 @@ class KindBackend:
             "complete": bool(ctx.extra.get("complete")),
             "model": ctx.artifact.summary() if ctx.artifact else None,
             "prometheus": {"url": f"http://127.0.0.1:{run_.pins.prometheus_port}"},
-            "platforms": {name: {**dep.to_state(ctx), "versions": run_.pins.serving[name]}
+            "node_arch": run_.node_arch,
+            "platforms": {name: {**dep.to_state(ctx), "versions": run_.pins.serving_for(name, run_.node_arch)}
                           for name, dep in ctx.deployments.items() if dep.started_at is not None},
             "parity": ctx.extra.get("parity"),
             "detection": self._detection_state(ctx),
@@ -447,7 +448,7 @@ class KindBackend:
         return {"backend": self.name, "state": "planned", "model": ctx.artifact.summary(),
                 "prometheus": {"url": f"http://127.0.0.1:{run_.pins.prometheus_port}", "state": "planned"},
                 "platforms": {name: {"state": "planned", "endpoint": ep.to_json(),
-                                     "versions": run_.pins.serving.get(name, {})}
+                                     "versions": run_.pins.serving_for(name, run_.node_arch)}
                               for name, ep in endpoints.items()}}
 
     def status(self, settings: Settings) -> dict:
