@@ -7,6 +7,7 @@ through the real operators and prometheus-operator.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
@@ -19,7 +20,7 @@ from probes import monitoring
 from testbed.backends.kind import detection
 from testbed.backends.kind.context import runtime_code_dirname
 from testbed.backends.kind.deployment import Target
-from testbed.backends.kind.pins import pins
+from testbed.backends.kind.pins import CLUSTER_DIR, pins
 
 PINS = pins()
 
@@ -78,6 +79,15 @@ def test_upstream_sklearnserver_runtime_declares_no_port():
     patch = kserve.upstream_file(version, "kserve-runtime-configs.clusterservingruntimes-patch.yaml").read_text()
     block = next(doc for doc in patch.split("\n---") if re.search(r"^\s*name: kserve-sklearnserver\s*$", doc, re.M))
     assert "--http_port=8080" in block and not re.search(r"^\s*(ports|containerPort):", block, re.M)
+
+
+def test_vendored_chart_files_match_sources():
+    upstream = CLUSTER_DIR / "upstream"
+    listed = dict(re.findall(r"^\| `([^`]+)` \|.*\| `([0-9a-f]{64})` \|$", (upstream / "SOURCES.md").read_text(), re.M))
+    present = {str(p.relative_to(upstream)) for p in upstream.rglob("*") if p.is_file() and p.name != "SOURCES.md"}
+    assert set(listed) == present
+    for name, sha in listed.items():
+        assert hashlib.sha256((upstream / name).read_bytes()).hexdigest() == sha, name
 
 
 def test_a_port_number_rule_drops_a_container_that_declares_no_port():
