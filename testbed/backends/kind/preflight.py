@@ -59,6 +59,9 @@ def check(pins: Pins, platforms: tuple[str, ...] | None = None) -> Report:
     _check_docker(pins, report)
     if report.docker_arch:
         _check_architecture(pins, platforms, report)
+    elif "docker" in report.versions:
+        report.problems.append("docker: `docker info` reports no Architecture, so the images for the kind node cannot "
+                               "be chosen. Upgrade the Docker engine.")
     for name in ("kind", "kubectl", "helm"):
         _check_tool(pins, name, report)
     if "kind" in report.versions:
