@@ -284,14 +284,16 @@ def score_outage(sent: list[dict], verdicts: list[dict], tag: str, size: int, on
             "requests_unseen_during_outage": lost_during, "unseen_share": lost.rate, "unseen_lo": lost.lo,
             "unseen_hi": lost.hi, "rows_lost": cell["rows_lost"], "verdicts_missing": cell["verdicts_missing"],
             "post_onset_windows": len(post), "alarmed_after_onset": any(w.is_drift for w in post),
-            "drift_alarm_delay_s": cell["drift_alarm_delay_s"], "outage_s": round(up - down, 3),
+            "drift_alarm_delay_s": cell["drift_alarm_delay_s"], "unavailable_s": round(up - down, 3),
             "interval_method": stats.CLOPPER_PEARSON}
 
 
 def outage_at_onset(ctx: ProbeContext, endpoint, faults, rate: float = 10.0, n_requests: int = 80,
-                    size: int = 20, outage_s: float = 3.0) -> Result:
+                    size: int = 20, outage_s: float = 3.0, tail_requests: int = 40) -> Result:
     """A drift stream at `rate` requests/s; the detector is taken down (the backend's fault: testbed.faults)
-    as the onset request is due and brought back `outage_s` later."""
+    as the onset request is due and brought back `outage_s` later. Once it is back (restarting takes its
+    own time, during which the stream goes on), `tail_requests` more drifted requests follow: does the
+    restarted path alarm, and how long after the onset request was sent?"""
     import json
 
     result, path, tag = dio.open_result(ctx, endpoint, OUTAGE_PROBE, "drift",
@@ -300,11 +302,12 @@ def outage_at_onset(ctx: ProbeContext, endpoint, faults, rate: float = 10.0, n_r
         return result
     population = Population(ctx.artifact.metadata["recipe"]["seed"])
     onset = (n_requests // 2) * size
-    rows = drift_stream(population, "mean_shift", 1.5, n=n_requests * size, onset=onset,
+    rows = drift_stream(population, "mean_shift", 1.5, n=(n_requests + tail_requests) * size, onset=onset,
                         seed=stats.derive_seed(ctx.seed, ctx.repeat, "outage-onset")).rows
-    bodies = [(scoring.request_id(tag, DRIFT, i * size),
-               json.dumps(v2.request_body(rows[i * size:(i + 1) * size], request_id=scoring.request_id(
-                   tag, DRIFT, i * size))).encode()) for i in range(n_requests)]
+    all_bodies = [(scoring.request_id(tag, DRIFT, i * size),
+                   json.dumps(v2.request_body(rows[i * size:(i + 1) * size], request_id=scoring.request_id(
+                       tag, DRIFT, i * size))).encode()) for i in range(n_requests + tail_requests)]
+    bodies, tail = all_bodies[:n_requests], all_bodies[n_requests:]
     target = faults.detector_target(endpoint.platform, endpoint)
     since = dio.last_seq(path["verdicts_url"])
     box: dict = {}
@@ -319,13 +322,15 @@ def outage_at_onset(ctx: ProbeContext, endpoint, faults, rate: float = 10.0, n_r
     time.sleep(outage_s)
     up = time.time()
     restart_s = faults.start_detector(target, 120.0)
+    back = time.time()  # the detector answers again: requests between `down` and here had nothing to reach
     sender.join()
-    sent = box.get("sent") or []
+    sent = (box.get("sent") or []) + open_loop(path["url"], tail, rate, 4, 10.0)
     # The restarted service's log starts empty: what it holds now plus what was read before the fault.
     after, _ = collect(path["verdicts_url"], 0, tag, sum(r["status"] == 200 for r in sent) - len(before), 30.0)
     seen = {(r["kind"], r.get("request_id"), r.get("window")) for r in before}
     verdicts = before + [r for r in after if (r["kind"], r.get("request_id"), r.get("window")) not in seen]
-    result.scores = {**score_outage(sent, verdicts, tag, size, onset, down, up), "service_restart_s": round(restart_s, 2)}
+    result.scores = {**score_outage(sent, verdicts, tag, size, onset, down, back),
+                     "service_restart_s": round(restart_s, 2), "commanded_outage_s": round(up - down, 3)}
     result.measurements = {"requests": [{**r, "due": round(r["due"] - down, 3), "sent": round(r["sent"] - down, 3),
                                          "done": round(r["done"] - down, 3)} for r in sent]}
     result.evidence.update({"since_seq": since, "fault": target.description, "onset_row": onset,

@@ -79,4 +79,4 @@ def test_outage_scoring_counts_what_the_detector_never_saw():
     assert got["requests_during_outage"] == 2 and got["statuses_during_outage"] == {"200": 1, "502": 1}
     assert got["inference_ok_during_outage"] == 0.5 and got["requests_unseen_during_outage"] == 1
     assert got["alarmed_after_onset"] and got["drift_alarm_delay_s"] == pytest.approx(106.0 - 102.01)
-    assert got["rows_lost"] == 10 and got["outage_s"] == 2.0
+    assert got["rows_lost"] == 10 and got["unavailable_s"] == 2.0
