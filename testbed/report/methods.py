@@ -68,7 +68,9 @@ def sections(runs, reference_variance: dict | None = None) -> list[tuple[str, st
          "a fixed ladder gets no interval of its own: the power of each rung is the uncertainty. Delay is counted "
          "in rows (post-onset rows up to the end of the first alarming window) and seconds (onset row sent to "
          "verdict), only over streams whose magnitude is detected; its median has a " + stats.BOOTSTRAP +
-         " interval."),
+         " interval. The smallest magnitude is a threshold on a ladder: two platforms whose power intervals overlap "
+         "at every rung can still land on different rungs by chance (19/19 clears 0.8, 20/21 does not), so compare "
+         "the power curves, not the rung."),
         ("Outliers",
          "Recall per planted kind and severity, precision, and the false-positive rate on clean rows, each pooled "
          "over repeats with a Clopper-Pearson interval. Precision is shown beside the best precision any detector "
