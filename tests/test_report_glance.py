@@ -170,3 +170,28 @@ def test_methods_show_the_newest_reference_variance_record(run_root, tmp_path):
     md = built["markdown"].read_text()
     assert "control: 0.045 [0.032, 0.062] over 800 windows" in md
     assert "reference-variance-x" not in [rid for rid, _ in built["skipped"]]  # not a run, not a warning
+
+
+def test_load_and_monitoring_headlines():
+    from testbed.report import criteria
+
+    cell = {"size": 20, "factor": 0.5, "rate": 28.0, "rows_lost": 0, "rows_ok": 2240, "verdicts_missing": 0,
+            "windows_mixing_streams": 11, "drift_windows": 11, "verdict_delay_p99_s": 1.39, "window_rows_median": 200.0,
+            "verdict_delay_p50_s": 0.55, "verdict_delay_p50_s_ci": [0.23, 0.74], "verdicts_timed": 112,
+            "with_detection_p50_ms": 28.0, "without_detection_p50_ms": 21.0}
+    load = Result(probe="detection-load", platform="seldon", backend="local", artifact_sha256=SHA, verdict="measured",
+                  measurements={"cells": [cell, {**cell, "size": 7, "window_rows_median": 70.0}]}, repeat=0)
+    outage = Result(probe="detector-outage-onset", platform="seldon", backend="local", artifact_sha256=SHA,
+                    verdict="alarmed", scores={"unavailable_s": 26.2, "statuses_during_outage": {"200": 46},
+                                               "requests_unseen_during_outage": 46, "requests_during_outage": 46,
+                                               "alarmed_after_onset": True, "drift_alarm_delay_s": 27.4}, repeat=0)
+    lines, head, method = criteria.load_lines([load, outage])
+    assert head == "verdict p50 0.55 s [0.23, 0.74] at x0.5, 20 rows; lost 0/4480 rows"
+    assert method.startswith("n=1 repeat(s), 112 verdicts")
+    assert any("7 rows x0.5" in line and "window rows [70.0]" in line for line in lines)
+    assert any(line.startswith("detector down at onset (26.2 s") for line in lines)
+    mon = [Result(probe="monitoring", platform="kserve", backend="local", artifact_sha256=SHA, verdict="pass",
+                  scores={"signals_exposed": 5, "coverage": 5 / 7}, measurements={"signals": dict.fromkeys("abcdefg")},
+                  repeat=r) for r in range(3)]
+    c = criteria.measured_cell(criteria.BY_KEY["monitoring"], mon, {})
+    assert c.headline == "5/7 signals move with traffic" and c.method == "n=3 repeats, all agree"

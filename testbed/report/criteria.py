@@ -318,8 +318,19 @@ def load_lines(results: list[Result]) -> tuple[list[str], str, str]:
                          f"drift alarmed after: {s.get('alarmed_after_onset')}, alarm delay "
                          f"{s.get('drift_alarm_delay_s') if s.get('drift_alarm_delay_s') is None else round(s['drift_alarm_delay_s'], 2)} s")
     lost = st.clopper_pearson(lost_k, lost_n)
-    head = f"verdict delay p99 ≤{worst_delay:.1f} s; lost {lost.rate:.3f}" if lost_n else "no load cells"
-    return lines, head, f"n={len({r.repeat for r in results})} repeats; rows lost {lost.method}; delays worst cell"
+    # Headline: the verdict delay where no path is saturated (half its capacity) at the probes' request size.
+    key = (20, 0.5) if (20, 0.5) in cells else (min(cells) if cells else None)
+    head, method = "no load cells", ""
+    if key is not None:
+        c = cells[key][0]
+        ci = c.get("verdict_delay_p50_s_ci")
+        head = (f"verdict p50 {c['verdict_delay_p50_s']:.2f} s" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+                + f" at x{key[1]:g}, {key[0]} rows; lost {lost.k}/{lost.n} rows") \
+            if c.get("verdict_delay_p50_s") is not None else f"lost {lost.text()}"
+        reps = len({r.repeat for r in results if r.probe == "detection-load"})
+        method = (f"n={reps} repeat(s), {c.get('verdicts_timed', '?')} verdicts in that cell; order-statistic bootstrap;"
+                  f" rows lost {lost.method}")
+    return lines, head, method
 
 
 def headline_of(criterion: Criterion, results: list[Result]) -> tuple[str, str]:
@@ -356,6 +367,13 @@ def measured_cell(criterion: Criterion, results: list[Result], runs_meta: dict[s
             body, head, method = explain_lines(rs)
         elif criterion.key == "detection_load":
             body, head, method = load_lines(rs)
+        elif criterion.key == "monitoring" and all("signals_exposed" in r.scores for r in rs):
+            body = score_lines(criterion, rs)
+            exposed = Counter(int(r.scores["signals_exposed"]) for r in rs)
+            total = len(rs[0].measurements.get("signals") or {}) or 7
+            k, c = exposed.most_common(1)[0]
+            head = f"{k}/{total} signals move with traffic" + (f" ({c}/{len(rs)} repeats)" if len(exposed) > 1 else "")
+            method = f"n={len(rs)} repeats, " + ("all agree" if len(exposed) == 1 else f"counts {dict(exposed)}")
         else:
             body = score_lines(criterion, rs)
             head, method = headline_of(criterion, rs)
