@@ -306,7 +306,13 @@ def load_lines(results: list[Result]) -> tuple[list[str], str, str]:
         p = lambda key: "/".join(f"{c[key]:.0f}" for c in cs if c.get(key) is not None) or "—"  # noqa: E731
         lines.append(f"{size} rows x{factor:g} ({cs[0]['rate']:.0f} req/s): lost {st.clopper_pearson(k, n).text()}; "
                      f"verdicts missing {sum(c['verdicts_missing'] for c in cs)}; window rows {wrows}; mixing "
-                     f"{mix.k}/{mix.n}; verdict delay p99 {d99:.2f} s; p50 ms with/without {p('with_detection_p50_ms')}"
+                     f"{mix.k}/{mix.n}; verdict delay p50 " + "/".join(
+                         f"{c['verdict_delay_p50_s']:.2f}" + (f" [{c['verdict_delay_p50_s_ci'][0]:.2f}, "
+                                                               f"{c['verdict_delay_p50_s_ci'][1]:.2f}]"
+                                                               if c.get("verdict_delay_p50_s_ci") else "")
+                         for c in cs if c.get("verdict_delay_p50_s") is not None)
+                     + f" s, p99 {d99:.2f} s; client send lag p99 {max((c.get('send_lag_p99_s') or 0) for c in cs):.2f} s;"
+                     f" p50 ms with/without {p('with_detection_p50_ms')}"
                      f" vs {p('without_detection_p50_ms')}, p99 {p('with_detection_p99_ms')} vs "
                      f"{p('without_detection_p99_ms')}")
     for r in results:

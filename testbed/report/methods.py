@@ -83,6 +83,15 @@ def sections(runs, reference_variance: dict | None = None) -> list[tuple[str, st
          "compared value by value (maximum absolute error, sign, rank and top-3 agreement, additivity). The worst "
          "repeat is shown; a maximum error has no interval. An explainer that ignores the model (|x - mean|) "
          "recovers the planted features as often as a correct one, and fails this comparison."),
+        ("Detection under load",
+         "Per request size (1, 7, 20, 100 rows) the detection path's capacity is measured closed loop (4 "
+         "connections, 2 s); then two streams, one drifting from its middle, are sent interleaved and open loop at "
+         "0.5, 1 and 2 times it, first to the plain inference route, then through the detection path, for 4 s each. "
+         "Latency counts from when a request was due, so queueing anywhere counts; when the client's 48 workers "
+         "are all waiting on a saturated server, requests leave late (the send lag shown) and the offered rate is "
+         "below nominal: cells at 1x and 2x say how a path degrades, the 0.5x cells compare paths. Rows lost and "
+         "verdicts missing are counted against the verdict log; verdict delay runs from a request's send to its "
+         "verdict's receipt."),
         ("Monitoring",
          "A signal counts as exposed only when it is found in the platform's scrape and its value moved with the "
          "traffic the probe sent (a request counter by exactly the requests answered). The catalogue only says "
