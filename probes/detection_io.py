@@ -8,10 +8,8 @@ one request in flight, `request_rows` rows per request, each request named by
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -20,7 +18,7 @@ from probes import scoring
 from probes.scenarios import Stream, user_stream
 from testbed import v2
 from testbed.endpoint import Endpoint
-from testbed.errors import DetectionPathDown, InvalidPayload, PrometheusError, TestbedError
+from testbed.errors import DetectionPathDown, PrometheusError, TestbedError
 from testbed.prometheus import PrometheusClient
 
 VERDICT_WAIT_S = 90.0
@@ -179,49 +177,12 @@ def side_by_side_latency(endpoint: Endpoint, path: dict, rows: np.ndarray, pairs
     return summary
 
 
-def read_csv_rows(path, feature_names: list[str]) -> np.ndarray:
-    """Rows of a CSV whose header names the model's features in order; InvalidPayload otherwise."""
-    path = Path(path)
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            body = [row for row in reader if row]
-    except OSError as exc:
-        raise InvalidPayload(f"CSV {path}", f"cannot be read ({exc})") from None
-    if header is None:
-        raise InvalidPayload(f"CSV {path}", "is empty: expected a header of feature names "
-                             f"({', '.join(feature_names)})")
-    header = [h.strip() for h in header]
-    if header != list(feature_names):
-        raise InvalidPayload(f"CSV {path}", f"header {header} does not name the model's features in order "
-                             f"({', '.join(feature_names)})")
-    try:
-        rows = np.asarray([[float(x) for x in row] for row in body], dtype=np.float64).reshape(len(body), len(header))
-    except ValueError as exc:
-        raise InvalidPayload(f"CSV {path}", f"has a non-numeric or short row ({exc})") from None
-    return rows
+def user_rows(path, features, name: str, truth_path=None) -> Stream:
+    """A user's CSV (probes/userdata.py) as one stream; truth: a 0/1 outlier label per row."""
+    from probes import userdata
 
-
-def read_truth_csv(path, n_rows: int) -> np.ndarray:
-    path = Path(path)
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            values = [row[0].strip() for row in reader if row]
-    except OSError as exc:
-        raise InvalidPayload(f"truth CSV {path}", f"cannot be read ({exc})") from None
-    if header is None or any(v not in ("0", "1") for v in values):
-        raise InvalidPayload(f"truth CSV {path}", "expected a header line, then one 0/1 value per data row")
-    if len(values) != n_rows:
-        raise InvalidPayload(f"truth CSV {path}", f"has {len(values)} values for {n_rows} data rows")
-    return np.asarray([int(v) for v in values], dtype=int)
-
-
-def user_rows(path, feature_names, name: str, truth_path=None) -> Stream:
-    rows = read_csv_rows(path, feature_names)
-    truth = read_truth_csv(truth_path, rows.shape[0]) if truth_path else None
+    rows = userdata.read_rows(path, features)
+    truth = userdata.read_truth(truth_path, rows.shape[0]) if truth_path else None
     return user_stream(rows, name=name, truth=truth)
 
 

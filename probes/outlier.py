@@ -3,7 +3,8 @@ the detector's flags against the truth; count events lost between platform and d
 
 `run(ctx)` -> one Result per platform. ctx.options: {"data_csv": path|None, "truth_csv": path|None,
 "n": rows (default 3000), "rate": outlier share (default 0.05), "latency_pairs": 100}. Without a CSV
-the stream is `scenarios.outlier_stream` (seeded by ctx.seed, drawn from the artifact's population).
+the stream is `scenarios.outlier_stream` (seeded by ctx.seed, drawn from the artifact's population); for a user's
+model, `userscenarios.outlier_stream` (held-out reference rows, outliers planted relative to the reference).
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ RECALL_PASS = 0.5
 def scenario(ctx: ProbeContext) -> Stream:
     opts = ctx.options or {}
     if opts.get("data_csv"):
-        return dio.user_rows(opts["data_csv"], ctx.artifact.feature_names, "user-data", opts.get("truth_csv"))
+        return dio.user_rows(opts["data_csv"], ctx.artifact.features, "user-data", opts.get("truth_csv"))
+    if ctx.artifact.is_user:
+        from probes import userscenarios as us
+
+        source = ctx.artifact.data_source()
+        return us.outlier_stream(source, us.plan(ctx.artifact.reference(), source), int(opts.get("n", 3000)),
+                                 seed=derive_seed(ctx.seed, ctx.repeat, "outliers"), rate=float(opts.get("rate", 0.05)))
     population = Population(ctx.artifact.metadata["recipe"]["seed"])
     return outlier_stream(population, int(opts.get("n", 3000)), seed=derive_seed(ctx.seed, ctx.repeat, "outliers"),
                           rate=float(opts.get("rate", 0.05)))
@@ -77,8 +84,9 @@ def run(ctx: ProbeContext) -> list[Result]:
 
 
 def measure(ctx: ProbeContext, endpoint, stream: Stream) -> Result:
+    kinds = sorted(set(stream.outlier_kind)) if ctx.artifact.is_user else list(OUTLIER_KINDS)
     result, path, tag = dio.open_result(ctx, endpoint, PROBE, "outlier",
-                                        {"scenario": stream.summary(), "outlier_kinds": list(OUTLIER_KINDS)})
+                                        {"scenario": stream.summary(), "outlier_kinds": kinds})
     if path is None:
         return result
     evidence = result.evidence

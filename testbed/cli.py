@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "kill | overload | detector-outage)")
     probe.add_argument("--platforms", help="comma-separated subset of the running platforms (default: all of them)")
     probe.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    probe.add_argument("--reference", metavar="REF.csv", help="drift: your reference rows (header = feature names)")
-    probe.add_argument("--data", metavar="CUR.csv", help="drift/outlier: your rows to test (header = feature names)")
+    probe.add_argument("--reference", metavar="REF.csv", help=argparse.SUPPRESS)  # refused with guidance: see below
+    probe.add_argument("--data", metavar="CUR.csv", help="drift/outlier: your rows to test against the reference the "
+                       "testbed came up with (header = the model's feature names)")
     probe.add_argument("--truth", metavar="TRUTH.csv", help="outlier: one 0/1 column per data row (1 = outlier)")
     probe.add_argument("--seed", type=int, default=0, help="seed of generated scenarios and traffic (default 0)")
     probe.add_argument("--dry-run", action="store_true",
@@ -331,6 +332,7 @@ def cmd_probe(args) -> int:
     from probes import registry, userdata
     from testbed import results
     from testbed.backends import get_backend
+    from testbed.errors import UserDataError
 
     names = registry.expand(args.probe)
     settings = Settings(backend=args.backend)
@@ -339,13 +341,18 @@ def cmd_probe(args) -> int:
     status = get_backend(args.backend).status(settings)
     run_id = results.new_run_id("probe")
     options = {"scrape_interval_s": settings.scrape_interval_s}
-    for flag, key in (("reference", "reference_csv"), ("data", "data_csv"), ("truth", "truth_csv")):
+    if args.reference:
+        raise UserDataError(args.reference, "the detectors are fitted on a reference when the testbed comes up, so "
+                            "a reference given to a probe would be judged against another one. Bring it to `up`: "
+                            "python -m testbed down; python -m testbed up --model MODEL --reference REF.csv "
+                            "[--target COLUMN]; then python -m testbed probe drift --data CUR.csv")
+    for flag, key in (("data", "data_csv"), ("truth", "truth_csv")):
         if getattr(args, flag):
             options[key] = str(getattr(args, flag))
     _check_user_flags(names, options)
     ctx = registry.context_from_status(status, parse_platforms(args.platforms) if args.platforms else None,
                                        seed=args.seed, run_id=run_id, options=options)
-    _check_user_data(options, ctx.artifact.feature_names, userdata)
+    _check_user_data(options, ctx.artifact.features, userdata)
     run_dir = results.RESULTS_DIR / run_id
     results.write_run(run_dir, {"backend": ctx.backend, "platforms": list(ctx.endpoints), "probes": names,
                                 "seed": args.seed, "artifact": ctx.artifact.summary(), "versions": ctx.versions,
@@ -414,26 +421,21 @@ def _check_user_flags(names, options) -> None:
     from testbed.errors import UserDataError
 
     used = {key for n in names for key in USER_DATA.get(n, ())}
-    flag = {"reference_csv": "--reference", "data_csv": "--data", "truth_csv": "--truth"}
-    for key in ("reference_csv", "data_csv", "truth_csv"):
+    flag = {"data_csv": "--data", "truth_csv": "--truth"}
+    for key in ("data_csv", "truth_csv"):
         if key in options and key not in used:
             readers = [n for n, keys in USER_DATA.items() if key in keys]
             raise UserDataError(options[key], f"{flag[key]} is read only by the {' and '.join(readers)} probe(s), "
                                 f"not by {', '.join(names)}")
-    if names == ["drift"] and ("reference_csv" in options) != ("data_csv" in options):
-        missing = "--data" if "reference_csv" in options else "--reference"
-        raise UserDataError(options.get("reference_csv") or options.get("data_csv"),
-                            f"probe drift with your own data needs both --reference and --data; {missing} is missing")
     if "truth_csv" in options and "data_csv" not in options:
         raise UserDataError(options["truth_csv"], "--truth labels the rows of --data; give --data too")
 
 
 def _check_user_data(options, features, userdata) -> None:
-    """Validate user CSVs up front: header = the model's features, numeric rows, truth = one 0/1 per row."""
+    """Validate user CSVs up front: header = the model's features, values of their types, truth = one 0/1 per row."""
     rows = {}
-    for key in ("reference_csv", "data_csv"):
-        if key in options:
-            rows[key] = userdata.read_rows(options[key], features)
+    if "data_csv" in options:
+        rows["data_csv"] = userdata.read_rows(options["data_csv"], features)
     if "truth_csv" in options:
         userdata.read_truth(options["truth_csv"], len(rows["data_csv"]))
 

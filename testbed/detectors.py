@@ -44,6 +44,15 @@ CONFIG = {
 }
 
 
+USER_CONFIG = {**CONFIG, "outlier": {**CONFIG["outlier"], "categorical_novelty": True}}
+"""A user's data: the same drift test and thresholds; the outlier detector measures distance over the numeric
+features only and flags categories the reference never had (detectors_io.TabularOutlier)."""
+
+
+def config_for(artifact: Artifact) -> dict:
+    return USER_CONFIG if artifact.is_user else CONFIG
+
+
 @dataclass(frozen=True)
 class Detectors:
     path: Path
@@ -98,7 +107,7 @@ def verify(path: Path, artifact: Artifact) -> Detectors:
 def ensure(artifact: Artifact, envs_dir: Path, say=lambda m: None, config: dict | None = None,
            refit: bool = False) -> Detectors:
     """The detectors for this artifact and config, fitting them (once) when absent or stale."""
-    config = CONFIG if config is None else config
+    config = config_for(artifact) if config is None else config
     target = directory_for(artifact)
     if target.exists() and not refit:
         existing = verify(target, artifact)

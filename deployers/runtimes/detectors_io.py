@@ -57,6 +57,40 @@ def read_metadata(directory, model_sha256=None, n_features=None) -> dict:
     return meta
 
 
+class TabularOutlier:
+    """The outlier detector of a user's data: the frozen Mahalanobis detector over the numeric features that
+    vary in the reference, and every categorical value the reference never had flagged (its score is the
+    Mahalanobis score plus UNSEEN_FACTOR x the threshold). Mahalanobis distances over category codes would
+    measure nothing: a string category's code is an index, not a quantity.
+
+    predict() answers like alibi-detect's outlier detectors ({"data": {"instance_score", "feature_score",
+    "is_outlier"}, "meta"}), so every runtime serves it as it serves them (MLServer's runtime included)."""
+
+    UNSEEN_FACTOR = 100.0
+
+    def __init__(self, mahalanobis, numeric, categories):
+        self.mahalanobis = mahalanobis
+        self.numeric = [int(j) for j in numeric]
+        self.categories = {int(j): np.asarray(sorted(c), dtype=np.float64) for j, c in categories.items()}
+        self.threshold = float(mahalanobis.threshold) if mahalanobis is not None else 0.0
+        self.meta = {"name": "TabularOutlier", "detector_type": "outlier", "online": False, "data_type": "tabular"}
+
+    def predict(self, X, **kwargs):
+        X = np.asarray(X, dtype=np.float64)
+        score = np.zeros(len(X))
+        flags = np.zeros(len(X), dtype=bool)
+        if self.mahalanobis is not None and self.numeric:
+            pred = self.mahalanobis.predict(X[:, self.numeric])["data"]
+            score = np.asarray(pred["instance_score"], dtype=np.float64)
+            flags = np.asarray(pred["is_outlier"]).astype(bool)
+        unseen = np.zeros(len(X), dtype=bool)
+        for j, cats in self.categories.items():
+            unseen |= ~np.isin(X[:, j], cats)
+        score = score + unseen * self.UNSEEN_FACTOR * max(self.threshold, 1.0)
+        return {"data": {"instance_score": score, "feature_score": None, "is_outlier": (flags | unseen).astype(int)},
+                "meta": self.meta}
+
+
 def load_outlier(directory, meta: dict):
     import joblib
 
