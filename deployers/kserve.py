@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from deployers import formats
 from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.pins import CLUSTER_DIR
 from testbed.backends.kind.budget import Item, cpu, memory
@@ -17,6 +18,7 @@ from testbed.backends.local import detection
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
+from testbed.serving import FormatSupport, ModelServing
 from testbed.platforms import Platform
 
 def upstream_file(version: str, name: str) -> Path:
@@ -55,9 +57,21 @@ ENV = EnvSpec("kserve", ("kserve==0.20.0", "scikit-learn==1.5.2", "numpy==1.26.4
                          "alibi[shap]==0.9.6", "shap==0.43.0"))
 
 
+SERVING = ModelServing(formats={
+    "sklearn": FormatSupport("our kserve.Model (deployers/runtimes/kserve_server.py): joblib.load", "user code"),
+    "xgboost": FormatSupport("our kserve.Model: XGBClassifier / XGBRegressor .load_model", "user code",
+                             (formats.XGBOOST,)),
+    "lightgbm": FormatSupport("our kserve.Model: lightgbm.Booster(model_file=...)", "user code", (formats.LIGHTGBM,)),
+    "onnx": FormatSupport("our kserve.Model: onnxruntime.InferenceSession", "user code", (formats.ONNXRUNTIME,)),
+})
+"""KServe's own format servers (sklearnserver, xgbserver, lgbserver, Triton for ONNX) are container images, the local
+backend runs none: its ModelServer serves every format through our kserve.Model, with the format's library."""
+
+
 class KServeLocal(LocalProcess):
     platform = "kserve"
     env = ENV
+    serving = SERVING
     port_names = ("http",)
     version_packages = ("kserve", "scikit-learn", "numpy", "alibi", "shap")
     loopback_by_testbed = ("KServe 0.20.0 hard-codes 0.0.0.0 for its REST server (kserve/protocol/rest/server.py:94) "

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from deployers import formats
 from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
 from testbed.backends.kind.scrape_targets import GeneratedPod, Port
@@ -20,6 +21,7 @@ from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, KnownListener, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
+from testbed.serving import FormatSupport, ModelServing
 from testbed.errors import RuntimeStartFailed
 from testbed.platforms import Platform
 
@@ -60,9 +62,20 @@ def ray_batching_args(batching) -> list[str]:
     return ["--max-batch-size", str(batching.max_batch_size), "--batch-wait-ms", str(batching.max_batch_time_ms)]
 
 
+SERVING = ModelServing(formats={
+    "sklearn": FormatSupport("our deployment (deployers/runtimes/ray_app.py): joblib.load", "user code"),
+    "xgboost": FormatSupport("our deployment: XGBClassifier / XGBRegressor .load_model", "user code",
+                             (formats.XGBOOST,)),
+    "lightgbm": FormatSupport("our deployment: lightgbm.Booster(model_file=...)", "user code", (formats.LIGHTGBM,)),
+    "onnx": FormatSupport("our deployment: onnxruntime.InferenceSession", "user code", (formats.ONNXRUNTIME,)),
+}, frame_packages=("pandas==2.3.3",))
+"""Ray Serve has no model runtimes: a deployment loads any format with its library (user code)."""
+
+
 class RayServeLocal(LocalProcess):
     platform = "rayserve"
     env = ENV
+    serving = SERVING
     port_names = ("http", "metrics")
     version_packages = ("ray", "scikit-learn", "numpy", "fastapi", "alibi", "shap")
     known_listeners = (KnownListener("ray::ServeReplica", "::", REPLICA_GRPC_CAUSE),)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from deployers import formats
 from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
 from testbed.backends.kind.scrape_targets import GeneratedPod, Port
@@ -18,6 +19,7 @@ from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
+from testbed.serving import FormatSupport, ModelServing
 from testbed.errors import RuntimeStartFailed
 from testbed.platforms import Platform
 
@@ -48,11 +50,52 @@ def mlserver_settings(ports: dict[str, int], workdir: Path) -> dict:
     }
 
 
-def model_settings(artifact_path: Path, model_name: str, version: str, batching=None) -> dict:
+RUNTIMES = {"sklearn": "mlserver_sklearn.SKLearnModel", "xgboost": "mlserver_xgboost.XGBoostModel",
+            "lightgbm": "mlserver_lightgbm.LightGBMModel"}
+"""MLServer's runtime per model format: what Seldon Core serves SKLEARN_SERVER, XGBOOST_SERVER and LIGHTGBM_SERVER
+with under the V2 protocol."""
+
+
+def _xgboost_refusal(artifact) -> str | None:
+    if artifact.task != "classification":
+        return None
+    if (artifact.metadata.get("inspection") or {}).get("xgboost_sklearn_type") == "classifier":
+        return None
+    return ("MLServer's XGBoost runtime (mlserver-xgboost 1.7.1, _load_sklearn_interface) loads a file without "
+            "XGBoost's scikit-learn metadata as an XGBRegressor, so this classifier (saved with Booster.save_model) "
+            "would answer class-1 probabilities where labels are expected. What would work: save it with "
+            "XGBClassifier.save_model (the scikit-learn API writes that metadata)")
+
+
+def _lightgbm_refusal(artifact) -> str | None:
+    if artifact.task != "classification":
+        return None
+    return ("MLServer's LightGBM runtime (mlserver-lightgbm 1.7.1) answers Booster.predict, the class probabilities, "
+            "with no label output to ask for, and the testbed compares labels. What would work: the LGBMClassifier "
+            "saved with joblib (MLServer's scikit-learn runtime answers labels and probabilities), or serving this "
+            "file on KServe or Ray Serve")
+
+
+SERVING = ModelServing(
+    formats={
+        "sklearn": FormatSupport("MLServer's scikit-learn runtime (mlserver_sklearn.SKLearnModel)", "native"),
+        "xgboost": FormatSupport("MLServer's XGBoost runtime (mlserver_xgboost.XGBoostModel)", "native",
+                                 ("mlserver-xgboost==1.7.1", formats.XGBOOST), _xgboost_refusal),
+        "lightgbm": FormatSupport("MLServer's LightGBM runtime (mlserver_lightgbm.LightGBMModel)", "native",
+                                  ("mlserver-lightgbm==1.7.1", formats.LIGHTGBM), _lightgbm_refusal),
+    },
+    unsupported={"onnx": "MLServer 1.7.1, Seldon's runtime here, has no ONNX runtime (there is no mlserver-onnx "
+                         "release); Seldon Core serves ONNX through Triton (TRITON_SERVER), a container image the "
+                         "local backend does not run. What would work: the model in its original scikit-learn, "
+                         "XGBoost or LightGBM form, or this ONNX file on KServe or Ray Serve"})
+
+
+def model_settings(artifact_path: Path, model_name: str, version: str, batching=None, model_file: str = "model.joblib",
+                   implementation: str = RUNTIMES["sklearn"]) -> dict:
     settings = {
         "name": model_name,
-        "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": str(artifact_path / "model.joblib"), "version": version},
+        "implementation": implementation,
+        "parameters": {"uri": str(artifact_path / model_file), "version": version},
     }
     if batching is not None and batching.enabled:
         # MLServer's adaptive batching: max_batch_time is in seconds.
@@ -61,25 +104,27 @@ def model_settings(artifact_path: Path, model_name: str, version: str, batching=
     return settings
 
 
-def explainer_settings(model_name: str, version: str, saved_explainer: Path, infer_uri: str) -> dict:
-    """MLServer's alibi-explain runtime: black-box KernelShap calling the model's V2 route for predict_proba."""
+def explainer_settings(model_name: str, version: str, saved_explainer: Path, infer_uri: str,
+                       infer_output: str = "predict_proba") -> dict:
+    """MLServer's alibi-explain runtime: black-box KernelShap calling the model's V2 route for predict_proba (a
+    regression model's `predict`)."""
     return {
         "name": model_name + EXPLAINER_SUFFIX,
         "implementation": "mlserver_alibi_explain.AlibiExplainRuntime",
         "parameters": {
             "uri": str(saved_explainer),
             "version": version,
-            "extra": {"explainer_type": "kernel_shap", "infer_uri": infer_uri, "infer_output": "predict_proba",
+            "extra": {"explainer_type": "kernel_shap", "infer_uri": infer_uri, "infer_output": infer_output,
                       "explainer_batch": True},
         },
     }
 
 
-def saved_explainer(python: Path, artifact, state_dir: Path, say=lambda m: None) -> Path:
+def saved_explainer(python: Path, artifact, state_dir: Path, say=lambda m: None, env: EnvSpec = ENV) -> Path:
     """The KernelShap explainer fitted on the artifact and saved with alibi (by the mlserver env's python),
     reused while the artifact, the explainer code and the environment are unchanged."""
-    code = (RUNTIMES_DIR / "explainer_io.py").read_bytes()
-    key = hashlib.sha256(code + artifact.sha256.encode() + ENV.digest().encode()).hexdigest()[:12]
+    code = b"".join((RUNTIMES_DIR / f).read_bytes() for f in ("explainer_io.py", "model_io.py"))
+    key = hashlib.sha256(code + artifact.sha256.encode() + env.digest().encode()).hexdigest()[:12]
     out = state_dir / "explainers" / f"{artifact.path.name}-kernel_shap-{key}"
     if (out / "meta.dill").is_file():
         return out
@@ -95,6 +140,7 @@ def saved_explainer(python: Path, artifact, state_dir: Path, say=lambda m: None)
 class SeldonLocal(LocalProcess):
     platform = "seldon"
     env = ENV
+    serving = SERVING
     port_names = ("http", "grpc", "metrics")
     version_packages = ("mlserver", "mlserver-sklearn", "mlserver-alibi-explain", "alibi", "shap", "scikit-learn",
                         "numpy")
@@ -105,15 +151,16 @@ class SeldonLocal(LocalProcess):
         model_dir.mkdir(parents=True, exist_ok=True)
         (workdir / "metrics").mkdir(exist_ok=True)
         (repo / "settings.json").write_text(json.dumps(mlserver_settings(ports, workdir), indent=2))
+        art = ctx.artifact
         (model_dir / "model-settings.json").write_text(
-            json.dumps(model_settings(ctx.artifact.path, ctx.artifact.name, ctx.artifact.sha256[:12],
-                                      ctx.settings.batching), indent=2))
-        explainer_dir = repo / (ctx.artifact.name + EXPLAINER_SUFFIX)
+            json.dumps(model_settings(art.path, art.name, art.sha256[:12], ctx.settings.batching,
+                                      art.metadata.get("model_file", "model.joblib"), RUNTIMES[art.format]), indent=2))
+        explainer_dir = repo / (art.name + EXPLAINER_SUFFIX)
         explainer_dir.mkdir(parents=True, exist_ok=True)
-        infer_uri = f"http://127.0.0.1:{ports['http']}/v2/models/{ctx.artifact.name}/infer"
+        infer_uri = f"http://127.0.0.1:{ports['http']}/v2/models/{art.name}/infer"
         (explainer_dir / "model-settings.json").write_text(json.dumps(explainer_settings(
-            ctx.artifact.name, ctx.artifact.sha256[:12], saved_explainer(python, ctx.artifact, ctx.settings.state_dir,
-                                                                         ctx.say), infer_uri), indent=2))
+            art.name, art.sha256[:12], saved_explainer(python, art, ctx.settings.state_dir, ctx.say, self.env),
+            infer_uri, "predict" if art.task == "regression" else "predict_proba"), indent=2))
         return [str(python.parent / "mlserver"), "start", str(repo)]
 
     def wait_ready(self, ctx, timeout_s: float) -> Endpoint:

@@ -30,6 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="server-side request batching where the platform has it (default off)")
     up.add_argument("--max-batch-size", type=int, default=None, help="with --batching on (default 32)")
     up.add_argument("--max-batch-time-ms", type=float, default=None, help="with --batching on (default 5)")
+    mine = up.add_argument_group("your own model (instead of the testbed's reference classifier)")
+    mine.add_argument("--model", metavar="PATH", help="a scikit-learn estimator or Pipeline (.joblib/.pkl: loading a "
+                      "pickle runs code; the testbed loads it only inside runtime environments), an XGBoost (.json, "
+                      ".ubj), LightGBM (.txt) or ONNX (.onnx) model")
+    mine.add_argument("--reference", metavar="REF.csv", help="with --model: rows like the training data, header = "
+                      "column names (the detectors are fitted on half of them, scenarios drawn from the rest)")
+    mine.add_argument("--name", help="with --model: the model's name in URLs and results (default: the file's name)")
+    mine.add_argument("--target", metavar="COLUMN", help="with --model: the label column of REF.csv (left out of the "
+                      "features; used for the held-out score)")
+    mine.add_argument("--categorical", metavar="A,B", help="with --model: columns to treat as categorical (strings "
+                      "always are; whole numbers with <= 10 values are unless --numeric)")
+    mine.add_argument("--numeric", metavar="C,D", help="with --model: whole-number columns to treat as quantities")
 
     status = sub.add_parser("status", help="what runs, where, and whether Prometheus scrapes it")
     backend_opt(status)
@@ -103,10 +115,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def model_request(args):
+    """The user's model of `up --model ...` (None without --model); UserModelError for flags without it."""
+    from pathlib import Path
+
+    from testbed.errors import UserModelError
+    from testbed.usermodel import Request
+
+    given = [f"--{f}" for f in ("reference", "name", "target", "categorical", "numeric") if getattr(args, f, None)]
+    if not getattr(args, "model", None):
+        if given:
+            raise UserModelError("(none)", f"{', '.join(given)} describe(s) your own model: give --model PATH too")
+        return None
+    if not args.reference:
+        raise UserModelError(args.model, "--reference REF.csv is missing: the testbed needs rows like the training "
+                                         "data to check the model's features, fit the detectors and make scenarios")
+    if getattr(args, "backend", "local") != "local":
+        raise UserModelError(args.model, f"the {args.backend} backend serves the testbed's own model only; bring "
+                                         f"your model up on the local backend (leave out --backend)")
+
+    def names(text):
+        return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+    return Request(model=Path(args.model), reference=Path(args.reference), name=args.name, target=args.target,
+                   categorical=names(args.categorical), numeric=names(args.numeric))
+
+
 def settings_from(args) -> Settings:
     from deployers import parse_platforms
 
     settings = Settings(backend=getattr(args, "backend", "local"))
+    if getattr(args, "model", None) is not None or getattr(args, "reference", None) is not None:
+        settings = replace(settings, model=model_request(args))
     if getattr(args, "platforms", None):
         settings = replace(settings, platforms=parse_platforms(args.platforms))
     if getattr(args, "timeout", None):
@@ -147,9 +187,23 @@ def cmd_up(args) -> int:
         run_steps(backend.up_steps(ctx), ctx)
         return 0
     _interrupt_on_hangup()
+    wanted = None
+    if settings.model is not None:
+        from testbed import usermodel
+
+        # Every check of the user's model and data runs before the running testbed (if any) is looked at.
+        wanted = usermodel.ensure(settings.model, settings.artifacts_dir, settings.envs_dir, ctx.say)
     with state.exclusive(settings.run_dir, "up"):
         running = backend.already_up(settings)
         if running is not None:
+            serving = (running.get("model") or {}).get("sha256")
+            if wanted is not None and serving != wanted.sha256 or wanted is None and \
+                    (running.get("model") or {}).get("origin") == "user":
+                from testbed.errors import AlreadyRunning
+
+                asked = f"{wanted.name} (sha256 {wanted.sha256[:12]})" if wanted else "the testbed's own model"
+                raise AlreadyRunning("The testbed", f"it serves {(running.get('model') or {}).get('name')} (sha256 "
+                                     f"{str(serving)[:12]}), not {asked}; nothing was changed")
             print("The testbed is already up; nothing to do.", file=sys.stderr)
             print(render_status(running))
             return 0
@@ -242,7 +296,10 @@ def render_status(status: dict) -> str:
     lines = [f"backend: {status['backend']}    state: {status['state']}"]
     model = status.get("model")
     if model:
-        lines.append(f"model: {model['name']}  sha256 {model['sha256'][:12]}  features {', '.join(model['features'])}")
+        lines.append(f"model: {model['name']}  sha256 {model['sha256'][:12]}  features {', '.join(model['features'])}"
+                     + (f"  ({model['format']} {model['task']}, yours)" if model.get("origin") == "user" else ""))
+    for name, reason in (status.get("skipped_platforms") or {}).items():
+        lines.append(f"  {name:<9} skipped: {reason}")
     for name, p in status.get("platforms", {}).items():
         lines.append(f"  {name:<9} {p['state']:<10} {p.get('v2_base_url') or '-':<24} metrics {p.get('metrics_url') or '-'}"
                      + (f"  rss {p['rss_mb']:.0f} MB" if p.get("rss_mb") else ""))

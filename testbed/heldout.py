@@ -2,10 +2,17 @@
 
 The testbed's own model has a known data-generating process (testbed/population.py) to draw fresh rows
 from. A user's model has only the rows they gave: the artifact keeps part of them out of every fit
-(detectors, explainer background) and probes draw from that part, uniformly with replacement. A stream
-drawn here is an i.i.d. sample of the held-out rows' empirical distribution, so with H held-out rows a
-detector sees the population through H rows: its false-positive rate on such a control carries an extra
-O(1/sqrt(H)) deviation that is the same for every window (the artifact's `split` records H).
+(detectors, explainer background) and probes draw from that part.
+
+Rows are drawn in passes: each pass is a fresh random permutation of all H held-out rows, taken in order, so
+no row repeats within H consecutive rows. Any run of consecutive rows inside a pass is a uniformly random
+subset of an i.i.d. sample, hence itself an i.i.d. sample of the population, independent of the reference
+the detectors were fitted on: a window of a control stream is an exact no-drift sample. (Drawing with
+replacement instead puts duplicates in windows and judges them against the held-out rows' own empirical
+distribution: measured on the example credit data (deployers/runtimes/example_models.py, 1500 held-out rows,
+TabularDrift at p 0.05 with Bonferroni), 19 of 300 control windows (6.3%) alarmed drawn with replacement, 15 of
+400 (3.75%) drawn without.) Windows of different passes share rows, so alarms on them are
+correlated; each is still a null sample.
 """
 
 from __future__ import annotations
@@ -23,8 +30,12 @@ class HeldOut:
     features: list[Feature]
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, None]:
-        """n rows drawn uniformly with replacement (no labels: a user's scenarios know no classes)."""
-        return self.rows[rng.integers(0, len(self.rows), size=n)].copy(), None
+        """n rows in passes of random permutations of the held-out rows (no labels: a user's scenarios know no
+        classes)."""
+        passes = -(-n // len(self.rows)) if n > 0 else 0
+        order = np.concatenate([rng.permutation(len(self.rows)) for _ in range(passes)]) if passes else \
+            np.zeros(0, dtype=np.int64)
+        return self.rows[order[:n]].copy(), None
 
     @property
     def numeric(self) -> list[int]:

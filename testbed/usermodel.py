@@ -327,6 +327,14 @@ def predict(art: artifact_mod.Artifact, rows: np.ndarray, envs_dir: Path) -> dic
                         what=str(art.model_path))
 
 
+def answers(art: artifact_mod.Artifact, rows: np.ndarray, envs_dir: Path) -> list:
+    """The model's own predictions on rows: in this process for the testbed's model, in the runtime environment
+    for a user's."""
+    if art.is_user:
+        return predict(art, rows, envs_dir)["predictions"]
+    return art.expected_predictions(rows)
+
+
 def shapley(art: artifact_mod.Artifact, rows: np.ndarray, background: np.ndarray, envs_dir: Path,
             permutations: int = 0, seed: int = 0) -> dict:
     """Shapley values of a user's model (probes/shapley.py, exact up to MAX_FEATURES features, sampled above),
@@ -341,3 +349,27 @@ def shapley(art: artifact_mod.Artifact, rows: np.ndarray, background: np.ndarray
         if out.get(key) is not None:
             out[key] = np.asarray(out[key], dtype=np.float64)
     return out
+
+
+def assign_platforms(ctx) -> dict[str, str]:
+    """Ask each platform of `up` whether it serves the artifact (its module's SERVING): those that cannot are
+    taken out of ctx.deployments, with the reason; the others get the environment the artifact's format needs.
+    Returns {skipped platform: reason}; UserModelError when no platform is left."""
+    art = ctx.artifact
+    skipped = {}
+    for name, dep in list(ctx.deployments.items()):
+        serving = getattr(dep, "serving", None)
+        reason = serving.refusal(name, art) if serving is not None else \
+            f"{name} describes no model formats it serves (its module has no SERVING)"
+        if reason:
+            skipped[name] = reason
+            del ctx.deployments[name]
+            ctx.say(f"  skipping {name}: {reason}")
+            continue
+        dep.env = serving.env_for(dep.env, art)
+        support = serving.support(art)
+        ctx.say(f"  {name}: {support.loader} ({support.mechanism})")
+    if not ctx.deployments:
+        raise UserModelError(art.model_path, "no platform of this testbed can serve it:\n" +
+                             "\n".join(f"  {reason}" for reason in skipped.values()))
+    return skipped

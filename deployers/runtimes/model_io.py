@@ -421,6 +421,16 @@ def load_artifact(artifact_dir):
     return model, metadata
 
 
+def v2_output(values, name: str = "predict") -> dict:
+    """One V2 output tensor of predictions: INT64 labels, FP64 values, or BYTES (string class labels)."""
+    values = np.asarray(values).ravel()
+    if values.dtype.kind in "iub":
+        return {"name": name, "datatype": "INT64", "shape": [len(values)], "data": values.astype(np.int64).tolist()}
+    if values.dtype.kind == "f":
+        return {"name": name, "datatype": "FP64", "shape": [len(values)], "data": values.astype(np.float64).tolist()}
+    return {"name": name, "datatype": "BYTES", "shape": [len(values)], "data": [str(v) for v in values.tolist()]}
+
+
 def json_value(v):
     """A prediction as JSON: numbers stay numbers, NaN refused upstream."""
     v = _plain(v)

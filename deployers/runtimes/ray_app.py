@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from fastapi import FastAPI, HTTPException, Request  # noqa: E402
 from ray import serve  # noqa: E402
 
+import model_io  # noqa: E402
 from artifact_io import load_verified  # noqa: E402
 
 api = FastAPI()
@@ -44,14 +45,14 @@ def decode_v2(body, n_features: int) -> np.ndarray:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5})
 class Explainer:
-    """alibi KernelShap over the artifact's predict_proba (explainer_io.py), in a replica of its own so
+    """alibi KernelShap over the artifact's probabilities or regression values (explainer_io.py), in a replica of its own so
     the model's replica never imports alibi. Ray Serve has no explainer concept: this is user code."""
 
     def __init__(self, artifact_dir: str):
         import explainer_io
 
         self.model, self.metadata = load_verified(artifact_dir)
-        self.explainer = explainer_io.fit(self.model.predict_proba, artifact_dir, self.metadata)
+        self.explainer = explainer_io.fit(self.model, artifact_dir, self.metadata)
 
     def explain(self, rows: np.ndarray) -> dict:
         import explainer_io
@@ -76,7 +77,7 @@ class V2Model:
     async def predict_batched(self, batches: list) -> list:
         """Ray Serve request batching: concurrent requests' rows in one predict call, split back."""
         sizes = [len(rows) for rows in batches]
-        labels = self.model.predict(np.vstack(batches)).astype(np.int64)
+        labels = self.model.predict(np.vstack(batches))
         return np.split(labels, np.cumsum(sizes)[:-1])
 
     def _check_name(self, name: str) -> None:
@@ -122,10 +123,8 @@ class V2Model:
         if self.batching:
             labels = await self.predict_batched(rows)
         else:
-            labels = self.model.predict(rows).astype(np.int64)
-        return {"model_name": name, "id": body.get("id"),
-                "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(labels)],
-                             "data": labels.tolist()}]}
+            labels = self.model.predict(rows)
+        return {"model_name": name, "id": body.get("id"), "outputs": [model_io.v2_output(labels)]}
 
     @api.post("/v2/models/{name}/explain")
     async def explain(self, name: str, request: Request):
@@ -224,11 +223,9 @@ class DetectedModel:
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         verdict = self.detector.detect.remote(rows, body.get("id"))
-        labels = self.model.predict(rows).astype(np.int64)  # while the detector works
+        labels = self.model.predict(rows)  # while the detector works
         await verdict
-        return {"model_name": name, "id": body.get("id"),
-                "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(labels)],
-                             "data": labels.tolist()}]}
+        return {"model_name": name, "id": body.get("id"), "outputs": [model_io.v2_output(labels)]}
 
 
 def build_detected_app(args: dict):

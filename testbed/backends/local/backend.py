@@ -67,7 +67,15 @@ class LocalBackend:
         self._save(ctx)
 
     def _artifact(self, ctx: UpContext) -> None:
-        ctx.artifact = artifact_mod.ensure(ctx.settings.artifacts_dir, ctx.settings.artifact_seed)
+        if ctx.settings.model is not None:
+            from testbed import usermodel
+
+            ctx.artifact = usermodel.ensure(ctx.settings.model, ctx.settings.artifacts_dir, ctx.settings.envs_dir,
+                                            ctx.say)
+            ctx.extra["skipped_platforms"] = usermodel.assign_platforms(ctx)
+            self._save(ctx)
+        else:
+            ctx.artifact = artifact_mod.ensure(ctx.settings.artifacts_dir, ctx.settings.artifact_seed)
         ctx.say(f"  {ctx.artifact.name} sha256 {ctx.artifact.sha256[:12]} at {ctx.artifact.path}")
 
     def _environments(self, ctx: UpContext) -> None:
@@ -201,6 +209,7 @@ class LocalBackend:
                        "versions": ctx.extra.get("versions", {}).get(name, {})}
                 for name, dep in ctx.deployments.items()
             },
+            "skipped_platforms": ctx.extra.get("skipped_platforms", {}),
             "parity": ctx.extra.get("parity"),
             "detection": ctx.extra.get("detection"),
             "timings": ctx.timings,
@@ -282,6 +291,7 @@ class LocalBackend:
             "model": current.get("model"),
             "prometheus": prom_status,
             "platforms": platforms,
+            "skipped_platforms": current.get("skipped_platforms") or {},
             "detection": current.get("detection"),
             "timings": current.get("timings", {}),
             "results_exporter": current.get("results_exporter"),
