@@ -257,8 +257,15 @@ class SeldonLocal(LocalProcess):
                 "--mlserver", f"http://127.0.0.1:{self.ports['http']}", "--detector-server", server.url,
                 "--model", ctx.artifact.name, "--outlier-model", self.OUTLIER_MODEL, "--drift-model", self.DRIFT_MODEL,
                 "--outlier-threshold", str(fitted.metadata["outlier"]["threshold"]),
-                "--features", ",".join(ctx.artifact.feature_names), "--sink", sink])
+                "--features", ",".join(ctx.artifact.feature_names), "--sink", sink,
+                *(["--encode-columns", str(fitted.path / "metadata.json")] if self._columns(ctx) else [])])
         return [server, pipeline]
+
+    @staticmethod
+    def _columns(ctx) -> bool:
+        """The model takes named columns (V2 'pd' requests, testbed/v2.py): MLServer's alibi-detect runtime decodes
+        a request into one array, so a pipeline step of ours turns the columns into category codes first."""
+        return ctx.artifact.metadata.get("input") == "frame"
 
     def detection_paths(self, ctx, service_url: str) -> dict:
         sidecars = ctx.extra["detection_sidecars"]
@@ -276,6 +283,11 @@ class SeldonLocal(LocalProcess):
             kind_equivalent="Seldon Core v2 Pipeline with steps [model, outlier-detector, drift-detector "
                             "(batch.size)], detectors as Model CRs on an MLServer Server; Seldon Core v1: the "
                             "SeldonDeployment logger to the detector service",
+            notes="" if not self._columns(ctx) else
+                  "the model takes named columns with string categories: before the detector steps, a step of ours "
+                  "(user code in the stand-in; a transformer Model in a real Pipeline) encodes the columns into "
+                  "one tensor of category codes, since MLServer's alibi-detect runtime decodes a request into one "
+                  "array",
             native_metrics="the detector MLServer exports seldon_model_drift (histogram: _count = windows, "
                            "_sum = alarms), scraped as job seldon-detector-server",
             native_promql={

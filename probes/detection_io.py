@@ -62,11 +62,12 @@ class Sent:
     seconds: float = 0.0
 
 
-def send_stream(client: httpx.Client, url: str, stream: Stream, tag: str, request_rows: int, sent: Sent) -> None:
+def send_stream(client: httpx.Client, url: str, stream: Stream, tag: str, request_rows: int, sent: Sent,
+                wire: v2.Wire | None = None) -> None:
     started = time.monotonic()
     for start in range(0, stream.n, request_rows):
         rid = scoring.request_id(tag, stream.name, start)
-        body = v2.request_body(stream.rows[start:start + request_rows], request_id=rid)
+        body = v2.request_body(stream.rows[start:start + request_rows], request_id=rid, wire=wire)
         t0 = time.time()
         try:
             resp = client.post(url, json=body)
@@ -157,7 +158,7 @@ def wait_counter(prom: PrometheusClient, query: str, target: float, timeout_s: f
 
 
 def side_by_side_latency(endpoint: Endpoint, path: dict, rows: np.ndarray, pairs: int, request_rows: int,
-                         tag: str) -> dict:
+                         tag: str, wire: v2.Wire | None = None) -> dict:
     """Inference latency with and without the detection path, alternating requests (same rows)."""
     with_s, without_s = [], []
     with httpx.Client(timeout=30.0) as client:
@@ -166,7 +167,7 @@ def side_by_side_latency(endpoint: Endpoint, path: dict, rows: np.ndarray, pairs
             chunk = rows[start:start + request_rows]
             order = ((path["url"], with_s), (endpoint.infer_url, without_s))
             for url, bucket in (order if i % 2 == 0 else order[::-1]):
-                body = v2.request_body(chunk, request_id=f"{tag}-latency/{i}")
+                body = v2.request_body(chunk, request_id=f"{tag}-latency/{i}", wire=wire)
                 t0 = time.perf_counter()
                 resp = client.post(url, json=body)
                 elapsed = time.perf_counter() - t0

@@ -26,6 +26,7 @@ import numpy as np
 from probes import detection_io as dio
 from probes import scoring, stats
 from probes.context import ProbeContext
+from testbed import v2
 from probes.stats import derive_seed
 from probes.scenarios import DRIFT_KINDS, DRIFT_MAGNITUDES, Stream, control_stream, drift_suite, user_stream
 from testbed.detectors import CONFIG as DETECTOR_CONFIG
@@ -177,7 +178,7 @@ def measure(ctx: ProbeContext, endpoint, streams: list[Stream]) -> Result:
         sent = dio.Sent()
         with httpx.Client(timeout=30.0) as client:
             for s in streams:
-                dio.send_stream(client, path["url"], s, tag, request_rows, sent)
+                dio.send_stream(client, path["url"], s, tag, request_rows, sent, v2.wire_for(ctx.artifact))
         records, waited = dio.collect(path["verdicts_url"], since, tag, sent.requests - len(sent.failed))
         windows = [scoring.locate(r, tag) for r in records if r["kind"] == "drift"]
         result.scores = score(streams, windows, sent.sent_at, tag, p_val)

@@ -57,7 +57,8 @@ def engine_ns(run: LoadRun, unix_ns: int) -> int:
 
 def fault_request(ctx) -> bytes:
     """The one V2 request every fault probe sends: the artifact's first probe row."""
-    return json.dumps(v2.request_body(ctx.artifact.probe_rows()[:1], request_id="fault-probe")).encode()
+    return json.dumps(v2.request_body(ctx.artifact.probe_rows()[:1], request_id="fault-probe",
+                                      wire=v2.wire_for(ctx.artifact))).encode()
 
 
 def faults_for(ctx) -> "Faults":

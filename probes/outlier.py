@@ -17,6 +17,7 @@ import numpy as np
 from probes import detection_io as dio
 from probes import scoring, stats
 from probes.context import ProbeContext
+from testbed import v2
 from probes.scenarios import OUTLIER_KINDS, Stream, outlier_stream
 from probes.stats import derive_seed
 from testbed.errors import TestbedError
@@ -100,7 +101,7 @@ def measure(ctx: ProbeContext, endpoint, stream: Stream) -> Result:
         since = dio.last_seq(path["verdicts_url"])
         sent = dio.Sent()
         with httpx.Client(timeout=30.0) as client:
-            dio.send_stream(client, path["url"], stream, tag, request_rows, sent)
+            dio.send_stream(client, path["url"], stream, tag, request_rows, sent, v2.wire_for(ctx.artifact))
         records, waited = dio.collect(path["verdicts_url"], since, tag, sent.requests - len(sent.failed))
         flags, scores, missing_rows = dio.outlier_flags(records, stream, tag, request_rows)
         rows_after = dio.wait_counter(ctx.prometheus, rows_q, rows_before + sent.rows)
@@ -116,7 +117,8 @@ def measure(ctx: ProbeContext, endpoint, stream: Stream) -> Result:
         })
         pairs = int((ctx.options or {}).get("latency_pairs", 100))
         if pairs > 0:
-            result.scores["latency"] = dio.side_by_side_latency(endpoint, path, stream.rows, pairs, request_rows, tag)
+            result.scores["latency"] = dio.side_by_side_latency(endpoint, path, stream.rows, pairs, request_rows, tag,
+                                                                v2.wire_for(ctx.artifact))
         result.measurements = {"flags": flags.astype(int).tolist(),
                                "scores": [None if np.isnan(s) else round(float(s), 4) for s in scores],
                                "truth_index": stream.outlier_index.tolist(),

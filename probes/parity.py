@@ -72,9 +72,9 @@ def _number(x) -> bool:
 
 
 def run(rows: np.ndarray, expected: list, endpoints: list[Endpoint], timeout_s: float = 10.0,
-        task: str = "classification") -> dict:
+        task: str = "classification", wire: v2.Wire | None = None) -> dict:
     answers: dict[str, list | str] = {}
-    body = v2.request_body(rows, request_id="parity")
+    body = v2.request_body(rows, request_id="parity", wire=wire)
     with httpx.Client(timeout=timeout_s) as client:
         for ep in endpoints:
             try:

@@ -41,12 +41,13 @@ def run(ctx) -> list[Result]:
     out = []
     for name, ep in ctx.endpoints.items():
         started = time.time()
-        comparison = parity.run(rows, expected, [ep], task=ctx.artifact.task)
+        wire = v2.wire_for(ctx.artifact)
+        comparison = parity.run(rows, expected, [ep], task=ctx.artifact.task, wire=wire)
         verdict, scores = score(comparison, name)
         latencies, errors = [], 0
         with httpx.Client(timeout=10.0) as client:
             for i in range(LATENCY_REQUESTS):
-                body = v2.request_body(fresh[i % FRESH_ROWS: i % FRESH_ROWS + 1])
+                body = v2.request_body(fresh[i % FRESH_ROWS: i % FRESH_ROWS + 1], wire=wire)
                 t0 = time.perf_counter()
                 try:
                     ok = client.post(ep.infer_url, json=body).status_code == 200

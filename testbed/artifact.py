@@ -127,6 +127,13 @@ class Artifact:
 
         return joblib.load(self.model_path)
 
+    def require_own(self, what: str) -> None:
+        """For measurements made only on the testbed's own model (they draw from its known population)."""
+        if self.is_user:
+            raise ArtifactError(self.path, f"{what} measures the testbed's own model (it draws rows from the process "
+                                           f"that model was trained on); the running testbed serves your model "
+                                           f"{self.name}. Run it on a testbed brought up without --model")
+
     def summary(self) -> dict:
         out = {"name": self.name, "sha256": self.sha256, "features": self.feature_names, "path": str(self.path)}
         if self.is_user:

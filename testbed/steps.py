@@ -65,10 +65,12 @@ def verify_parity(ctx: UpContext, save: Callable[[UpContext], None]) -> None:
     """The `prediction parity` step of every backend: the artifact's fixed probe rows must get the
     in-process model's predictions from every endpoint (ParityFailed names who differs)."""
     from probes import parity
+    from testbed import v2
 
     rows = ctx.artifact.probe_rows()
     expected = ctx.artifact.expected_predictions()
-    result = parity.run(rows, expected, list(ctx.endpoints.values()), task=ctx.artifact.task)
+    result = parity.run(rows, expected, list(ctx.endpoints.values()), task=ctx.artifact.task,
+                        wire=v2.wire_for(ctx.artifact))
     ctx.extra["parity"] = result
     save(ctx)
     if not result["ok"]:

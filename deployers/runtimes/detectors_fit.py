@@ -86,6 +86,7 @@ def fit(artifact_dir: Path, out: Path, config: dict) -> dict:
         "model_sha256": meta["sha256"],
         "n_features": len(features),
         "feature_names": [f["name"] for f in features],
+        "features": features,
         "reference_rows": int(reference.shape[0]),
         "reference_sha256": _sha256(artifact_dir / "reference.npy"),
         "seed": config["seed"],

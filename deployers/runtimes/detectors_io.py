@@ -109,8 +109,13 @@ def load(directory, model_sha256=None, n_features=None):
     return meta, load_outlier(directory, meta), load_drift(directory, meta)
 
 
-def rows_of_v2(body: dict, n_features: int) -> np.ndarray:
-    """The first input tensor of a V2 request as a 2-D float array; ValueError if it is not one."""
+def rows_of_v2(body: dict, n_features: int, features=None) -> np.ndarray:
+    """A V2 request's rows as a 2-D float array; ValueError if it holds none. The tensor layout (one [n, features]
+    input) as is; the columns layout (one input per feature, testbed/v2.py) through `features` (the artifact's
+    typed features, in the detectors' metadata): string categories become their codes, an unseen one
+    len(categories)."""
+    if features and len(body.get("inputs") or []) > 1:
+        return rows_of_columns(body, features)
     try:
         tensor = body["inputs"][0]
         rows = np.asarray(tensor["data"], dtype=np.float64).reshape([int(d) for d in tensor["shape"]])
@@ -119,6 +124,27 @@ def rows_of_v2(body: dict, n_features: int) -> np.ndarray:
     if rows.ndim != 2 or rows.shape[1] != n_features:
         raise ValueError(f"expected shape [n, {n_features}], got {list(rows.shape)}")
     return rows
+
+
+def rows_of_columns(body: dict, features) -> np.ndarray:
+    try:
+        columns = {i["name"]: i["data"] for i in body["inputs"]}
+        n = len(next(iter(columns.values())))
+    except (KeyError, TypeError, StopIteration) as exc:
+        raise ValueError(f"not a V2 request with one input per feature: {exc}") from None
+    out = np.empty((n, len(features)), dtype=np.float64)
+    for j, f in enumerate(features):
+        if f["name"] not in columns:
+            raise ValueError(f"V2 request has no input named {f['name']!r}")
+        values = columns[f["name"]]
+        if len(values) != n:
+            raise ValueError(f"input {f['name']!r} has {len(values)} values, others {n}")
+        if f.get("kind") == "categorical" and f.get("dtype") == "string":
+            index = {c: i for i, c in enumerate(f.get("categories") or [])}
+            out[:, j] = [index.get(v, len(index)) for v in values]
+        else:
+            out[:, j] = np.asarray(values, dtype=np.float64)
+    return out
 
 
 def outlier_verdict(detector, rows: np.ndarray, request_id) -> dict:

@@ -55,6 +55,11 @@ class Loaded:
 
     # --- rows (float codes) -> model input -> outputs ----------------------------------------------
     def to_input(self, rows):
+        """What the model takes, from float rows (codes) or from a DataFrame a V2 'pd' request decoded into."""
+        if hasattr(rows, "columns"):  # a DataFrame: the columns layout (testbed/v2.py)
+            if self.input_kind == FRAME:
+                return rows[[f["name"] for f in self.features]]
+            return codes_from_frame(rows, self.features)
         rows = np.asarray(rows, dtype=np.float64)
         if self.input_kind == FRAME:
             return to_frame(rows, self.features)
@@ -62,8 +67,8 @@ class Loaded:
 
     def predict(self, rows) -> np.ndarray:
         """Class labels (classification) or values (regression), one per row."""
-        return np.asarray(self.raw_predict(self.to_input(rows))).reshape(len(rows), -1)[:, 0] \
-            if self.task == REGRESSION else np.asarray(self.raw_predict(self.to_input(rows))).ravel()
+        out = np.asarray(self.raw_predict(self.to_input(rows)))
+        return out.reshape(len(rows), -1)[:, 0] if self.task == REGRESSION else out.ravel()
 
     def proba(self, rows):
         p = self.raw_proba(self.to_input(rows))

@@ -27,8 +27,14 @@ api = FastAPI()
 V2_TO_NUMPY = {"FP64": np.float64, "FP32": np.float32, "INT64": np.int64, "INT32": np.int32}
 
 
-def decode_v2(body, n_features: int) -> np.ndarray:
-    """The first input tensor of a V2 request as a 2-D float array; ValueError when malformed."""
+def decode_v2(body, n_features: int, features=None) -> np.ndarray:
+    """A V2 request's rows as a 2-D float array; ValueError when malformed. The columns layout (content_type "pd",
+    one input per feature: a user's model that takes named columns) is decoded with the artifact's features;
+    string categories become codes (model_io.to_input turns them back into the model's DataFrame)."""
+    if features and ((body.get("parameters") or {}).get("content_type") == "pd" or len(body.get("inputs") or []) > 1):
+        import detectors_io
+
+        return detectors_io.rows_of_columns(body, features)
     try:
         tensor = body["inputs"][0]
         shape = [int(d) for d in tensor["shape"]]
@@ -112,7 +118,7 @@ class V2Model:
         except ValueError:
             raise HTTPException(status_code=400, detail="request body is not JSON") from None
         try:
-            return body, decode_v2(body, len(self.metadata["features"]))
+            return body, decode_v2(body, len(self.metadata["features"]), self.metadata["features"])
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
 
@@ -198,7 +204,7 @@ class DetectedModel:
     the model is loaded here rather than in a third deployment: one actor less to start on 2 cores)."""
 
     def __init__(self, artifact_dir: str, detector, model_name: str, n_features: int):
-        self.model, _ = load_verified(artifact_dir)
+        self.model, self.metadata = load_verified(artifact_dir)
         self.detector = detector
         self.model_name = model_name
         self.n_features = n_features
@@ -219,7 +225,7 @@ class DetectedModel:
             raise HTTPException(status_code=404, detail=f"model {name!r} not found")
         try:
             body = await request.json()
-            rows = decode_v2(body, self.n_features)
+            rows = decode_v2(body, self.n_features, self.metadata["features"])
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         verdict = self.detector.detect.remote(rows, body.get("id"))

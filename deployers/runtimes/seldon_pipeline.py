@@ -51,6 +51,11 @@ class Pipeline:
         self.failed = 0
         self.window = 0
         self.members: list = []  # requests sent to the drift model since its last full batch
+        self.features = None
+        if opts.encode_columns:
+            import json
+
+            self.features = json.loads(Path(opts.encode_columns).read_text())["features"]
 
     async def start(self):
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
@@ -84,6 +89,17 @@ class Pipeline:
                 raise RuntimeError(f"{url}: HTTP {resp.status}: {str(body)[:200]}")
             return body
 
+    def _encoded(self, body: dict) -> bytes:
+        """A columns request (one input per feature) as one FP64 tensor of category codes, for the detectors."""
+        import json
+
+        import detectors_io
+
+        rows = detectors_io.rows_of_columns(body, self.features)
+        return json.dumps({"id": body.get("id"), "inputs": [{"name": "input-0", "shape": list(rows.shape),
+                                                              "datatype": "FP64", "data": rows.ravel().tolist()}]}
+                          ).encode()
+
     async def _drain(self):
         """Feed the detectors event by event: the drift model in arrival order (its batches are
         windows), the outlier model and the report to the detector service concurrently (bounded)."""
@@ -94,6 +110,8 @@ class Pipeline:
             raw = await self.queue.get()
             try:
                 body = json.loads(raw)
+                if self.features:
+                    raw = self._encoded(body)
                 request_id = body.get("id")
                 n_rows = int(body["inputs"][0]["shape"][0])
                 drift = await self._post_json(f"{self.detectors}/v2/models/{self.opts.drift_model}/infer", raw)
@@ -165,6 +183,8 @@ def main() -> None:
     parser.add_argument("--features", required=True, help="comma-separated feature names")
     parser.add_argument("--sink", required=True, help="detector service /verdicts URL, with ?platform=...")
     parser.add_argument("--queue", type=int, default=10000)
+    parser.add_argument("--encode-columns", help="detectors metadata.json: encode columns requests (one input per "
+                        "feature, string categories) into one tensor of codes before the detector steps")
     opts = parser.parse_args()
     pipeline = Pipeline(opts)
     app = Starlette(routes=[
