@@ -3,6 +3,7 @@ with under the V2 protocol, and what Seldon Core v2 runs); a SeldonDeployment on
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -137,6 +138,17 @@ def saved_explainer(python: Path, artifact, state_dir: Path, say=lambda m: None,
     return out
 
 
+def explainer_unavailable(artifact) -> str | None:
+    """Why MLServer's alibi-explain runtime cannot explain this model, or None."""
+    if artifact.metadata.get("input") == "frame":
+        return ("MLServer's alibi-explain runtime (1.6.1) calls the model's V2 route with one numeric tensor "
+                "(NumpyRequestCodec), and this model takes named columns (a DataFrame with string categories): "
+                "the explainer fails while it loads (ValueError: Specifying the columns using strings is only "
+                "supported for dataframes). What would work: a model that takes one array (categories encoded "
+                "as numbers before it), or an explainer of your own as a custom MLServer runtime")
+    return None
+
+
 class SeldonLocal(LocalProcess):
     platform = "seldon"
     env = ENV
@@ -155,6 +167,9 @@ class SeldonLocal(LocalProcess):
         (model_dir / "model-settings.json").write_text(
             json.dumps(model_settings(art.path, art.name, art.sha256[:12], ctx.settings.batching,
                                       art.metadata.get("model_file", "model.joblib"), RUNTIMES[art.format]), indent=2))
+        if explainer_unavailable(art):
+            ctx.say(f"  seldon: no explainer for {art.name}: {explainer_unavailable(art)}")
+            return [str(python.parent / "mlserver"), "start", str(repo)]
         explainer_dir = repo / (art.name + EXPLAINER_SUFFIX)
         explainer_dir.mkdir(parents=True, exist_ok=True)
         infer_uri = f"http://127.0.0.1:{ports['http']}/v2/models/{art.name}/infer"
@@ -169,7 +184,8 @@ class SeldonLocal(LocalProcess):
         deadline = self.started_at + timeout_s
         with httpx.Client(timeout=max(5.0, timeout_s)) as client:
             self._poll(client, endpoint.server_live_url, deadline, timeout_s)
-            for name in (ctx.artifact.name, ctx.artifact.name + EXPLAINER_SUFFIX):
+            explainer = () if explainer_unavailable(ctx.artifact) else (ctx.artifact.name + EXPLAINER_SUFFIX,)
+            for name in (ctx.artifact.name, *explainer):
                 url = f"{endpoint.base_url}/v2/repository/models/{name}/load"
                 try:
                     resp = client.post(url)
@@ -197,6 +213,11 @@ class SeldonLocal(LocalProcess):
                 raise RuntimeStartFailed(self.platform, f"{url} did not answer 200 within {timeout_s:.0f}s",
                                          self.log_path, processes.log_tail(self.log_path))
             time.sleep(0.25)
+
+    def endpoint(self, ctx) -> Endpoint:
+        endpoint = super().endpoint(ctx)
+        reason = explainer_unavailable(ctx.artifact)
+        return dataclasses.replace(endpoint, explain_url=None, explain_unavailable=reason) if reason else endpoint
 
     def make_endpoint(self, ports, model_name) -> Endpoint:
         base = f"http://127.0.0.1:{ports['http']}"
@@ -258,7 +279,7 @@ class SeldonLocal(LocalProcess):
                 "--model", ctx.artifact.name, "--outlier-model", self.OUTLIER_MODEL, "--drift-model", self.DRIFT_MODEL,
                 "--outlier-threshold", str(fitted.metadata["outlier"]["threshold"]),
                 "--features", ",".join(ctx.artifact.feature_names), "--sink", sink,
-                *(["--encode-columns", str(fitted.path / "metadata.json")] if self._columns(ctx) else [])])
+                *(["--encode-columns", str(ctx.artifact.path / "metadata.json")] if self._columns(ctx) else [])])
         return [server, pipeline]
 
     @staticmethod

@@ -264,7 +264,8 @@ def run(ctx: ProbeContext) -> list[Result]:
                     "versions": ctx.versions.get(platform, {})}
         if path is None or not endpoint.explain_url:
             results.append(Result(**base, verdict="unsupported", mechanism="none",
-                                  evidence={**evidence, "reason": "the endpoint has no explain_url"}))
+                                  evidence={**evidence, "reason": endpoint.explain_unavailable or
+                                            "the endpoint has no explain_url"}))
             continue
         try:
             raw = probe_one(endpoint, path, batches, len(features))

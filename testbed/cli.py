@@ -413,7 +413,8 @@ def cmd_probe(args) -> int:
     run_dir = results.RESULTS_DIR / run_id
     results.write_run(run_dir, {"backend": ctx.backend, "platforms": list(ctx.endpoints), "probes": names,
                                 "seed": args.seed, "artifact": ctx.artifact.summary(), "versions": ctx.versions,
-                                "options": options, "hardware": results.hardware()})
+                                "options": options, "hardware": results.hardware(),
+                                "skipped_platforms": status.get("skipped_platforms") or {}})
     written, failures = [], []
     # A fault probe runs one platform at a time: a fault that fails on one platform must not lose the
     # Results already measured on the others (they are written as each unit ends).

@@ -111,9 +111,13 @@ def ensure(artifact: Artifact, envs_dir: Path, say=lambda m: None, config: dict 
     target = directory_for(artifact)
     if target.exists() and not refit:
         existing = verify(target, artifact)
-        if existing.metadata.get("config_key") == config_key(config):
+        if existing.metadata.get("config_key") == config_key(config) and "features" in existing.metadata:
             return existing
-        say(f"  detector config changed ({existing.metadata.get('config_key')} -> {config_key(config)}): refitting")
+        if "features" not in existing.metadata:
+            # The detection paths read a request laid out as columns with the features' types and categories.
+            say("  the detectors were fitted before feature types were recorded beside them: refitting")
+        else:
+            say(f"  detector config changed ({existing.metadata.get('config_key')} -> {config_key(config)}): refitting")
     env_dir = ensure_env(ENV, envs_dir, say)
     say(f"  fitting detectors on {artifact.metadata.get('reference_rows')} reference rows (once per artifact) ...")
     tmp = Path(tempfile.mkdtemp(prefix=".fitting-", dir=target.parent))

@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--features", required=True, help="comma-separated feature names")
     parser.add_argument("--sink", required=True, help="detector service /verdicts URL, with ?platform=...")
     parser.add_argument("--queue", type=int, default=10000)
-    parser.add_argument("--encode-columns", help="detectors metadata.json: encode columns requests (one input per "
+    parser.add_argument("--encode-columns", help="artifact metadata.json: encode columns requests (one input per "
                         "feature, string categories) into one tensor of codes before the detector steps")
     opts = parser.parse_args()
     pipeline = Pipeline(opts)
