@@ -39,8 +39,9 @@ FPR_QUANTILE = 0.999
 CONTROL_N = 4000
 DRIFT_N = 1400
 ONSET = 300
-CONTROL_SEGMENT = 1000
-"""Rows like the reference sent before a user's --data rows (5 windows of 200: false alarms of this run)."""
+CONTROL_SEGMENT = CONTROL_N
+"""Rows like the reference sent before a user's --data rows: 20 windows of 200, the false alarms of this run. Fewer
+would leave the false-positive rate's upper bound too high to call anything detected (0 of 5 windows: 0.52)."""
 """Each drift stream: 300-499 undrifted rows (onset at a seeded phase of the window), then 901-1100 drifted
 rows: 3-5 windows of 200 rows wholly drifted per stream and repeat."""
 
@@ -148,7 +149,10 @@ def _rid_of_row(tag: str, stream: Stream, row: int, sent_at: dict) -> str:
 def verdict_word(scores: dict) -> str:
     if not scores["streams"]:
         return "alarm" if scores["false_alarms"] else "no alarm"
-    return "detected" if any(v is not None for v in scores["smallest_magnitude_detected"].values()) else "missed"
+    detected = any(v is not None for v in scores["smallest_magnitude_detected"].values())
+    if set(scores["power_counts"]) == {"user"}:  # a user's rows: whether they drifted is what is asked
+        return "flagged" if detected else "not flagged"
+    return "detected" if detected else "missed"
 
 
 def run(ctx: ProbeContext) -> list[Result]:

@@ -1,0 +1,177 @@
+"""A user's own model, end to end on the real local testbed: `up --model --reference` in a state dir of the
+test's own (runtime environments shared with the user's), served on every platform that can, parity, and the
+drift, outlier and explain probes with known truth made from the held-out reference rows.
+
+Models (experiments/user_model_examples.py): a scikit-learn Pipeline with a ColumnTransformer on string and
+numeric columns (requests as columns), a gradient-boosting regressor, an XGBoost classifier, an ONNX classifier.
+
+Stated thresholds: parity exact (labels) or within 1e-6 (values); a 1.5-sd mean shift detected on every platform
+with the control's false alarms within the configured rate's 99.9% binomial bound; planted outliers recalled at
+>= 0.8 and flagged identically everywhere; explanations within the exact Shapley values' tolerance where the
+platform can explain the model, and a named reason where it cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from probes import drift, explain, outlier, parity_probe
+from probes.context import ProbeContext
+from testbed import artifact as artifact_mod
+from testbed import tabular
+from testbed.backends.local import processes
+from testbed.endpoint import Endpoint
+from testbed.prometheus import PrometheusClient
+from testbed_cli import REPO, run_testbed
+
+pytestmark = pytest.mark.integration
+
+ALL = {"kserve", "seldon", "rayserve"}
+CASES = {
+    # model file, reference CSV, target, platforms that serve it, what a skipped one's reason names
+    "pipeline": ("pipeline.joblib", "reference.csv", "default", ALL, {}),
+    "regressor": ("regressor.joblib", "regression.csv", "loss", ALL, {}),
+    "xgboost": ("xgboost.json", "numeric.csv", "default", ALL, {}),
+    "onnx": ("onnx.onnx", "numeric.csv", "default", {"kserve", "rayserve"}, {"seldon": "Triton"}),
+}
+
+
+def _envs_dir() -> Path:
+    return Path(os.environ.get("TESTBED_ENVS_DIR") or
+                Path(os.environ.get("TESTBED_STATE_DIR") or REPO / ".testbed") / "envs")
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("user_model_examples",
+                                                  REPO / "experiments" / "user_model_examples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path_factory.mktemp("examples")
+    module.build(out, rows=2400, seed=7, envs_dir=_envs_dir(), say=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def served(request, examples, tmp_path_factory):
+    """(case name, status) of a testbed of its own serving the case's model; `down` at the end frees its ports."""
+    name = request.param
+    model, reference, target, _, _ = CASES[name]
+    state = tmp_path_factory.mktemp(f"user-{name}")
+    envs = _envs_dir()
+    envs.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("TESTBED_ENVS_DIR"):
+        (state / "envs").symlink_to(envs, target_is_directory=True)  # share the user's runtime environments
+    run_testbed("up", "--model", str(examples / model), "--reference", str(examples / reference), "--target", target,
+                "--name", f"user-{name}", state_dir=state, timeout=3600)
+    status = json.loads(run_testbed("status", "--json", state_dir=state).stdout)
+    try:
+        yield name, status, state
+    finally:
+        run_testbed("down", state_dir=state, check=False)
+        ports = [p for info in status["platforms"].values() for p in info["ports"].values()]
+        ports.append(int(status["prometheus"]["url"].rsplit(":", 1)[1]))
+        assert not [p for p in ports if processes.is_listening(p)], "ports still listening after `down`"
+
+
+def _ctx(status: dict, **options) -> ProbeContext:
+    endpoints = {n: Endpoint.from_json(p["endpoint"]) for n, p in status["platforms"].items()}
+    return ProbeContext(endpoints=endpoints, prometheus=PrometheusClient(status["prometheus"]["url"]),
+                        artifact=artifact_mod.load(status["model"]["path"]), backend="local", seed=5, run_id="pytest",
+                        versions={n: p.get("versions", {}) for n, p in status["platforms"].items()}, options=options)
+
+
+def test_served_on_every_platform_that_can_and_the_others_say_why(served):
+    name, status, _ = served
+    _, _, _, platforms, reasons = CASES[name]
+    assert status["state"] == "running", status
+    assert set(status["platforms"]) == platforms
+    assert status["model"]["origin"] == "user" and status["model"]["name"] == f"user-{name}"
+    skipped = status.get("skipped_platforms") or {}
+    assert set(skipped) == ALL - platforms
+    for platform, word in reasons.items():
+        assert word in skipped[platform] and "What would work" in skipped[platform]
+
+
+def test_parity_on_held_out_rows(served):
+    _, status, _ = served
+    results = parity_probe.run(_ctx(status))  # the model's own answers: computed in the shared environments
+    for r in results:
+        assert r.verdict == "pass" and r.scores["request_errors"] == 0, (r.platform, r.measurements["comparison"])
+
+
+def test_a_planted_mean_shift_is_detected_and_the_control_stays_quiet(served):
+    _, status, _ = served
+    results = drift.run(_ctx(status, control_n=2000, drift_n=1200, onset=400, kinds=["mean_shift"],
+                             magnitudes={"mean_shift": [1.5]}))
+    for r in results:
+        s = r.scores
+        assert r.verdict == "detected", (r.platform, r.evidence.get("error"), s)
+        assert s["fpr_within_configured"] and s["control_windows"] >= 8, (r.platform, s)
+        assert s["events_lost"] == 0 and s["prometheus_matches_sent"], (r.platform, s)
+        assert r.evidence["user_plan"]["mean_shift/variance feature"] in r.evidence["scenario"][1]["feature"]
+
+
+def test_planted_outliers_are_recalled_and_flagged_alike(served):
+    _, status, _ = served
+    results = outlier.run(_ctx(status, n=800, rate=0.05, latency_pairs=0))
+    for r in results:
+        assert r.verdict == "detected", (r.platform, r.evidence.get("error"))
+        assert r.scores["recall"] >= 0.8 and r.scores["events_lost"] == 0, (r.platform, r.scores)
+        assert "TabularOutlier" in r.evidence["detector"]["detector"]
+    assert len({tuple(r.measurements["flags"]) for r in results}) == 1
+
+
+def test_explanations_against_shapley_values_of_the_users_model(served):
+    name, status, _ = served
+    results = explain.run(_ctx(status, explain_rows_per_request=4, explain_requests=2))
+    for r in results:
+        if name == "pipeline" and r.platform == "seldon":
+            assert r.verdict == "unsupported" and "named columns" in r.evidence["reason"]
+            continue
+        assert r.verdict == "pass", (r.platform, r.evidence.get("error"), r.scores)
+        assert "exact interventional Shapley values" in r.evidence["ground_truth"]
+
+
+def _write(path: Path, art, rows: np.ndarray) -> Path:
+    cols = [tabular.decode_column(f, rows[:, j]) for j, f in enumerate(art.features)]
+    path.write_text(",".join(art.feature_names) + "\n" + "\n".join(",".join(str(c[i]) for c in cols)
+                                                                    for i in range(len(rows))) + "\n")
+    return path
+
+
+def test_probe_drift_and_outlier_with_the_users_own_rows(served, tmp_path):
+    """The CLI as a user runs it: `probe drift --data CUR.csv` flags drifted rows and not undrifted ones against
+    the reference the testbed came up with; `probe outlier --data --truth` scores the user's labels."""
+    name, status, state = served
+    if name != "pipeline":
+        pytest.skip("the CLI path is the same for every model: checked once, on the model that takes columns")
+    art = artifact_mod.load(status["model"]["path"])
+    hold = art.holdout()
+    rng = np.random.default_rng(3)
+    same = hold[rng.permutation(len(hold))[:600]]
+    shifted = same.copy()
+    j = art.feature_names.index("income")
+    shifted[:, j] += 1.5 * art.reference()[:, j].std()
+    for rows, word in ((shifted, "flagged"), (same, "not flagged")):
+        out = run_testbed("probe", "drift", "--data", str(_write(tmp_path / f"{word}.csv", art, rows)), "--json",
+                          state_dir=state, timeout=3600)
+        verdicts = {r["platform"]: r["verdict"] for r in json.loads(out.stdout)}
+        assert verdicts == {p: word for p in status["platforms"]}, (word, verdicts)
+    planted = same[:200].copy()
+    truth = np.zeros(200, dtype=int)
+    truth[::10] = 1
+    planted[truth == 1, j] = art.reference()[:, j].max() * 3
+    data = _write(tmp_path / "rows.csv", art, planted)
+    (tmp_path / "truth.csv").write_text("is_outlier\n" + "\n".join(map(str, truth)) + "\n")
+    out = run_testbed("probe", "outlier", "--data", str(data), "--truth", str(tmp_path / "truth.csv"), "--json",
+                      state_dir=state, timeout=3600)
+    for r in json.loads(out.stdout):
+        assert r["verdict"] == "detected" and r["scores"]["recall"] == 1.0, (r["platform"], r["scores"])
