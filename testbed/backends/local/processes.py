@@ -17,6 +17,9 @@ from testbed.errors import PortBusy
 
 
 def free_port() -> int:
+    """A loopback port free right now, and no longer held. Only for a bind that follows at once: the
+    kernel hands the same port to the next bind(0) (on Linux 6.x two calls in a row often return the
+    same port), so a port meant for a process that binds seconds later is reserved instead (claim_port)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -38,13 +41,51 @@ def is_listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def claim_port(port: int | None, owner: str) -> int:
-    """A fixed port if it is free (else PortBusy naming who holds it), or a free one."""
-    if port is None:
-        return free_port()
-    if not port_is_free(port):
-        raise PortBusy(port, owner, port_holder(port))
+# Ports chosen for processes that bind them later (after their imports: seconds to minutes), held by
+# a socket bound with SO_REUSEADDR and not listening. The kernel skips a port held this way when it
+# picks one for another bind(0) or connect(), while the process it is meant for binds it anyway:
+# uvicorn, aiohttp, gRPC, Go's net package and Python's http.server all set SO_REUSEADDR. Without the
+# hold, the ports of the detector service, KServe and MLServer came out the same (`up` then failed
+# with "[Errno 98] address already in use" and uvicorn's STARTUP_FAILURE).
+_held: dict[int, socket.socket] = {}
+
+
+def _hold(port: int) -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        raise
+    port = s.getsockname()[1]
+    _held[port] = s
     return port
+
+
+def claim_port(port: int | None, owner: str) -> int:
+    """A fixed port if it is free (else PortBusy naming who holds it), or a free one; either way held
+    for its process until release_ports() (call it once the process listens)."""
+    if port is None:
+        return _hold(0)
+    if port in _held:
+        return port
+    # Not port_is_free(): a process just killed leaves its accepted connections in TIME_WAIT on its port,
+    # which fails a plain bind for a minute but not its own server's (SO_REUSEADDR) bind on restart.
+    if is_listening(port):
+        raise PortBusy(port, owner, port_holder(port))
+    try:
+        return _hold(port)
+    except OSError:
+        raise PortBusy(port, owner, port_holder(port)) from None
+
+
+def release_ports(ports=None) -> None:
+    """Stop holding the given ports (default: all held ones)."""
+    for port in list(_held) if ports is None else list(ports):
+        held = _held.pop(port, None)
+        if held is not None:
+            held.close()
 
 
 def port_holder(port: int) -> str:
