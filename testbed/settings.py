@@ -46,6 +46,12 @@ class Settings:
     """Pids, ports, logs, runtime environments, artifacts and Prometheus data live here.
     Environment variable: TESTBED_STATE_DIR."""
 
+    shared_envs_dir: Path | None = field(
+        default_factory=lambda: Path(os.environ["TESTBED_ENVS_DIR"]) if os.environ.get("TESTBED_ENVS_DIR") else None)
+    """Runtime environments somewhere else than `<state dir>/envs`. They are immutable and named by their
+    pins (testbed/backends/local/envs.py), so several state directories can share them: the tests' own
+    state directory uses the user's. Environment variable: TESTBED_ENVS_DIR."""
+
     ready_timeout_s: float = 180.0
     """How long `up` waits for each runtime to answer its readiness route."""
 
@@ -72,8 +78,8 @@ class Settings:
 
     @property
     def envs_dir(self) -> Path:
-        """Runtime virtual environments, one per runtime, reused while their spec is unchanged."""
-        return self.state_dir / "envs"
+        """Runtime virtual environments, one per runtime and spec, reused while their spec is unchanged."""
+        return self.shared_envs_dir or self.state_dir / "envs"
 
     @property
     def artifacts_dir(self) -> Path:
