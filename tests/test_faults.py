@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import sys
 from dataclasses import replace
@@ -16,7 +15,6 @@ from testbed.backends.local import faults, processes
 from testbed.errors import EndpointUnreachable, FaultTargetMissing, PlatformNotUp
 from testbed.loadgen import LoadSpec
 from testbed.settings import Settings
-from testbed_cli import run_testbed
 
 
 def test_fault_probes_are_not_part_of_all():
@@ -54,13 +52,16 @@ def test_load_that_cannot_start_sends_nothing():
 
 
 @pytest.mark.integration
-def test_kill_under_load_accounts_for_every_request(testbed_up):
-    """SIGKILL each runtime's serving worker under a short load: the timeline accounts for every
-    request, and the shared testbed is whole again afterwards (self-recovered or restored)."""
-    ctx = context_from_status(testbed_up, None, run_id="test-faults")
+def test_kill_under_load_accounts_for_every_request(own_testbed, monkeypatch):
+    """SIGKILL each runtime's serving worker under a short load (on a testbed of this module's own): the
+    timeline accounts for every request, and the testbed is whole again afterwards (self-recovered or
+    restored)."""
+    status = own_testbed.ensure_running()
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(own_testbed.state_dir))  # the probe finds its processes there
+    ctx = context_from_status(status, None, run_id="test-faults")
     ctx = replace(ctx, options={"rate": 20, "pre_s": 1, "post_s": 6, "extra_wait_s": 5})
     results = kill.run(ctx)
-    assert {r.platform for r in results} == set(testbed_up["platforms"])
+    assert {r.platform for r in results} == set(status["platforms"])
     for r in results:
         s, t = r.scores, r.measurements["timeline"]
         assert s["consistent"], r.platform
@@ -72,9 +73,5 @@ def test_kill_under_load_accounts_for_every_request(testbed_up):
         assert s["ok_before_kill"] > 0 and s["failed_before_kill"] == 0, r.platform
         assert s["recovered_by_itself"] or s["restored_by_probe"], r.platform
         assert r.evidence["worker"]["pid"] > 0
-    status = json.loads(run_testbed("status", "--json").stdout)
-    assert status["state"] == "running", {n: p["state"] for n, p in status["platforms"].items()}
-    # The session's shared status now describes restarted runtimes (new pids and sessions): keep it true
-    # for the tests that follow, and for the fixture's own check of what `down` must free.
-    testbed_up.clear()
-    testbed_up.update(status)
+    after = own_testbed.status()
+    assert after["state"] == "running", after["problems"]

@@ -1,0 +1,68 @@
+"""A process the testbed started dies: `status` says `degraded` and names it (exit 1); the next `up`
+restarts exactly that process, then checks prediction parity and every scrape target again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from testbed.backends.local import processes
+
+pytestmark = pytest.mark.integration
+
+
+def pids_of(status: dict) -> dict[str, int]:
+    """name -> pid of every process the testbed started."""
+    return {p["name"]: p["pid"] for p in status["processes"]}
+
+
+def crash(sid: int) -> None:
+    """What a crash (or the OOM killer) does: SIGKILL to every process of the session, no clean stop."""
+    for pid in processes.session_members(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 30
+    while processes.session_members(sid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not processes.session_members(sid)
+
+
+@pytest.mark.parametrize("victim", ["kserve", "seldon", "detector-service", "prometheus"])
+def test_a_dead_process_is_named_and_the_next_up_restarts_it_alone(own_testbed, victim):
+    before = own_testbed.ensure_running()
+    pids = pids_of(before)
+    assert {"kserve", "seldon", "rayserve", "detector-service", "results-exporter", "prometheus"} <= set(pids)
+    crash(pids[victim])
+
+    proc = own_testbed.cli("status", "--json", check=False)
+    assert proc.returncode == 1
+    status = json.loads(proc.stdout)
+    assert status["state"] == "degraded"
+    assert [p for p in status["problems"] if p.startswith(f"{victim} (") and p.endswith("is dead")], status["problems"]
+    assert len(status["problems"]) == 1, status["problems"]  # only the victim
+    text = own_testbed.cli("status", check=False).stdout
+    assert "state: degraded" in text and f"{victim} (" in text
+
+    up = own_testbed.cli("up")
+    assert f"restarting {victim} " in up.stderr, up.stderr[-2000:]
+    after = own_testbed.status()
+    assert after["state"] == "running", after["problems"]
+    now = pids_of(after)
+    assert now[victim] != pids[victim]
+    assert {n: p for n, p in now.items() if n != victim} == {n: p for n, p in pids.items() if n != victim}
+    targets = after["prometheus"]["targets"]
+    assert len(targets) == len(before["prometheus"]["targets"]) and all(t["health"] == "up" for t in targets), targets
+    assert after["platforms"]["kserve"]["ports"] == before["platforms"]["kserve"]["ports"]  # same ports: same URLs
+
+
+def test_up_on_a_running_testbed_changes_nothing(own_testbed):
+    before = own_testbed.ensure_running()
+    up = own_testbed.cli("up")
+    assert "already up; nothing to do" in up.stderr
+    assert pids_of(own_testbed.status()) == pids_of(before)
