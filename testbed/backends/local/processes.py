@@ -13,16 +13,25 @@ import subprocess
 import time
 from pathlib import Path
 
-from testbed.errors import PortBusy
+from testbed.errors import PortBusy, TestbedError
+
+_HANDED_OUT: set[int] = set()
 
 
 def free_port() -> int:
-    """A loopback port free right now, and no longer held. Only for a bind that follows at once: the
-    kernel hands the same port to the next bind(0) (on Linux 6.x two calls in a row often return the
-    same port), so a port meant for a process that binds seconds later is reserved instead (claim_port)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on and this process has not handed out before, for a bind that
+    follows at once (tests, benchmarks). The kernel may give the same ephemeral port to successive bind(0)
+    calls once each socket is closed; a port meant for a process that binds seconds later, which another
+    process on the machine could take meanwhile, is held instead (claim_port)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT and port not in _held and not is_listening(port):
+            _HANDED_OUT.add(port)
+            return port
+    raise TestbedError("No free loopback port: 200 ports in a row from the kernel were in use or already handed "
+                       "out by this process. Stop other servers on this machine, or pass fixed ports.")
 
 
 def port_is_free(port: int) -> bool:
