@@ -121,11 +121,11 @@ def testbed_up():
         _down_and_check(status)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def own_testbed(tmp_path_factory):
-    """A second testbed (a state dir of its own) for the tests that kill what it runs, so the session's
-    `testbed_up` stays as it was. Such a test starts with `own_testbed.ensure_running()` (which repairs
-    whatever an earlier test left dead), so none depends on another's order."""
+    """A second testbed (a state dir of its own) for a module of tests that kill what it runs, so the
+    session's `testbed_up` stays as it was. Such a test starts with `own_testbed.ensure_running()`
+    (which repairs whatever an earlier test left dead), so none depends on another's order."""
     state_dir = tmp_path_factory.mktemp("own-testbed")
     bed = OwnTestbed(state_dir, _up(state_dir))
     try:

@@ -1,5 +1,7 @@
-"""A process the testbed started dies: `status` says `degraded` and names it (exit 1); the next `up`
-restarts exactly that process, then checks prediction parity and every scrape target again."""
+"""Killing what the testbed runs, on a testbed of this module's own (own_testbed): the kill fault probe
+under load, and a crash of any one process (`status` says `degraded` naming it, exit 1; the next `up`
+restarts exactly that process, then checks prediction parity and every scrape target again).
+Each test starts by making that testbed whole (`up`), so none depends on another's order."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ import json
 import os
 import signal
 import time
+from dataclasses import replace
 
 import pytest
 
+from probes import kill
+from probes.registry import context_from_status
 from testbed.backends.local import processes
 
 pytestmark = pytest.mark.integration
@@ -66,3 +71,29 @@ def test_up_on_a_running_testbed_changes_nothing(own_testbed):
     up = own_testbed.cli("up")
     assert "already up; nothing to do" in up.stderr
     assert pids_of(own_testbed.status()) == pids_of(before)
+
+
+@pytest.mark.integration
+def test_kill_under_load_accounts_for_every_request(own_testbed, monkeypatch):
+    """SIGKILL each runtime's serving worker under a short load : the
+    timeline accounts for every request, and the testbed is whole again afterwards (self-recovered or
+    restored)."""
+    status = own_testbed.ensure_running()
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(own_testbed.state_dir))  # the probe finds its processes there
+    ctx = context_from_status(status, None, run_id="test-faults")
+    ctx = replace(ctx, options={"rate": 20, "pre_s": 1, "post_s": 6, "extra_wait_s": 5})
+    results = kill.run(ctx)
+    assert {r.platform for r in results} == set(status["platforms"])
+    for r in results:
+        s, t = r.scores, r.measurements["timeline"]
+        assert s["consistent"], r.platform
+        n = len(t["status"])
+        assert n == s["requests"] > 0
+        # every request is exactly one of success, error or timeout (or due but unsent), none dropped
+        assert sum(s[f"requests_{c}"] for c in ("ok", "http_error", "timeout", "transport_error", "not_sent")) == n
+        assert set(t["class"]) <= {"http_error", "not_sent", "ok", "timeout", "transport_error"}
+        assert s["ok_before_kill"] > 0 and s["failed_before_kill"] == 0, r.platform
+        assert s["recovered_by_itself"] or s["restored_by_probe"], r.platform
+        assert r.evidence["worker"]["pid"] > 0
+    after = own_testbed.status()
+    assert after["state"] == "running", after["problems"]
