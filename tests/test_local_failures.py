@@ -80,8 +80,8 @@ def test_runtime_that_dies_at_start_stops_the_others(state_dir, tmp_path):
     assert proc.returncode == 2
     assert "The kserve runtime did not become ready" in proc.stderr and "boom" in proc.stderr
     last = json.loads((state_dir / "last-run" / "state.json").read_text())
-    seldon = last["platforms"]["seldon"]
-    assert seldon["pid"] and processes.session_members(seldon["pid"]) == []
-    for port in seldon["ports"].values():
+    survivor = last["platforms"]["seldon"]
+    assert survivor["pid"] and processes.session_members(survivor["pid"]) == []
+    for port in survivor["ports"].values():
         assert not processes.is_listening(port)
     assert not processes.session_members(last["prometheus"]["pid"])
