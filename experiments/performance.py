@@ -45,6 +45,7 @@ from testbed import results  # noqa: E402
 from testbed.backends.local import envs  # noqa: E402
 from testbed.endpoint import Endpoint  # noqa: E402
 from testbed.errors import TestbedError  # noqa: E402
+from testbed.experiment import Run, repeat_seed, seeds_for  # noqa: E402
 from testbed.population import Population  # noqa: E402
 from testbed.procstats import Prices  # noqa: E402
 from testbed.settings import Batching, Settings  # noqa: E402
@@ -129,7 +130,7 @@ def measure_phase(mode: str, status: dict, opts, art, model, row: np.ndarray, X:
         if mode == "off":
             inproc = perf.inprocess_latencies(model, row, n=opts.overhead_requests)
             served = perf.served_latencies(ep, body, n=opts.overhead_requests)
-            sc = perf.overhead_scores(served["latency_s"], inproc, seed=opts.seed + repeat)
+            sc = perf.overhead_scores(served["latency_s"], inproc, seed=repeat_seed(opts.seed, repeat))
             rec["overhead"].append({"repeat": repeat, "served_s": served["latency_s"], "inprocess_s": inproc,
                                     "summary": served["summary"], "scores": sc})
             say(f"  [{mode}] {name}: one row p50 {sc['served_p50_ms']:.2f} ms served vs "
@@ -433,14 +434,13 @@ def main(argv=None) -> int:
     run_dir = results.RESULTS_DIR / run_id
     hw = results.hardware()
     started = time.time()
-    from testbed.experiment import Run
 
     # The harness's run.json (the report reads runs by it): this experiment brings the testbed up and
     # down itself (batching off and on), so it records its units here rather than through the harness.
     run = Run.create(results.RESULTS_DIR, run_id, {
         "kind": "experiment", "artifact": {"name": art.name, "sha256": art.sha256}, "experiment": EXPERIMENT,
         "backend": opts.backend, "platforms": opts.platforms, "seed": opts.seed, "repeats": opts.repeats,
-        "seeds": {f"r{r}": opts.seed for r in range(opts.repeats)}, "hardware": hw,
+        "seeds": seeds_for(opts.seed, opts.repeats), "hardware": hw,
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
         "options": {k: v for k, v in vars(opts).items()}, "batching_on": batching.describe(),
         "prices": {"vcpu_hour": prices.vcpu_hour, "gb_hour": prices.gb_hour}})
