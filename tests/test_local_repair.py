@@ -50,7 +50,9 @@ def test_a_dead_process_is_named_and_the_next_up_restarts_it_alone(own_testbed, 
     status = json.loads(proc.stdout)
     assert status["state"] == "degraded"
     assert [p for p in status["problems"] if p.startswith(f"{victim} (") and p.endswith("is dead")], status["problems"]
-    assert len(status["problems"]) == 1, status["problems"]  # only the victim
+    # Only the victim is dead; a process in front of it (Seldon's pipeline stand-in before MLServer) may be
+    # alive and not ready until it is back.
+    assert {p["name"] for p in status["processes"] if p["state"] == "dead"} == {victim}, status["problems"]
     text = own_testbed.cli("status", check=False).stdout
     assert "state: degraded" in text and f"{victim} (" in text
 
