@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="bring the testbed up: runtimes, model, Prometheus")
     backend_opt(up)
     up.add_argument("--platforms", help="comma-separated subset (default: all registered platforms)")
-    up.add_argument("--timeout", type=float, default=None, help="seconds to wait for each runtime (default 180)")
+    up.add_argument("--timeout", type=float, default=None, help="seconds to wait for each runtime (default 180, env TESTBED_READY_TIMEOUT_S)")
     up.add_argument("--dry-run", action="store_true", help="print the plan without touching anything (kind)")
     up.add_argument("--out", help="with --dry-run: also write every manifest under this directory")
     up.add_argument("--retain", action="store_true", help="keep a failed cluster for inspection (kind)")

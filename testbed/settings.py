@@ -52,8 +52,10 @@ class Settings:
     pins (testbed/backends/local/envs.py), so several state directories can share them: the tests' own
     state directory uses the user's. Environment variable: TESTBED_ENVS_DIR."""
 
-    ready_timeout_s: float = 180.0
-    """How long `up` waits for each runtime to answer its readiness route."""
+    ready_timeout_s: float = field(default_factory=lambda: float(os.environ.get("TESTBED_READY_TIMEOUT_S", 180)))
+    """How long `up` waits for each runtime to answer its readiness route (`up --timeout`). Environment
+    variable: TESTBED_READY_TIMEOUT_S (a loaded machine: Ray Serve took 150 s at a load average of 35 on
+    2 cores, and more than 180 s at 50)."""
 
     scrape_interval_s: float = 2.0
     """Prometheus scrape interval; short so probes see traffic within seconds."""

@@ -34,6 +34,9 @@ SESSION_DIR = Path(tempfile.mkdtemp(prefix="testbed-tests-"))
 os.environ["TESTBED_ENVS_DIR"] = _users_envs_dir()
 os.environ["TESTBED_STATE_DIR"] = str(SESSION_DIR / "state")
 os.environ["TESTBED_RESULTS_DIR"] = str(SESSION_DIR / "results")
+# A readiness limit for a machine others load too (CI shares its 2 cores): a runtime that never gets ready
+# still fails, only later. The user's own setting wins.
+os.environ.setdefault("TESTBED_READY_TIMEOUT_S", "900")
 
 import pytest  # noqa: E402
 
