@@ -117,3 +117,26 @@ def test_a_reused_pid_is_not_ours():
     assert processes.is_ours(me, ticks)
     assert not processes.is_ours(me, ticks - 1)  # same pid, another start time: someone else
     assert not processes.is_ours(me, None)
+
+
+def test_rollback_stops_what_the_attempt_started_before_the_state_file_named_it(tmp_path):
+    """An interrupt between a process's start and its entry in the state file must not orphan it."""
+    import io
+    import sys
+
+    from testbed.backends.local.backend import LocalBackend
+    from testbed.steps import UpContext
+
+    before = processes.start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "a.log", cwd=tmp_path)
+    ctx = UpContext(settings=Settings(state_dir=tmp_path / "state"), out=io.StringIO())
+    ctx.extra["started_from"] = processes.started_count()
+    unrecorded = processes.start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "b.log",
+                                 cwd=tmp_path)
+    try:
+        LocalBackend().rollback(ctx)
+        assert processes.session_members(unrecorded) == []
+        assert processes.session_members(before)  # not this attempt's: left alone
+        assert f"stopped session {unrecorded}" in ctx.out.getvalue()
+    finally:
+        processes.stop_session(before, grace_s=1)
+        processes.stop_session(unrecorded, grace_s=1)

@@ -127,6 +127,7 @@ class LocalBackend:
         processes.release_ports()
 
     def _prerequisites(self, ctx: UpContext) -> None:
+        ctx.extra["started_from"] = processes.started_count()
         ctx.extra["prometheus_bin"] = prometheus.find_binary(ctx.settings.prometheus_bin)
         if ctx.settings.prometheus_port is not None:
             processes.claim_port(ctx.settings.prometheus_port, "Prometheus")
@@ -261,6 +262,12 @@ class LocalBackend:
         ctx.say("  stopping what this attempt started ...")
         processes.release_ports()
         self._stop_recorded(state.load(ctx.settings.run_dir) or {}, ctx.say)
+        for sid in processes.started_since(ctx.extra.get("started_from", processes.started_count())):
+            if processes.session_members(sid):  # started, and interrupted before the state file named it
+                name = processes.command_name(sid)
+                seen = processes.stop_session(sid)
+                ctx.say(f"  stopped session {sid} ({name}, {len(seen)} processes): started by this attempt, "
+                        f"not recorded yet")
         self._archive_run_dir(ctx.settings)
 
     def _save(self, ctx: UpContext) -> None:

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -178,13 +179,38 @@ def is_loopback(address: str) -> bool:
     return address.startswith("127.") or address == "::1" or address.startswith("::ffff:127.")
 
 
+_started: list[int] = []
+"""Every session this process started, in order: an interrupt (Ctrl-C, SIGTERM) that lands after a start and
+before the state file records it must not orphan it (seen: a results exporter left running by an
+interrupted `up`); `up`'s rollback stops what it started since its first step (started_since)."""
+
+_DEFERRED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
 def start(cmd: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
     """Start cmd in a new session, stdout+stderr to log_path; return its pid (= its session id)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+    main = threading.current_thread() is threading.main_thread()
+    # Interrupts wait until the pid is in _started (then they raise as usual).
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED) if main else None
+    try:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env={**os.environ, **(env or {})}, start_new_session=True)
+        _started.append(proc.pid)
+    finally:
+        if main:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     return proc.pid
+
+
+def started_count() -> int:
+    return len(_started)
+
+
+def started_since(count: int) -> list[int]:
+    """Sessions this process started after started_count() returned count."""
+    return _started[count:]
 
 
 def start_ticks(pid: int) -> int | None:
