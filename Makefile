@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml
 #   nginx-light, wrk   the load generator's tests and benchmark (a static nginx, wrk as the reference client)
 #   gcc, libc6-dev     the load generator's engine is C, compiled on first use
 #   python3-venv       `python3 -m venv .venv`
+#   chromium           the report test renders the HTML headless and checks the screenshot
 # Only what is missing is installed (`apt-get update` first), as root or through sudo.
 system-packages:
 	@missing=""; \
@@ -38,6 +39,7 @@ system-packages:
 	{ command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || test -n "$$CC"; } || missing="$$missing gcc"; \
 	test -f /usr/include/stdio.h || test -n "$$CC" || missing="$$missing libc6-dev"; \
 	python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || test -x $(PY) || missing="$$missing python3-venv"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  command -v apt-get >/dev/null 2>&1 || { echo "error: install these (Debian package names):$$missing" >&2; exit 1; }; \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
