@@ -14,7 +14,6 @@ platform can explain the model, and a named reason where it cannot.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +41,9 @@ CASES = {
 
 
 def _envs_dir() -> Path:
-    return Path(os.environ.get("TESTBED_ENVS_DIR") or
-                Path(os.environ.get("TESTBED_STATE_DIR") or REPO / ".testbed") / "envs")
+    from testbed.settings import Settings
+
+    return Settings().envs_dir  # the user's runtime environments (tests/conftest.py: TESTBED_ENVS_DIR)
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +65,6 @@ def served(request, examples, tmp_path_factory):
     name = request.param
     model, reference, target, _, _ = CASES[name]
     state = tmp_path_factory.mktemp(f"user-{name}")
-    envs = _envs_dir()
-    envs.mkdir(parents=True, exist_ok=True)
-    if not os.environ.get("TESTBED_ENVS_DIR"):
-        (state / "envs").symlink_to(envs, target_is_directory=True)  # share the user's runtime environments
     run_testbed("up", "--model", str(examples / model), "--reference", str(examples / reference), "--target", target,
                 "--name", f"user-{name}", state_dir=state, timeout=3600)
     status = json.loads(run_testbed("status", "--json", state_dir=state).stdout)
