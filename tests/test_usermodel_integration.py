@@ -171,3 +171,36 @@ def test_probe_drift_and_outlier_with_the_users_own_rows(served, tmp_path):
                       state_dir=state, timeout=3600)
     for r in json.loads(out.stdout):
         assert r["verdict"] == "detected" and r["scores"]["recall"] == 1.0, (r["platform"], r["scores"])
+
+
+def test_bad_models_and_data_are_refused_and_change_nothing(served, examples, tmp_path):
+    """Each refusal names the problem and the fix, and the running testbed (serving another model) is as it was."""
+    name, status, state = served
+    if name != "regressor":
+        pytest.skip("checked once, against the testbed of one case")
+    broken = tmp_path / "broken.joblib"
+    broken.write_bytes((examples / "regressor.joblib").read_bytes()[:200])  # a pickle cut short
+    numeric_only = tmp_path / "numeric_only.csv"  # the classifier's columns minus one the model needs
+    lines = (examples / "numeric.csv").read_text().splitlines()
+    numeric_only.write_text("\n".join(",".join(line.split(",")[1:]) for line in lines) + "\n")
+    worded = tmp_path / "worded.csv"  # tenure as words: the regressor has no encoder for them
+    rows = [line.split(",") for line in (examples / "regression.csv").read_text().splitlines()]
+    worded.write_text("\n".join(",".join(r[:3] + ([r[3]] if i == 0 else [f"y{int(float(r[3]))}"]) + r[4:])
+                                for i, r in enumerate(rows)) + "\n")
+    cases = [
+        ((broken, examples / "regression.csv", "loss"), "does not load"),
+        ((examples / "xgboost.json", numeric_only, "default"), "takes 4 features, but numeric_only.csv has 3"),
+        ((examples / "regressor.joblib", worded, "loss"), "hold strings and the model has no encoder"),
+        ((examples / "regressor.joblib", examples / "regression.csv", None), "pass --target COLUMN"),
+    ]
+    for (model, reference, target), words in cases:
+        args = ["up", "--model", str(model), "--reference", str(reference)] + (["--target", target] if target else [])
+        proc = run_testbed(*args, state_dir=state, check=False, timeout=1800)
+        assert proc.returncode == 2 and words in proc.stderr, (model.name, proc.stderr[-2000:])
+    # a valid model, but not the one this testbed serves: refused, nothing restarted
+    proc = run_testbed("up", "--model", str(examples / "xgboost.json"), "--reference", str(examples / "numeric.csv"),
+                       "--target", "default", state_dir=state, check=False, timeout=1800)
+    assert proc.returncode == 2 and "it serves user-regressor" in proc.stderr and "nothing was changed" in proc.stderr
+    after = json.loads(run_testbed("status", "--json", state_dir=state).stdout)
+    assert after["state"] == "running" and after["model"]["sha256"] == status["model"]["sha256"]
+    assert {n: p["pid"] for n, p in after["platforms"].items()} == {n: p["pid"] for n, p in status["platforms"].items()}
