@@ -12,6 +12,21 @@ from testbed.errors import TestbedError
 from testbed.settings import Settings
 
 
+def user_model_flags(parser) -> None:
+    mine = parser.add_argument_group("your own model (instead of the testbed's reference classifier)")
+    mine.add_argument("--model", metavar="PATH", help="a scikit-learn estimator or Pipeline (.joblib/.pkl: loading a "
+                      "pickle runs code; the testbed loads it only inside runtime environments), an XGBoost (.json, "
+                      ".ubj), LightGBM (.txt) or ONNX (.onnx) model")
+    mine.add_argument("--reference", metavar="REF.csv", help="with --model: rows like the training data, header = "
+                      "column names (the detectors are fitted on half of them, scenarios drawn from the rest)")
+    mine.add_argument("--name", help="with --model: the model's name in URLs and results (default: the file's name)")
+    mine.add_argument("--target", metavar="COLUMN", help="with --model: the label column of REF.csv (left out of the "
+                      "features; used for the held-out score)")
+    mine.add_argument("--categorical", metavar="A,B", help="with --model: columns to treat as categorical (strings "
+                      "always are; whole numbers with <= 10 values are unless --numeric)")
+    mine.add_argument("--numeric", metavar="C,D", help="with --model: whole-number columns to treat as quantities")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m testbed", description=__doc__)
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -31,18 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="server-side request batching where the platform has it (default off)")
     up.add_argument("--max-batch-size", type=int, default=None, help="with --batching on (default 32)")
     up.add_argument("--max-batch-time-ms", type=float, default=None, help="with --batching on (default 5)")
-    mine = up.add_argument_group("your own model (instead of the testbed's reference classifier)")
-    mine.add_argument("--model", metavar="PATH", help="a scikit-learn estimator or Pipeline (.joblib/.pkl: loading a "
-                      "pickle runs code; the testbed loads it only inside runtime environments), an XGBoost (.json, "
-                      ".ubj), LightGBM (.txt) or ONNX (.onnx) model")
-    mine.add_argument("--reference", metavar="REF.csv", help="with --model: rows like the training data, header = "
-                      "column names (the detectors are fitted on half of them, scenarios drawn from the rest)")
-    mine.add_argument("--name", help="with --model: the model's name in URLs and results (default: the file's name)")
-    mine.add_argument("--target", metavar="COLUMN", help="with --model: the label column of REF.csv (left out of the "
-                      "features; used for the held-out score)")
-    mine.add_argument("--categorical", metavar="A,B", help="with --model: columns to treat as categorical (strings "
-                      "always are; whole numbers with <= 10 values are unless --numeric)")
-    mine.add_argument("--numeric", metavar="C,D", help="with --model: whole-number columns to treat as quantities")
+    user_model_flags(up)
 
     status = sub.add_parser("status", help="what runs, where, and whether Prometheus scrapes it")
     backend_opt(status)
@@ -67,8 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--allow-non-loopback", action="store_true", help="permit a target outside 127.0.0.0/8 and ::1")
     load.add_argument("--json", action="store_true", help="the full summary as JSON")
 
-    art = sub.add_parser("artifact", help="build (if needed) and describe the reference model artifact")
+    art = sub.add_parser("artifact", help="build (if needed) and describe the model artifact: the testbed's own, or "
+                         "yours with --model/--reference (inspected in a runtime environment; nothing is started)")
     art.add_argument("--rebuild", action="store_true")
+    user_model_flags(art)
 
     rep = sub.add_parser("report", help="render the comparison report (Markdown + self-contained HTML)")
     rep.add_argument("run_ids", nargs="*", metavar="RUN-ID", help="runs to report (default: the latest run per "
@@ -231,8 +237,17 @@ def cmd_artifact(args) -> int:
     from testbed import artifact
 
     settings = Settings()
-    art = artifact.ensure(settings.artifacts_dir, settings.artifact_seed, rebuild=args.rebuild)
-    print(json.dumps(art.metadata, indent=2))
+    request = model_request(args)
+    if request is None:
+        art = artifact.ensure(settings.artifacts_dir, settings.artifact_seed, rebuild=args.rebuild)
+        print(json.dumps(art.metadata, indent=2))
+        return 0
+    from deployers import PLATFORMS
+    from testbed import usermodel
+
+    art = usermodel.ensure(request, settings.artifacts_dir, settings.envs_dir,
+                           lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps({**art.metadata, "served_by": usermodel.serving_plan(art, list(PLATFORMS))}, indent=2))
     return 0
 
 

@@ -113,7 +113,10 @@ def check_name(name: str) -> str:
 
 
 def recipe(request: Request, model_sha: str, reference_sha: str, env_digest: str) -> dict:
-    return {"format_version": FORMAT_VERSION, "origin": "user", "model_sha256": model_sha,
+    # The inspection's code is part of the recipe: what it finds (classes, input kind) is in the artifact.
+    code = hashlib.sha256(b"".join((_runtimes_dir() / f).read_bytes() for f in ("model_io.py", "model_inspect.py")))
+    return {"format_version": FORMAT_VERSION, "origin": "user", "model_sha256": model_sha, "inspect_code":
+            code.hexdigest()[:16],
             "reference_sha256": reference_sha, "name": request.name, "target": request.target,
             "categorical": sorted(request.categorical), "numeric": sorted(request.numeric),
             "reference_share": REFERENCE_SHARE, "max_fit_rows": MAX_FIT_ROWS, "max_rows": tabular.MAX_REFERENCE_ROWS,
@@ -351,6 +354,27 @@ def shapley(art: artifact_mod.Artifact, rows: np.ndarray, background: np.ndarray
     return out
 
 
+def serving_plan(art: artifact_mod.Artifact, platforms: list[str], backend: str = "local") -> dict:
+    """Per platform: how it would serve the artifact (loader, mechanism, environment) or why it cannot."""
+    from deployers import get_platform
+
+    plan = {}
+    for name in platforms:
+        dep = get_platform(name).deployment_for(backend)
+        serving, reason = _serving(name, dep, art)
+        plan[name] = {"served": False, "reason": reason} if reason else \
+            {"served": True, **serving.describe(art), "environment": serving.env_for(dep.env, art).name}
+    return plan
+
+
+def _serving(name: str, dep, art: artifact_mod.Artifact):
+    """(the platform's ModelServing, why it cannot serve the artifact or None)."""
+    serving = getattr(dep, "serving", None)
+    if serving is None:
+        return None, f"{name} describes no model formats it serves (its module has no SERVING)"
+    return serving, serving.refusal(name, art)
+
+
 def assign_platforms(ctx) -> dict[str, str]:
     """Ask each platform of `up` whether it serves the artifact (its module's SERVING): those that cannot are
     taken out of ctx.deployments, with the reason; the others get the environment the artifact's format needs.
@@ -358,9 +382,7 @@ def assign_platforms(ctx) -> dict[str, str]:
     art = ctx.artifact
     skipped = {}
     for name, dep in list(ctx.deployments.items()):
-        serving = getattr(dep, "serving", None)
-        reason = serving.refusal(name, art) if serving is not None else \
-            f"{name} describes no model formats it serves (its module has no SERVING)"
+        serving, reason = _serving(name, dep, art)
         if reason:
             skipped[name] = reason
             del ctx.deployments[name]
