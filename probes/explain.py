@@ -104,10 +104,16 @@ def shap_values(explanation: dict, n_features: int) -> np.ndarray:
     return values[None] if values.ndim == 2 else values
 
 
-def reported_prediction(explanation: dict):
-    """The model output the explainer itself saw for the explained rows (alibi: data.raw.raw_prediction)."""
+def reported_prediction(explanation: dict, n_rows: int):
+    """The model output the explainer itself saw for the explained rows (alibi: data.raw.raw_prediction), as
+    (rows, outputs): a regression model's one output comes back as a flat list of values, one per row."""
     raw = ((explanation.get("data") or {}).get("raw") or {}).get("raw_prediction")
-    return None if raw is None else np.asarray(raw, dtype=np.float64)
+    if raw is None:
+        return None
+    raw = np.asarray(raw, dtype=np.float64)
+    if raw.size % n_rows:
+        raise ValueError(f"the explainer reported {raw.size} predictions for {n_rows} rows")
+    return raw.reshape(n_rows, -1)
 
 
 def ranking(importance: np.ndarray, feature_names: list[str]) -> list[str]:
@@ -193,7 +199,7 @@ def probe_one(endpoint: Endpoint, path: ExplainPath, batches: list[np.ndarray], 
             doc, elapsed = explain_once(client, endpoint, path, batch)
             rows.append(attributions(doc, n_features))
             values.append(shap_values(doc, n_features))
-            reported.append(reported_prediction(doc))
+            reported.append(reported_prediction(doc, len(batch)))
             expected.append(doc.get("data", {}).get("expected_value"))
             latencies.append(elapsed)
             docs.append({"meta": doc.get("meta"), "expected_value": doc.get("data", {}).get("expected_value")})
