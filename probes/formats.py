@@ -53,7 +53,7 @@ def compare(expected: list[int], got: list[int] | str) -> dict:
 
 
 def _train_env(settings: Settings):
-    return envs.ensure(fmt_servers.KSERVE_ENV, settings.envs_dir)
+    return envs.ensure(fmt_servers.REFERENCE_ENV, settings.envs_dir)
 
 
 def ensure_models(ctx, settings: Settings):

@@ -60,7 +60,7 @@ def test_requests_are_counted_by_each_platform_in_prometheus(testbed_up):
     prom = PrometheusClient(testbed_up["prometheus"]["url"])
     rows = np.random.default_rng(1).normal(size=(1, 7))
     rows[0, -1] = 1.0
-    queries = {n: PLATFORMS[n].infer_requests_promql for n in PLATFORMS}
+    queries = {n: PLATFORMS[n].metrics.infer_requests_promql for n in PLATFORMS}
     before = _settled(prom, queries)
     with httpx.Client(timeout=10) as client:
         for name, p in testbed_up["platforms"].items():

@@ -40,6 +40,26 @@ class LocalProcess:
     def extra_env(self, workdir: Path) -> dict[str, str]:
         return {}
 
+    worker_pattern: str | None = None
+    """Command-line prefix of the process that serves the infer route, which a kill fault kills (e.g. a
+    Ray Serve replica); None: the process of the runtime's session listening on the endpoint's port."""
+
+    # --- detection hooks (testbed/backends/local/detection.py) -----------------------------------
+    detection_label: str = "none"
+    """How this platform's outlier/drift detection is wired here (testbed.endpoint.DETECTION_LABELS):
+    native, add-on or user code; "none" when the platform publishes no detection path."""
+
+    def detection_sidecars(self, ctx: UpContext, service_url: str) -> list:
+        """Helper processes of the detection path (detection.Sidecar), started after the runtime."""
+        return []
+
+    def detection_ready(self, ctx: UpContext, service_url: str, timeout_s: float) -> None:
+        """Block until the detection path inside the runtime is ready (after the model is)."""
+
+    def detection_paths(self, ctx: UpContext, service_url: str) -> dict | None:
+        """Endpoint.detection once everything is ready (detection.path_info); None: no detection path."""
+        return None
+
     # --- protocol ----------------------------------------------------------------------------
     def __init__(self):
         self.pid: int | None = None
