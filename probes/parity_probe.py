@@ -12,6 +12,7 @@ import time
 import httpx
 import numpy as np
 
+from deployers import get_platform
 from probes import parity
 from testbed import v2
 from testbed.population import Population
@@ -60,7 +61,7 @@ def run(ctx) -> list[Result]:
                           evidence={"rows": len(rows), "fixed_probe_rows": len(rows) - FRESH_ROWS,
                                     "fresh_rows": FRESH_ROWS, "seed": ctx.seed, "infer_url": ep.infer_url,
                                     "latency": f"{LATENCY_REQUESTS} sequential single-row V2 requests"},
-                          mechanism="native" if "user code" not in " ".join(ep.notes) else "user code",
+                          mechanism=get_platform(name).protocol.mechanism,
                           started_at=started))
     return out
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
+from deployers import get_platform
 from probes.context import ProbeContext
 from testbed import v2
 from testbed.endpoint import Endpoint
@@ -153,12 +154,11 @@ def probe_one(endpoint: Endpoint, all_cases: list[Case], good_body: dict, timeou
     return outcomes
 
 
-# Who validates the payload: the answers below are the platform's own only where it parses V2 itself.
-VALIDATION = {
-    "kserve": ("native", "KServe decodes V2 itself; the feature-count check is ours (kserve_server.py predict)"),
-    "seldon": ("native", "MLServer decodes and validates V2 itself"),
-    "rayserve": ("user code", "Ray Serve has no V2 protocol: decoding and validation are ours (ray_app.py)"),
-}
+def validation_of(platform: str) -> tuple[str, str]:
+    """(label, where) of who decodes and validates payloads on the platform (its PLATFORM.protocol): the
+    answers measured are the platform's own only where it parses V2 itself."""
+    protocol = get_platform(platform).protocol
+    return protocol.validation, protocol.validation_note
 
 
 def run(ctx: ProbeContext) -> list[Result]:
@@ -167,13 +167,14 @@ def run(ctx: ProbeContext) -> list[Result]:
     good_body = v2.request_body(ctx.artifact.probe_rows()[:1], request_id="robustness-follow-up")
     results = []
     for platform, endpoint in ctx.endpoints.items():
+        validated_by, where = validation_of(platform)
         outcomes = probe_one(endpoint, all_cases, good_body)
         scored = score(outcomes)
         results.append(Result(
             probe=PROBE, platform=platform, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
-            verdict=scored["verdict"], mechanism=VALIDATION.get(platform, ("native", ""))[0],
+            verdict=scored["verdict"], mechanism=validated_by,
             scores=scored["scores"], measurements={"cases": outcomes},
-            evidence={"infer_url": endpoint.infer_url, "validation": VALIDATION.get(platform, ("", "unknown"))[1], "oversized_rows": rows, "seed": ctx.seed,
+            evidence={"infer_url": endpoint.infer_url, "validation": where, "oversized_rows": rows, "seed": ctx.seed,
                       "versions": ctx.versions.get(platform, {})},
             run_id=ctx.run_id, repeat=ctx.repeat))
     return results

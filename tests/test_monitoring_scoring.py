@@ -2,6 +2,7 @@
 
 import pytest
 
+from deployers import PLATFORMS
 from probes import monitoring as m
 from testbed import errors
 from testbed.population import Population
@@ -17,14 +18,14 @@ def test_exact_counts_pass_and_absent_signals_are_not_exposed():
     before = {"requests_total": 9.0, "requests_ok": 6.0, "requests_failed": 3.0, "latency_histogram": 9.0}
     after = {"requests_total": 34.0, "requests_ok": 26.0, "requests_failed": 8.0, "latency_histogram": 34.0,
              "model_label": 1.0}
-    scored = m.score(m.CATALOGUE["kserve"], before, after, EXPECTED)
+    scored = m.score(m.catalogue_of("kserve"), before, after, EXPECTED)
     assert scored["verdict"] == "pass"
     assert scored["scores"]["count_accuracy"] == 1.0
     assert scored["scores"]["count_signals"] == 4
     assert scored["scores"]["signals_exposed"] == 5
     assert scored["scores"]["coverage"] == pytest.approx(5 / 7)
     assert scored["signals"]["status_codes"] == {"exposed": False, "counts": None,
-                                                 "note": m.CATALOGUE["kserve"].signals["status_codes"].note}
+                                                 "note": m.catalogue_of("kserve").signals["status_codes"].note}
 
 
 def test_a_miscount_fails_and_reports_the_error():
@@ -32,7 +33,7 @@ def test_a_miscount_fails_and_reports_the_error():
               "status_codes": 0.0}
     after = {"requests_total": 24.0, "requests_ok": 20.0, "requests_failed": 5.0, "latency_histogram": 25.0,
              "status_codes": 5.0}
-    scored = m.score(m.CATALOGUE["seldon"], before, after, EXPECTED)
+    scored = m.score(m.catalogue_of("seldon"), before, after, EXPECTED)
     assert scored["verdict"] == "fail"
     assert scored["signals"]["requests_total"]["exact"] is False
     assert scored["scores"]["count_accuracy"] == pytest.approx(4 / 5)
@@ -45,18 +46,18 @@ def test_a_counter_born_during_the_traffic_counts_from_zero():
               "status_codes": None}
     after = {"requests_total": 35.0, "requests_ok": 30.0, "requests_failed": 5.0, "latency_histogram": 35.0,
              "status_codes": 5.0}
-    assert m.score(m.CATALOGUE["seldon"], before, after, EXPECTED)["verdict"] == "pass"
+    assert m.score(m.catalogue_of("seldon"), before, after, EXPECTED)["verdict"] == "pass"
 
 
 def test_nothing_counted_is_a_fail_not_a_vacuous_pass():
-    scored = m.score(m.CATALOGUE["rayserve"], {}, {}, EXPECTED)
+    scored = m.score(m.catalogue_of("rayserve"), {}, {}, EXPECTED)
     assert scored["verdict"] == "fail"
     assert scored["scores"]["count_accuracy"] is None
     assert scored["scores"]["coverage"] == 0.0
 
 
 def test_counts_reached_waits_for_every_count_signal():
-    cat = m.CATALOGUE["rayserve"]
+    cat = m.catalogue_of("rayserve")
     before = {n: 0.0 for n in cat.signals}
     partial = {"requests_total": 25.0, "requests_ok": 20.0, "requests_failed": 5.0, "latency_histogram": 25.0,
                "status_codes": None}
@@ -65,7 +66,8 @@ def test_counts_reached_waits_for_every_count_signal():
 
 
 def test_catalogue_covers_every_signal_and_renders_plain_promql():
-    for platform, cat in m.CATALOGUE.items():
+    for platform in PLATFORMS:
+        cat = m.catalogue_of(platform)
         assert set(cat.signals) == set(m.SIGNALS), platform
         for name, signal in cat.signals.items():
             q = m.render(signal, platform, "reference-classifier")
