@@ -1,6 +1,7 @@
 """Performance: serving overhead, throughput vs concurrency, offline batch scoring, and cost.
 
-Measurement functions take an Endpoint (and, for cost, the runtime's session id); scoring
+Measurement functions take an Endpoint (and, for cost, the runtime's session id); a platform's own
+offline batch tool and batching evidence are its module's (PLATFORM.batching); scoring
 functions (`overhead_scores`, `batching_gain`, `curve_scores`) are pure and need no server.
 All load goes through testbed.loadgen (compiled engine, every request recorded, errors kept).
 """
@@ -8,12 +9,8 @@ All load goes through testbed.loadgen (compiled engine, every request recorded, 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -125,21 +122,6 @@ def open_loop_point(endpoint: Endpoint, body: bytes, rate: float, duration_s: fl
                               "latency_s", "send_lag_p99_s")}
 
 
-def ray_batch_sizes(metrics_url: str) -> tuple[float, float] | None:
-    """(batches, requests batched) so far, from Ray Serve's ray_serve_actual_batch_size histogram."""
-    try:
-        text = httpx.get(metrics_url, timeout=5).text
-    except httpx.HTTPError:
-        return None
-    count = total = 0.0
-    for line in text.splitlines():
-        if line.startswith("ray_serve_actual_batch_size_count"):
-            count += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("ray_serve_actual_batch_size_sum"):
-            total += float(line.rsplit(" ", 1)[1])
-    return count, total
-
-
 def curve_scores(points_by_repeat: list[list[dict]], seed: int = 0) -> list[dict]:
     """Pool repeats per concurrency: mean rate with a bootstrap CI over the per-bin rates of all repeats."""
     by_c: dict[int, list[dict]] = {}
@@ -217,78 +199,6 @@ def offline_v2(endpoint: Endpoint, X: np.ndarray, chunk: int = 5000, workers: in
     rows_ok = int(sum(len(r) for r in results if r is not None))
     return {"path": f"V2 requests of {chunk} rows, {workers} concurrent", "rows": rows_ok, "seconds": seconds,
             "rows_per_s": rows_ok / seconds, "errors": errors[:10], "n_errors": len(errors), "labels": labels}
-
-
-def offline_mlserver_infer(mlserver_bin: Path, endpoint: Endpoint, X: np.ndarray, rows_per_line: int = 1000,
-                           workers: int = 2, timeout_s: float = 600.0) -> dict:
-    """MLServer's batch command: `mlserver infer` over a file of V2 requests (one per line)."""
-    with tempfile.TemporaryDirectory(prefix="testbed-mlserver-infer-") as tmp:
-        inp, out = Path(tmp) / "requests.jsonl", Path(tmp) / "responses.jsonl"
-        with open(inp, "w") as fh:
-            for j, i in enumerate(range(0, len(X), rows_per_line)):
-                fh.write(json.dumps(v2.request_body(X[i:i + rows_per_line], request_id=f"r{j}")) + "\n")
-        url = endpoint.base_url.split("://", 1)[1]
-        cmd = [str(mlserver_bin), "infer", "-u", url, "-m", endpoint.model_name, "-i", str(inp), "-o", str(out),
-               "-w", str(workers), "-s", "1"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-        seconds = time.perf_counter() - t0
-        if proc.returncode != 0 or not out.exists():
-            return {"path": "mlserver infer", "error": f"exit {proc.returncode}: {proc.stderr[-500:]}",
-                    "rows": 0, "rows_per_s": None, "seconds": seconds}
-        chunks: dict[int, list] = {}
-        failed = 0
-        for line in out.read_text().splitlines():
-            resp = json.loads(line)
-            idx = (resp.get("parameters") or {}).get("batch_index")
-            try:
-                chunks[int(idx)] = v2.predictions(resp, "mlserver infer")
-            except Exception:  # noqa: BLE001 - an error item: counted, not dropped
-                failed += 1
-    n_lines = (len(X) + rows_per_line - 1) // rows_per_line
-    labels = np.concatenate([np.asarray(chunks[i], dtype=np.int64) if i in chunks
-                             else np.full(min(rows_per_line, len(X) - i * rows_per_line), -1) for i in range(n_lines)])
-    rows_ok = int(sum(len(v) for v in chunks.values()))
-    # The command logs its own processing time (after its imports and set-up, which take seconds).
-    import re
-
-    m = re.search(r"Time taken: ([\d.]+) seconds", proc.stdout + proc.stderr)
-    processing = float(m.group(1)) if m else None
-    return {"path": f"mlserver infer ({rows_per_line} rows per request, {workers} workers; wall time, its "
-                    f"start-up included)",
-            "rows": rows_ok, "seconds": seconds, "rows_per_s": rows_ok / seconds, "failed_requests": failed,
-            "missing_requests": n_lines - len(chunks) - failed, "processing_s_reported": processing,
-            "rows_per_s_processing": rows_ok / processing if processing else None, "labels": labels}
-
-
-def offline_ray_job(ray_python: Path, script: Path, artifact_dir: Path, X: np.ndarray, temp_dir: Path,
-                    actors: int = 2, chunk: int = 10000, timeout_s: float = 600.0) -> dict:
-    """A Ray batch job (actor pool over file chunks) on a Ray instance of its own; leftovers are stopped."""
-    from testbed.backends.local import processes
-
-    with tempfile.TemporaryDirectory(prefix="testbed-ray-batch-") as tmp:
-        inp, out, log = Path(tmp) / "rows.npy", Path(tmp) / "labels.npy", Path(tmp) / "job.log"
-        np.save(inp, X)
-        cmd = [str(ray_python), str(script), "--artifact", str(artifact_dir), "--input", str(inp), "--output",
-               str(out), "--temp-dir", str(temp_dir), "--actors", str(actors), "--chunk", str(chunk)]
-        t0 = time.perf_counter()
-        with open(log, "w") as fh:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=fh, text=True, start_new_session=True,
-                                    env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
-            try:
-                stdout, _ = proc.communicate(timeout=timeout_s)
-            finally:
-                processes.stop_session(proc.pid, grace_s=5)
-        wall = time.perf_counter() - t0
-        lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
-        if proc.returncode != 0 or not lines or not out.exists():
-            return {"path": "Ray batch job", "error": f"exit {proc.returncode}: {processes.log_tail(log, 10)}",
-                    "rows": 0, "rows_per_s": None, "seconds": wall}
-        info = json.loads(lines[-1])
-        labels = np.load(out)
-    return {"path": f"Ray batch job: actor pool of {actors} over {chunk}-row chunks (Ray start excluded)",
-            "rows": info["rows"], "seconds": info["seconds"], "rows_per_s": info["rows"] / info["seconds"],
-            "startup_s": info["startup_s"], "wall_s_with_startup": wall, "labels": labels}
 
 
 def agreement(labels: np.ndarray, expected: np.ndarray) -> float:
