@@ -26,11 +26,6 @@ from testbed.errors import FaultTargetMissing, PlatformNotUp, RuntimeStartFailed
 from testbed.faults import DetectorTarget, KillTarget
 from testbed.settings import Settings
 
-WORKER_PATTERNS = {"rayserve": "ray::ServeReplica:reference:V2Model"}
-"""Platform -> command-line prefix of its serving worker; otherwise the process listening on its port.
-(Ray: app "reference" serves the infer route at "/", deployers/runtimes/ray_app.py; its ingress is V2Model.)"""
-
-
 @dataclass
 class Captured:
     """How to start a recorded process again."""
@@ -65,9 +60,12 @@ def capture(pid: int, log: str) -> Captured:
 
 
 def serving_worker(platform: str, info: dict, base_url: str) -> tuple[int, str]:
-    """(pid, how it was found) of the process that serves the platform's infer route."""
+    """(pid, how it was found) of the process that serves the platform's infer route: the one its local
+    Deployment names by command line (worker_pattern), otherwise the one listening on the endpoint's port."""
+    from deployers import get_platform
+
     members = processes.session_members(info["pid"])
-    pattern = WORKER_PATTERNS.get(platform)
+    pattern = get_platform(platform).deployment_for("local").worker_pattern
     if pattern:
         for pid in members:
             if " ".join(_cmdline(pid)).startswith(pattern):
