@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="bring the testbed up: runtimes, model, Prometheus")
     backend_opt(up)
-    up.add_argument("--platforms", help="comma-separated subset (default: all registered platforms)")
+    up.add_argument("--platforms", help="comma-separated subset, or `all` (default: the default platforms the "
+                                        "backend offers)")
     up.add_argument("--timeout", type=float, default=None, help="seconds to wait for each runtime (default 180)")
     up.add_argument("--dry-run", action="store_true", help="print the plan without touching anything (kind)")
     up.add_argument("--out", help="with --dry-run: also write every manifest under this directory")
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp = pipe_sub.add_parser("compile", help="compile the pipeline to IR YAML that Kubeflow Pipelines accepts")
     comp.add_argument("--out", default="testbed-pipeline.yaml", help="output file (default testbed-pipeline.yaml)")
     prun = pipe_sub.add_parser("run-local", help="run it here with kfp.local's SubprocessRunner (local backend)")
-    prun.add_argument("--platforms", help="comma-separated subset (default: all registered platforms)")
+    prun.add_argument("--platforms", help="comma-separated subset, or `all` (default: the default platforms)")
     prun.add_argument("--repeats", type=int, default=1)
     prun.add_argument("--seed", type=int, default=20261125)
     prun.add_argument("--results-dir", help="where the pipeline's run is written (default results/)")
@@ -104,7 +105,7 @@ def settings_from(args) -> Settings:
 
     settings = Settings(backend=getattr(args, "backend", "local"))
     if getattr(args, "platforms", None):
-        settings = replace(settings, platforms=parse_platforms(args.platforms))
+        settings = replace(settings, platforms=parse_platforms(args.platforms, settings.backend))
     if getattr(args, "timeout", None):
         settings = replace(settings, ready_timeout_s=args.timeout)
     if getattr(args, "prometheus_port", None):

@@ -322,7 +322,7 @@ def run_experiments(specs: list[ExperimentSpec], args, say=print, extra_header: 
 
     settings = Settings(backend=args.backend)
     if args.platforms:
-        settings = replace(settings, platforms=parse_platforms(args.platforms))
+        settings = replace(settings, platforms=parse_platforms(args.platforms, settings.backend))
     root = Path(args.results_dir) if args.results_dir else results_mod.RESULTS_DIR
     probe_fns = {s.name: s.probe_fn() for s in specs}  # fail before bringing anything up
     if args.resume:

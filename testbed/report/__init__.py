@@ -21,10 +21,28 @@ DOCUMENTED = Path(__file__).with_name("documented.yaml")
 DOCUMENTED_SCHEMA = "testbed.documented/v1"
 
 
-def load_documented(path: Path = DOCUMENTED) -> dict:
+def measured_systems() -> list[dict]:
+    """One matrix row per registered platform, in registry order: its documented facts (the platform
+    module's PLATFORM.documented, with sources) where nothing is measured yet."""
+    from deployers import PLATFORMS  # here: the results exporter imports this package, not the platforms
+
+    return [p.documented.as_system(name) if p.documented else
+            {"id": name, "name": p.display_name, "measured_platform": name, "cells": {}}
+            for name, p in PLATFORMS.items()]
+
+
+def load_documented(path: Path = DOCUMENTED, measured: list[dict] | None = None) -> dict:
+    """documented.yaml (systems the testbed does not measure) after the measured platforms' rows."""
     data = yaml.safe_load(path.read_text())
     if data.get("schema") != DOCUMENTED_SCHEMA:
         raise ValueError(f"{path}: schema {data.get('schema')!r}, expected {DOCUMENTED_SCHEMA!r}")
+    measured = measured_systems() if measured is None else measured
+    ids = {m["id"] for m in measured}
+    twice = [s["id"] for s in data["systems"] if s["id"] in ids or s.get("measured_platform")]
+    if twice:
+        raise ValueError(f"{path}: rows for measured platforms {twice}: a measured platform's documented facts "
+                         f"live in its module (deployers/<name>.py, PLATFORM.documented); move them there")
+    data["systems"] = [*measured, *data["systems"]]
     keys = {c.key for c in CRITERIA}
     for system in data["systems"]:
         unknown = set(system["cells"]) - keys
@@ -38,7 +56,7 @@ class Matrix:
     title: str
     sha256: str | None
     rows: list[tuple[dict, dict[str, Cell]]] = field(default_factory=list)
-    """(system entry from documented.yaml, criterion key -> Cell)."""
+    """(system entry: a measured platform's or documented.yaml's, criterion key -> Cell)."""
 
 
 def build_matrix(documented: dict, runs: list[LoadedRun], sha256: str | None) -> Matrix:
