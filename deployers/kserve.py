@@ -247,7 +247,7 @@ PLATFORM = Platform(
     name="kserve",
     display_name="KServe",
     deployments={"local": KServeLocal, "kind": KServeKind},
-    protocol=WireProtocol(v2="native", validation="native",
+    protocol=WireProtocol(where="native", validation="native",
                           validation_note="KServe decodes V2 itself; the feature-count check is ours "
                                           "(kserve_server.py predict)"),
     metrics=METRICS,

@@ -387,7 +387,7 @@ PLATFORM = Platform(
     name="rayserve",
     display_name="Ray Serve",
     deployments={"local": RayServeLocal, "kind": RayServeKind},
-    protocol=WireProtocol(v2="user code", validation="user code",
+    protocol=WireProtocol(where="user code", validation="user code",
                           validation_note="Ray Serve has no V2 protocol: decoding and validation are ours "
                                           "(ray_app.py)"),
     metrics=METRICS,

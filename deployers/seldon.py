@@ -494,7 +494,7 @@ PLATFORM = Platform(
     name="seldon",
     display_name="Seldon Core (MLServer)",
     deployments={"local": SeldonLocal, "kind": SeldonKind},
-    protocol=WireProtocol(v2="native", validation="native",
+    protocol=WireProtocol(where="native", validation="native",
                           validation_note="MLServer decodes and validates V2 itself"),
     metrics=METRICS,
     explain=EXPLAIN,

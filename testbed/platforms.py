@@ -29,22 +29,28 @@ from testbed.steps import Deployment
 if TYPE_CHECKING:
     from deployers.formats import FormatServer
 
-V2_ROUTES = ("native", "user code", "adapter")
+V2_WHERE = ("native", "user code", "client-side adapter")
+"""Where the Open Inference Protocol (V2) the probes speak is spoken (WireProtocol.where)."""
 
 
 @dataclass(frozen=True)
 class WireProtocol:
-    """How the platform's inference route speaks. Probes send the Open Inference Protocol (V2) only;
-    this says who answers it."""
+    """How the platform's inference route speaks. Probes speak the Open Inference Protocol (V2) only;
+    this says who answers it, and who validates what is sent. A platform with its own JSON gives a
+    subclass that converts V2 requests and answers (a client-side adapter) in its module."""
 
-    v2: str
-    """Who implements the V2 routes the probes call: "native" (the platform's own server), "user code"
-    (our code inside the platform's extension point, e.g. a Ray Serve ingress), or "adapter" (the
-    platform speaks its own JSON; the platform module starts a V2 front that translates, so the
-    translation's cost is inside every latency measured, and results say so)."""
+    protocol: str = "v2"
+    """Name of the wire protocol the platform's route speaks, recorded in results."""
 
-    validation: str
-    """Who decodes and validates a request body ("native" or "user code"): the robustness probe's label."""
+    where: str = "native"
+    """Where V2 is spoken (V2_WHERE): "native" (the platform's own server), "user code" (our code inside
+    the platform's extension point, e.g. a Ray Serve ingress), or "client-side adapter" (the platform
+    speaks `protocol`; the adapter converts before sending and after answering, and its cost is
+    measured apart)."""
+
+    validation: str = ""
+    """Who decodes and validates a request body: "native" or "user code" (the robustness probe's label).
+    Every platform module says it (no default: an unknown decoder is not "native")."""
 
     validation_note: str = ""
     """One line on where decoding and validation happen, recorded with robustness results."""
@@ -52,10 +58,11 @@ class WireProtocol:
     @property
     def mechanism(self) -> str:
         """The label of a result that measures the V2 route itself (parity): native only if the platform's."""
-        return "native" if self.v2 == "native" else "user code"
+        return "native" if self.where == "native" else "user code"
 
     def describe(self) -> dict:
-        return {"v2_routes": self.v2, "validation": self.validation, "note": self.validation_note}
+        return {"protocol": self.protocol, "v2_spoken_by": self.where, "validation": self.validation,
+                "note": self.validation_note}
 
 
 # --- monitoring -------------------------------------------------------------------------------------

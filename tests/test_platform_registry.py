@@ -36,7 +36,7 @@ from testbed.endpoint import DETECTION_LABELS, Endpoint
 from testbed.errors import FaultTargetMissing, UnknownPlatform
 from testbed.errors import TestbedError as PlatformError
 from testbed.faults import KillTarget
-from testbed.platforms import (ALL, V2_ROUTES, BatchingRun, BatchingSupport, Documented, DocumentedRow,
+from testbed.platforms import (ALL, V2_WHERE, BatchingRun, BatchingSupport, Documented, DocumentedRow,
                                ExplainPath, MetricsCatalogue, Platform, Signal, UserFile, WireProtocol)
 from testbed.settings import REPO_ROOT, Settings
 
@@ -110,7 +110,7 @@ def test_every_platform_describes_itself(name):
         kind = p.deployments["kind"]
         assert issubclass(kind, KindDeployment) and kind.platform == name and kind.recreated_by
         assert kind.detection_label in DETECTION_LABELS
-    assert p.protocol.v2 in V2_ROUTES and p.protocol.validation in ("native", "user code")
+    assert p.protocol.where in V2_WHERE and p.protocol.validation in ("native", "user code")
     if p.metrics is not None:
         assert set(p.metrics.signals) == set(monitoring.SIGNALS)
     if p.explain is not None:
@@ -155,7 +155,7 @@ TOY_PLATFORM = Platform(
     name=TOY,
     display_name="Toy Serve",
     deployments={"local": ToyLocal},
-    protocol=WireProtocol(v2="adapter", validation="user code", validation_note="toy: validated by the test's server"),
+    protocol=WireProtocol(where="user code", validation="user code", validation_note="toy: validated by the test's server"),
     metrics=MetricsCatalogue(signals={"requests_total": Signal('sum(toy_requests{platform="$platform"})', ALL,
                                                                "toy counter")},
                              export_lag_s=3.5),

@@ -44,6 +44,12 @@ class LocalProcess:
     """Command-line prefix of the process that serves the infer route, which a kill fault kills (e.g. a
     Ray Serve replica); None: the process of the runtime's session listening on the endpoint's port."""
 
+    def find_worker(self, recorded: dict, base_url: str) -> tuple[int, str] | None:
+        """(pid, how it was found) of the process a kill fault kills, for a runtime whose serving worker
+        neither `worker_pattern` nor the port finds (e.g. workers outside the recorded session);
+        None: found the default way (testbed/backends/local/faults.py serving_worker)."""
+        return None
+
     # --- detection hooks (testbed/backends/local/detection.py) -----------------------------------
     detection_label: str = "none"
     """How this platform's outlier/drift detection is wired here (testbed.endpoint.DETECTION_LABELS):

@@ -64,8 +64,12 @@ def serving_worker(platform: str, info: dict, base_url: str) -> tuple[int, str]:
     Deployment names by command line (worker_pattern), otherwise the one listening on the endpoint's port."""
     from deployers import get_platform
 
+    deployment = get_platform(platform).deployment_for("local")
+    found = deployment.find_worker(info, base_url)
+    if found is not None:
+        return found
     members = processes.session_members(info["pid"])
-    pattern = get_platform(platform).deployment_for("local").worker_pattern
+    pattern = deployment.worker_pattern
     if pattern:
         for pid in members:
             if " ".join(_cmdline(pid)).startswith(pattern):
