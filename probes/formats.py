@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 
 from deployers import formats as fmt_servers
+from deployers import get_platform
 from testbed import v2
 from testbed.artifact import N_TRAIN
 from testbed.backends.local import envs
@@ -132,6 +133,12 @@ def run(ctx) -> list[Result]:
     out = []
     for platform in ctx.endpoints:
         started = __import__("time").time()
+        if get_platform(platform).formats is None:
+            out.append(Result(probe="formats", platform=platform, backend=ctx.backend,
+                              artifact_sha256=ctx.artifact.sha256, verdict="unsupported", mechanism="none",
+                              evidence={"reason": "the platform's module declares no format server "
+                                                  "(PLATFORM.formats is None)"}, started_at=started))
+            continue
         server = _server(platform, settings, model_dir, rows.shape[1])
         per_format = {}
         with httpx.Client(timeout=30.0) as client:

@@ -1,5 +1,5 @@
 """`python -m testbed report`: the criteria matrix (measured cells with CI, run id and backend for
-KServe, Seldon Core and Ray Serve; documented rows with sources for the other systems), plots, and
+the registered platforms; documented rows with sources for the other systems), plots, and
 the provenance of every run, as Markdown and as one self-contained HTML file (images inlined).
 """
 

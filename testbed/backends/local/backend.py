@@ -86,9 +86,11 @@ class LocalBackend:
     def _start_prometheus(self, ctx: UpContext) -> None:
         run_dir = ctx.settings.run_dir
         port = processes.claim_port(ctx.settings.prometheus_port, "Prometheus")
+        # A platform that exposes no metrics (its Endpoint has no metrics_url) is no scrape target: the
+        # monitoring probe reports that as a finding.
         targets = [prometheus.ScrapeTarget(job=name, url=dep.endpoint(ctx).metrics_url,
                                            labels=(("platform", name), ("backend", self.name)))
-                   for name, dep in ctx.deployments.items()]
+                   for name, dep in ctx.deployments.items() if dep.endpoint(ctx).metrics_url]
         targets += ctx.extra.get("extra_scrape_targets", [])
         targets += detection.scrape_targets(ctx, self.name)
         ctx.extra["scrape_jobs"] = [t.job for t in targets]
