@@ -139,6 +139,13 @@ def cmd_up(args) -> int:
 
     settings = settings_from(args)
     backend = get_backend(settings.backend)
+    if not args.platforms:
+        from deployers import default_platforms
+
+        left_out = [n for n in default_platforms() if n not in settings.platforms]
+        if left_out:
+            print(f"The {settings.backend} backend does not offer {', '.join(left_out)} (no {settings.backend} "
+                  f"deployment in its module): starting {', '.join(settings.platforms)}.", file=sys.stderr)
     ctx = UpContext(settings=settings, dry_run=args.dry_run, extra={"out_dir": args.out, "retain": args.retain})
     if args.dry_run:
         run_steps(backend.up_steps(ctx), ctx)

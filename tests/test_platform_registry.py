@@ -175,7 +175,7 @@ def toy(monkeypatch):
     return TOY_PLATFORM
 
 
-def test_registry_questions_answer_for_the_throwaway_platform(toy):
+def test_registry_questions_answer_for_the_throwaway_platform(toy, monkeypatch):
     assert get_platform(TOY) is toy
     assert TOY not in default_platforms() and TOY not in Settings().platforms  # default=False
     assert parse_platforms("all")[-1] == TOY and parse_platforms(f"kserve,{TOY}") == ("kserve", TOY)
@@ -185,6 +185,9 @@ def test_registry_questions_answer_for_the_throwaway_platform(toy):
     assert TOY not in parse_platforms("all", "kind")
     with pytest.raises(PlatformError, match="no implementation for the 'kind' backend"):
         toy.deployment_for("kind")
+    # A default platform without a kind deployment: started locally, left out on kind.
+    monkeypatch.setitem(deployers.PLATFORMS, TOY, dataclasses.replace(toy, default=True))
+    assert TOY in Settings().platforms and TOY not in Settings(backend="kind").platforms
 
 
 def test_probes_read_the_throwaway_platform(toy, tmp_path):
