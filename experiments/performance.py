@@ -203,8 +203,8 @@ def build_results(store: dict, inproc_offline: list[dict], opts, run_id: str, ar
                 measurements={"served_ms_sorted": trim(served), "inprocess_ms_sorted": trim(inproc),
                               "summaries": [strip_private(o["summary"]) for o in rec["overhead"]]},
                 evidence={**ev, "load": "closed loop, concurrency 1, one-row V2 JSON requests",
-                          # Who answers the V2 route: an adapter's or user code's cost is inside `served`.
-                          "v2_routes": get_platform(name).protocol.describe(),
+                          # Who speaks V2 on the route measured: the platform, our code inside it, or an adapter.
+                          "protocol": get_platform(name).protocol.describe(),
                           "inprocess": "model.predict on one 2-D row in the experiment's process (scikit-learn "
                                        "of the core venv, same as the runtimes)",
                           "inprocess_versions": inprocess_versions()},
