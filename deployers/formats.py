@@ -55,6 +55,10 @@ class FormatServer:
     def ready_path(self) -> str:
         return "/v2/health/ready"
 
+    def extra_env(self) -> dict[str, str]:
+        """Environment variables the server needs besides PYTHONUNBUFFERED."""
+        return {}
+
     def loaded(self, client: httpx.Client, workdir: Path) -> dict[str, str]:
         """Once ready: format -> why it is not served (load errors, formats the platform cannot serve)."""
         return {}
@@ -79,7 +83,7 @@ class FormatServer:
         cmd = self.command(py, http, workdir, model_dir, n_features)
         ready_url = self.base_url + self.ready_path()
         log = workdir / "runtime.log"
-        self.pid = processes.start(cmd, log, cwd=workdir, env={"PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"})
+        self.pid = processes.start(cmd, log, cwd=workdir, env={"PYTHONUNBUFFERED": "1", **self.extra_env()})
         record_pid(workdir.parent, self.platform, self.pid)
         deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=5.0) as client:

@@ -26,6 +26,9 @@ class KServeLocal(LocalProcess):
     port_names = ("http",)
     version_packages = ("kserve", "scikit-learn", "numpy", "alibi", "shap")
     detection_label = "add-on"
+    loopback_by_testbed = ("KServe 0.20.0 hard-codes 0.0.0.0 for its REST server (kserve/protocol/rest/server.py:94) "
+                           "with no parameter, flag or variable; the testbed's ModelServer subclass "
+                           "(deployers/runtimes/kserve_loopback.py) binds it to 127.0.0.1",)
 
     def command(self, python: Path, ports, workdir, ctx) -> list[str]:
         return [str(python), str(RUNTIMES_DIR / "kserve_server.py"), "--artifact", str(ctx.artifact.path),
@@ -35,7 +38,8 @@ class KServeLocal(LocalProcess):
         base = f"http://127.0.0.1:{ports['http']}"
         return Endpoint(platform=self.platform, backend="local", base_url=base, model_name=model_name,
                         metrics_url=f"{base}/metrics", explain_url=f"{base}/v1/models/{model_name}:explain",
-                        notes=("kserve.ModelServer binds its HTTP port on 0.0.0.0 (not configurable in 0.20.0)",))
+                        notes=("kserve.ModelServer 0.20.0 hard-codes 0.0.0.0 for its HTTP server and has no option "
+                               "for it; the testbed's subclass (deployers/runtimes/kserve_loopback.py) binds 127.0.0.1",))
 
     # --- detection (add-on): a transformer in front of the predictor logs payloads to the detector service
     def detection_sidecars(self, ctx, service_url: str) -> list:
@@ -57,7 +61,8 @@ class KServeLocal(LocalProcess):
                     "asynchronously (in order, bounded queue, CloudEvents binary mode) to the detector service",
             kind_equivalent="InferenceService spec.predictor.logger {mode: request, url: <detector service>} "
                             "(KServe's payload logger); detection itself is not part of KServe",
-            notes="the transformer binds 0.0.0.0 like every kserve.ModelServer 0.20.0")
+            notes="the transformer is a kserve.ModelServer on 127.0.0.1 through the same subclass as the predictor "
+                  "(deployers/runtimes/kserve_loopback.py): KServe 0.20.0 itself would bind 0.0.0.0")
 
 
 class KServeKind(KindDeployment):

@@ -21,7 +21,7 @@ from deployers import formats
 from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
 from testbed.backends.local import detection, processes
-from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
+from testbed.backends.local.deployment import RUNTIMES_DIR, KnownListener, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.errors import RuntimeStartFailed
@@ -34,6 +34,21 @@ from testbed.settings import REPO_ROOT
 # alibi-detect: the composed (model + detector) application loads the saved detectors in user code.
 ENV = EnvSpec("rayserve", ("ray[serve]==2.60.0", "scikit-learn==1.5.2", "numpy==1.26.4", "joblib>=1.3",
                            "alibi[shap]==0.9.6", "shap==0.43.0", "alibi-detect==0.13.0"))
+
+
+LOCAL_RAY_ENV = {
+    # Keep Ray's usage-stats prompt and ~/.ray writes out of a test machine.
+    "RAY_USAGE_STATS_ENABLED": "0",
+    # Ray 2.60.0 rewrites a loopback node address (ray.init(_node_ip_address=...), `ray start --node-ip-address`)
+    # to the machine's routable one (ray/_private/services.py resolve_ip_for_localhost -> get_node_ip_address)
+    # unless cluster mode is off; then the node address is 127.0.0.1 and GCS, raylet, workers, agents and
+    # metrics servers bind loopback. Off also refuses to add other nodes, which a one-machine instance never does.
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+}
+"""Environment of every Ray instance the local backend starts (serving, formats, offline batch)."""
+
+REPLICA_GRPC_CAUSE = ("Ray Serve 2.60.0 starts an inter-deployment gRPC server in every replica on [::]:0, "
+                      "hard-coded (ray/serve/_private/replica.py:1835); no option or variable changes it")
 
 
 def ray_temp_dir(workdir: Path) -> Path:
@@ -66,6 +81,11 @@ class RayServeLocal(LocalProcess):
     env = ENV
     port_names = ("http", "metrics")
     version_packages = ("ray", "scikit-learn", "numpy", "fastapi", "alibi", "shap")
+    known_listeners = (KnownListener("ray::ServeReplica", "::", REPLICA_GRPC_CAUSE),)
+    loopback_by_testbed = ("Ray 2.60.0 rewrites a loopback node address to the machine's own (ray/_private/"
+                           "services.py:786-821) and binds GCS, raylet, workers and agents to every interface or to "
+                           "that address; the testbed sets RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (Ray's one-machine "
+                           "mode) so the node address, and they, stay on 127.0.0.1",)
 
     def command(self, python: Path, ports, workdir: Path, ctx) -> list[str]:
         cmd = [str(python), str(RUNTIMES_DIR / "ray_app.py"), "--artifact", str(ctx.artifact.path),
@@ -109,10 +129,8 @@ class RayServeLocal(LocalProcess):
             kind_equivalent="the same application in the RayService; Ray Serve has no detection mechanism")
 
     def extra_env(self, workdir: Path) -> dict[str, str]:
-        # Keep Ray's usage-stats prompt and ~/.ray writes out of a test machine.
         # Ray exports metrics every 10 s by default; 2 s keeps Prometheus close to the traffic sent.
-        return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
-                "RAY_metrics_report_interval_ms": "2000"}
+        return {**LOCAL_RAY_ENV, "RAY_DISABLE_DOCKER_CPU_WARNING": "1", "RAY_metrics_report_interval_ms": "2000"}
 
     def make_endpoint(self, ports, model_name) -> Endpoint:
         base = f"http://127.0.0.1:{ports['http']}"
@@ -242,6 +260,9 @@ class RayFormats(formats.FormatServer):
     def ready_path(self) -> str:
         return "/status"
 
+    def extra_env(self) -> dict[str, str]:
+        return LOCAL_RAY_ENV
+
     def loaded(self, client, workdir):
         return client.get(self.base_url + self.ready_path()).json()["errors"]
 
@@ -322,7 +343,7 @@ def offline_ray_job(ray_python: Path, script: Path, artifact_dir: Path, X: np.nd
         t0 = time.perf_counter()
         with open(log, "w") as fh:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=fh, text=True, start_new_session=True,
-                                    env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+                                    env={**os.environ, **LOCAL_RAY_ENV})
             try:
                 stdout, _ = proc.communicate(timeout=timeout_s)
             finally:

@@ -252,9 +252,20 @@ def render_status(status: dict) -> str:
                      + (f"  rss {p['rss_mb']:.0f} MB" if p.get("rss_mb") else ""))
     exposed = (status.get("exposure") or {}).get("non_loopback_sockets", [])
     if exposed:
-        lines.append(f"exposure: {len(exposed)} listening sockets NOT bound to loopback:")
+        unexplained = sum(1 for x in exposed if not x.get("cause"))
+        lines.append(f"exposure: {len(exposed)} listening sockets NOT bound to loopback"
+                     + (f", {unexplained} unexplained" if unexplained else "") + ":")
+        causes: list[str] = []
         for x in exposed:
-            lines.append(f"  {x['platform']:<9} {x['address']}:{x['port']}  ({x['process']}, pid {x['pid']})")
+            cause = x.get("cause")
+            if cause and cause not in causes:
+                causes.append(cause)
+            why = f"  [{causes.index(cause) + 1}]" if cause else "  UNEXPLAINED"
+            lines.append(f"  {x.get('owner') or x['platform']:<9} {x['address']}:{x['port']}  "
+                         f"({x['process']}, pid {x['pid']}){why}")
+        lines += [f"  [{i}] {c}" for i, c in enumerate(causes, 1)]
+    for name, notes in ((status.get("exposure") or {}).get("loopback_by_testbed") or {}).items():
+        lines += [f"kept on loopback by the testbed ({name}): {note}" for note in notes]
     detection = status.get("detection") or {}
     if detection.get("state"):  # the kind backend's detector service (testbed/backends/kind/detection.py)
         lines.append(f"detection: {detection.get('service_url')}  {detection['state']}"
