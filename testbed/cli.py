@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     backend_opt(probe)
     probe.add_argument("probe", help="outlier | drift | monitoring | explain | robustness | all (faults, by name only: "
                        "kill | overload | detector-outage)")
-    probe.add_argument("--platforms", help="comma-separated subset of the running platforms (default: all of them)")
+    probe.add_argument("--platforms", help="comma-separated subset of the running platforms (default, or `all`: "
+                                           "all of them)")
     probe.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     probe.add_argument("--reference", metavar="REF.csv", help="drift: your reference rows (header = feature names)")
     probe.add_argument("--data", metavar="CUR.csv", help="drift/outlier: your rows to test (header = feature names)")
@@ -98,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fault probes only: print what the fault would do on this backend, inject nothing "
                             "(kind: planned against `up --dry-run` when no cluster is running)")
     return parser
+
+
+def running_subset(text: str | None) -> tuple[str, ...] | None:
+    """--platforms of a verb that acts on the running testbed: None (or `all`) means every running platform."""
+    from deployers import ALL, parse_platforms
+
+    return None if not text or text.strip() == ALL else parse_platforms(text)
 
 
 def settings_from(args) -> Settings:
@@ -326,7 +334,6 @@ def cmd_images(args) -> int:
 
 
 def cmd_probe(args) -> int:
-    from deployers import parse_platforms
     from probes import registry, userdata
     from testbed import results
     from testbed.backends import get_backend
@@ -342,7 +349,7 @@ def cmd_probe(args) -> int:
         if getattr(args, flag):
             options[key] = str(getattr(args, flag))
     _check_user_flags(names, options)
-    ctx = registry.context_from_status(status, parse_platforms(args.platforms) if args.platforms else None,
+    ctx = registry.context_from_status(status, running_subset(args.platforms),
                                        seed=args.seed, run_id=run_id, options=options)
     _check_user_data(options, ctx.artifact.feature_names, userdata)
     run_dir = results.RESULTS_DIR / run_id
@@ -384,7 +391,6 @@ def cmd_probe(args) -> int:
 
 def _probe_dry_run(args, names, settings) -> int:
     """Print each fault's plan on this backend; nothing is injected and no result is written."""
-    from deployers import parse_platforms
     from probes import registry
     from testbed.backends import get_backend
 
@@ -398,7 +404,7 @@ def _probe_dry_run(args, names, settings) -> int:
         print(f"# no running {args.backend} testbed: planned against `up --backend {args.backend} --dry-run`",
               flush=True)
         status = backend.planned_status(settings)
-    ctx = registry.context_from_status(status, parse_platforms(args.platforms) if args.platforms else None,
+    ctx = registry.context_from_status(status, running_subset(args.platforms),
                                        seed=args.seed, run_id="dry-run",
                                        options={"dry_run": True, "plan_out": sys.stdout})
     for name in names:

@@ -32,6 +32,11 @@ def test_platform_names_are_checked_all_at_once():
     with pytest.raises(UnknownPlatform) as err:
         parse_platforms("kserve,nosuchserve,bento-x")
     assert "nosuchserve, bento-x" in str(err.value) and "seldon" in str(err.value)
+    # Verbs on the running testbed (probe): `all` is every running platform, as no --platforms is.
+    from testbed.cli import running_subset
+
+    assert running_subset("all") is None and running_subset(None) is None
+    assert running_subset("seldon") == ("seldon",)
 
 
 def test_unknown_backend_names_the_known_ones():
