@@ -20,6 +20,7 @@ import yaml
 from deployers import formats
 from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
+from testbed.backends.kind.scrape_targets import GeneratedPod, Port
 from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, KnownListener, LocalProcess
 from testbed.backends.local.envs import EnvSpec
@@ -219,6 +220,29 @@ class RayServeKind(KindDeployment):
         # Every Ray node exports metrics, serving or not.
         return templates.render("rayserve/podmonitor.yaml", name=f"testbed-{self.platform}",
                                 namespace=target.namespace, selector={"testbed.io/rayservice": target.model_name})
+
+    METRICS_PORT = Port("metrics", 8080)
+    """KubeRay v1.7.0 appends it to the Ray container of every head and worker pod that declares no port named
+    `metrics` (ray-operator/controllers/ray/common/pod.go DefaultHeadPodTemplate / DefaultWorkerPodTemplate;
+    utils.DefaultMetricsPort). It adds no other container port (gcs, dashboard, client, serve are Service ports)."""
+
+    def generated_pods(self, target: Target) -> list[GeneratedPod]:
+        cluster = self.render_resource(target)["spec"]["rayClusterConfig"]
+        groups = [("RayService head pod", cluster["headGroupSpec"])]
+        groups += [(f"RayService worker pod {g['groupName']} #{k + 1}", g)
+                   for g in cluster.get("workerGroupSpecs") or [] for k in range(int(g.get("replicas", 1)))]
+        pods = []
+        for what, group in groups:
+            template = group["template"]
+            containers = {}
+            for i, c in enumerate(template["spec"]["containers"]):
+                ports = tuple(Port(p.get("name"), int(p["containerPort"])) for p in c.get("ports") or [])
+                if i == 0 and not any(p.name == self.METRICS_PORT.name for p in ports):  # utils.RayContainerIndex
+                    ports += (self.METRICS_PORT,)
+                containers[c["name"]] = ports
+            pods.append(GeneratedPod(what, target.namespace, dict(template["metadata"]["labels"]), containers,
+                                     source="kuberay v1.7.0 ray-operator/controllers/ray/common/pod.go"))
+        return pods
 
     def readiness(self, obj: dict) -> Readiness:
         status = obj.get("status") or {}

@@ -18,6 +18,7 @@ from deployers import formats
 from testbed import v2
 from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
+from testbed.backends.kind.scrape_targets import GeneratedPod, Port
 from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
@@ -256,6 +257,21 @@ class SeldonKind(KindDeployment):
     http_port = 8000
     predictor = "default"
 
+    # Ports of the pod Seldon Core v1.18.2 generates (seldon-core-operator chart defaults, our values file
+    # leaves them): the executor sidecar declares http 8000, metrics 8000, grpc 5001
+    # (controllers/seldondeployment_engine.go createExecutorContainer; chart executor.port, DEFAULT_EXECUTOR_GRPC_PORT);
+    # the MLServer model container declares grpc 9500 and http 9000 only: mergeMLServerContainer overwrites its
+    # ports with getMLServerContainer's (mlserver.go; chart predictiveUnit.httpPort/grpcPort), dropping the
+    # `metrics` port 6000 the defaulting added (apis/.../defaults.go addMetricsPortAndIncrement) while keeping the
+    # MLSERVER_METRICS_PORT=6000 / MLSERVER_METRICS_ENDPOINT=/prometheus env it had set (createContainerService).
+    EXECUTOR_CONTAINER = "seldon-container-engine"
+    EXECUTOR_PORTS = (Port("http", 8000), Port("metrics", 8000), Port("grpc", 5001))
+    MLSERVER_PORTS = (Port("grpc", 9500), Port("http", 9000))
+    MLSERVER_METRICS_PORT = 6000
+    MLSERVER_METRICS_PATH = "/prometheus"
+    MLSERVER_ENDPOINT = "mlserver-metrics"
+    """The `endpoint` label of MLServer's series (the executor's is `metrics`, its port name)."""
+
     def __init__(self, namespace: str | None = None, node_port: int | None = None, logger_url: str | None = None,
                  detection: bool | None = None):
         super().__init__(namespace, node_port)
@@ -302,6 +318,19 @@ class SeldonKind(KindDeployment):
     def pod_selector(self, target: Target) -> dict[str, str]:
         return {"seldon-deployment-id": target.model_name}
 
+    def render_podmonitor(self, target: Target) -> dict:
+        # The model container is named after the graph node, which the template names after the model.
+        return templates.render("seldon/podmonitor.yaml", name=f"testbed-{self.platform}", namespace=target.namespace,
+                                selector=self.pod_selector(target), model_container=target.model_name,
+                                mlserver_metrics_port=str(self.MLSERVER_METRICS_PORT),
+                                mlserver_metrics_path=self.MLSERVER_METRICS_PATH, mlserver_endpoint=self.MLSERVER_ENDPOINT)
+
+    def generated_pods(self, target: Target) -> list[GeneratedPod]:
+        graph = self.render_resource(target)["spec"]["predictors"][0]["graph"]
+        return [GeneratedPod("SeldonDeployment predictor pod", target.namespace, self.pod_selector(target),
+                             {graph["name"]: self.MLSERVER_PORTS, self.EXECUTOR_CONTAINER: self.EXECUTOR_PORTS},
+                             source="seldon-core v1.18.2 operator: mlserver.go, seldondeployment_engine.go")]
+
     def readiness(self, obj: dict) -> Readiness:
         status = obj.get("status") or {}
         state, description = status.get("state"), status.get("description") or ""
@@ -319,7 +348,9 @@ class SeldonKind(KindDeployment):
                         metrics_url=f"{base_url}/prometheus",
                         notes=("SeldonDeployment (Seldon Core v1, BSL-1.1) serving SKLEARN_SERVER with MLServer under "
                                "protocol v2, through the Seldon executor on a NodePort Service on 127.0.0.1",
-                               "metrics_url is the Seldon executor's (seldon_api_executor_*), also what Prometheus scrapes"))
+                               "metrics_url is the Seldon executor's (seldon_api_executor_*); Prometheus scrapes it and, "
+                               "in the cluster only, MLServer's own metrics (model container, <pod IP>:6000/prometheus, "
+                               "endpoint label mlserver-metrics)"))
 
 
 # --- formats: MLServer's own runtimes, no user code ---------------------------------------------------
@@ -367,7 +398,22 @@ class MLServerFormats(formats.FormatServer):
 # --- monitoring ---------------------------------------------------------------------------------------
 # Templates use $platform and $model (string.Template): PromQL needs the braces.
 INFER = 'platform="$platform",path="/v2/models/{model_name}/infer",method="POST"'
+# Every signal below reads MLServer's series. Locally MLServer is the whole platform; on kind each
+# SeldonDeployment pod has two metrics sources, which its PodMonitor (manifests/seldon/podmonitor.yaml)
+# scrapes as two endpoints of job "seldon", told apart by the `endpoint` and `container` labels.
+MLSERVER_PREFIXES = ("rest_server_", "model_infer_", "batch_request_queue", "parallel_request_queue")
+METRIC_SOURCES = {
+    "local": {p: "MLServer 1.7.1 (its metrics port, /metrics)" for p in MLSERVER_PREFIXES},
+    "kind": {**{p: 'MLServer 1.7.1 in the model container: <pod IP>:6000/prometheus (MLSERVER_METRICS_PORT/'
+                   '_ENDPOINT, set by the operator but not declared), series labelled endpoint="mlserver-metrics", '
+                   'container="<model name>"' for p in MLSERVER_PREFIXES},
+             "seldon_api_executor_": 'Seldon Core v1.18.2 executor sidecar (seldon-container-engine): port metrics '
+                                     '(8000) /prometheus, series labelled endpoint="metrics", '
+                                     'container="seldon-container-engine"; the requests it forwards, timed from the '
+                                     'executor (no signal above reads them)'},
+}
 METRICS = MetricsCatalogue(
+    sources=METRIC_SOURCES,
     infer_requests_promql='sum(model_infer_request_success_total{job="seldon"})',
     signals={
         "requests_total": Signal("sum(rest_server_requests_total{%s})" % INFER, ALL,

@@ -50,6 +50,13 @@ def catalogue_of(platform: str) -> MetricsCatalogue | None:
     return get_platform(platform).metrics
 
 
+def series_sources(catalogue: MetricsCatalogue, backend: str) -> dict[str, list[str]]:
+    """Signal -> the sources of the series its query reads, on `backend` ({} when the catalogue names none)."""
+    known = catalogue.sources.get(backend) or {}
+    return {name: sorted({source for prefix, source in known.items() if prefix in signal.query})
+            for name, signal in catalogue.signals.items() if signal.query is not None and known}
+
+
 def render(signal: Signal, platform: str, model: str) -> str | None:
     if signal.query is None:
         return None
@@ -232,7 +239,10 @@ def run(ctx: ProbeContext) -> list[Result]:
             evidence={"queries": all_queries[p], "seed": ctx.seed, "good": plan.good, "bad": plan.bad,
                       "bad_request": f"well-formed V2 body of width {max(1, len(ctx.artifact.feature_names) - 4)}",
                       "scrape_interval_s": scrape_s, "export_lag_s": catalogues[p].export_lag_s,
-                      "metrics_url": ctx.endpoints[p].metrics_url, "versions": ctx.versions.get(p, {})},
+                      "metrics_url": ctx.endpoints[p].metrics_url, "versions": ctx.versions.get(p, {}),
+                      "series_sources": series_sources(catalogues[p], ctx.backend),
+                      "other_sources": {k: v for k, v in (catalogues[p].sources.get(ctx.backend) or {}).items()
+                                        if not any(k in q for q in all_queries[p].values())}},
             run_id=ctx.run_id, repeat=ctx.repeat))
     for p in ctx.endpoints:
         if catalogues[p] is None:

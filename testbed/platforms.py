@@ -101,6 +101,10 @@ class MetricsCatalogue:
     """PromQL counting the V2 infer requests the platform served successfully, as it reports them itself
     (job label = platform name). Used by `up`'s checks and tests."""
 
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
+    """backend -> {metric name prefix: which process exports those series and where Prometheus scrapes them}.
+    Where a platform's pod has more than one metrics source (Seldon on kind: MLServer and the executor)."""
+
 
 # --- explanations -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
