@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: up test setup prometheus down status bench-loadgen perf
+.PHONY: up test setup prometheus browser down status bench-loadgen perf
 
 up: setup
 	$(PY) -m testbed up
@@ -11,7 +11,7 @@ up: setup
 test: setup
 	$(PY) -m pytest -q
 
-setup: $(STAMP) prometheus
+setup: $(STAMP) prometheus browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -24,6 +24,12 @@ prometheus:
 	@command -v prometheus >/dev/null 2>&1 || test -n "$$TESTBED_PROMETHEUS" || \
 	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; \
 	    else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends prometheus; fi; }
+
+# The report test renders the HTML in headless Chromium and checks the screenshot (Debian's package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
+	    else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends chromium; fi; }
 
 down status:
 	$(PY) -m testbed $@
