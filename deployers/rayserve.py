@@ -21,7 +21,7 @@ from deployers import formats
 from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
 from testbed.backends.kind.scrape_targets import GeneratedPod, Port
-from testbed.backends.local import detection, processes
+from testbed.backends.local import detection, envs, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, KnownListener, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
@@ -387,7 +387,7 @@ def offline_ray_job(ray_python: Path, script: Path, artifact_dir: Path, X: np.nd
 def offline_job(job: OfflineJob) -> dict:
     # Ray's unix sockets need a short temp dir (ray_temp_dir): one per checkout.
     tmp = Path("/tmp") / f"testbed-raybatch-{hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:8]}"
-    return offline_ray_job(job.envs_dir / ENV.name / "bin" / "python", RUNTIMES_DIR / "ray_batch.py",
+    return offline_ray_job(envs.python_of(envs.env_dir(ENV, job.envs_dir)), RUNTIMES_DIR / "ray_batch.py",
                            job.artifact_dir, job.rows, tmp)
 
 

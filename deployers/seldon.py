@@ -19,7 +19,7 @@ from testbed import v2
 from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
 from testbed.backends.kind.scrape_targets import GeneratedPod, Port
-from testbed.backends.local import detection, processes
+from testbed.backends.local import detection, envs, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
@@ -498,7 +498,7 @@ def offline_mlserver_infer(mlserver_bin: Path, endpoint: Endpoint, X: np.ndarray
 
 
 def offline_job(job: OfflineJob) -> dict:
-    return offline_mlserver_infer(job.envs_dir / ENV.name / "bin" / "mlserver", job.endpoint, job.rows,
+    return offline_mlserver_infer(envs.env_dir(ENV, job.envs_dir) / "bin" / "mlserver", job.endpoint, job.rows,
                                   rows_per_line=job.chunk_rows // 5)
 
 

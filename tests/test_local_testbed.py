@@ -45,6 +45,14 @@ def test_status_contract(testbed_up):
     health = {t["job"]: t["health"] for t in status["prometheus"]["targets"]}
     scraped = {n for n, p in status["platforms"].items() if p["metrics_url"]}  # a platform may expose none
     assert scraped and set(health) >= {*scraped, "testbed-results"} and set(health.values()) == {"up"}
+    # Every process `up` started is listed and checked: runtimes, detection paths, exporter, Prometheus.
+    started = {p["name"]: p for p in status["processes"]}
+    sidecars = {"kserve": {"kserve-transformer"}, "seldon": {"seldon-detector-server", "seldon-pipeline"}}
+    expected = {*status["platforms"], "detector-service", "results-exporter", "prometheus"}
+    for name in status["platforms"]:
+        expected |= sidecars.get(name, set())
+    assert expected <= set(started)
+    assert {p["state"] for p in started.values()} == {"ready"} and status["problems"] == []
 
 
 def test_exposure_audit_lists_every_listening_socket(testbed_up):

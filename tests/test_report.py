@@ -193,3 +193,28 @@ def test_intervals_of_bounded_scores_stay_in_their_range():
     _, lo, hi = interval([0.2, 0.166, 0.285, 0.9], "error_rate")
     assert 0.0 <= lo and hi <= 1.0
     assert interval([-1.0, 1.0, 3.0], "some_signed_score")[1] < 0  # others are left as measured
+
+
+def test_a_probe_run_shows_its_cells_marked_n1_and_its_plots(tmp_path):
+    """What `python -m testbed probe explain` writes (the harness's layout and run.json, one repeat) is shown
+    as measured cells marked as one run, and feeds the latency CDF (explanation latencies)."""
+    from testbed.experiment import Run
+    from testbed.results import Result, write
+
+    root, sha = tmp_path / "results", "a" * 64
+    run = Run.create(root, "probe-x", {"kind": "probe", "backend": "local", "platforms": ["kserve"], "repeats": 1,
+                                       "seed": 0, "artifact": {"name": "m", "sha256": sha}})
+    run.experiment("explain")["completed_units"] = ["r0/kserve"]
+    run.data["state"] = "complete"
+    run.save()
+    write(Result(probe="explain", platform="kserve", backend="local", artifact_sha256=sha, verdict="pass",
+                 scores={"topk_recall": 1.0, "latency_ms": 40.0}, measurements={"latencies_s": [0.04, 0.05, 0.2]},
+                 mechanism="add-on", run_id="probe-x"), run.dir, "explain")
+    built = report.build(root, [], tmp_path / "out")
+    cell = cells_of(built, "kserve")["explainability"]
+    assert cell.kind == "measured"
+    assert cell.lines == ["top-k recall 1 (n=1); ms 40 (n=1)", "pass 1/1 · add-on",
+                          "run probe-x · local · n=1: one run, no interval"]
+    plots = {key: (path, reason) for key, _, path, reason in built["report"].plots}
+    assert plots["latency_cdf"][0] is not None and plots["latency_cdf"][0].is_file()
+    assert "no column in the matrix" not in built["markdown"].read_text()

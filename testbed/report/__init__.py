@@ -62,7 +62,8 @@ class Matrix:
 
 
 def build_matrix(documented: dict, runs: list[LoadedRun], sha256: str | None) -> Matrix:
-    runs_meta = {r.run_id: {"partial_experiments": {e: bool(m) for e, m in r.missing_units.items()}} for r in runs}
+    runs_meta = {r.run_id: {"partial_experiments": {e: bool(m) for e, m in r.missing_units.items()},
+                            "repeats": r.meta.get("repeats"), "kind": r.meta.get("kind")} for r in runs}
     pairs = [(e, res) for r in runs for e, res in r.results]
     matrix = Matrix(title=f"artifact {sha256[:12]}" if sha256 else "documented only", sha256=sha256)
     for system in documented["systems"]:

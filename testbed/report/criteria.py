@@ -398,7 +398,9 @@ def measured_cell(criterion: Criterion, results: list[Result], runs_meta: dict[s
             meta = runs_meta.get(rid, {})
             if any(meta.get("partial_experiments", {}).get(e) for e in criterion.experiments):
                 cell.partial = True
-        cell.lines.append(f"run {', '.join(run_ids)} · {backend}" + (" · PARTIAL" if cell.partial else ""))
+        single = all(runs_meta.get(rid, {}).get("repeats") == 1 for rid in run_ids)
+        cell.lines.append(f"run {', '.join(run_ids)} · {backend}" + (" · PARTIAL" if cell.partial else "")
+                          + (" · n=1: one run, no interval" if single else ""))
         cell.runs.extend(run_ids)
         cell.backends.append(backend)
     cell.headline = " · ".join(h for h, _ in heads)

@@ -6,7 +6,9 @@ What each plot reads (the contract with the probes):
   (None = not detected), or measurements["delay_samples_by_magnitude"] = {m: d|None}.
 - outlier precision/recall: Result.scores["precision"], ["recall"] of the outlier experiment.
 - metric coverage heatmap: Result.measurements["signals"] = {signal: bool | number} (monitoring).
-- latency CDF: Result.measurements["latency_ms"] = [float, ...] (any experiment).
+- latency CDF: Result.measurements["latency_ms"] = [float, ...] or ["latencies_s"] = [float, ...] (any
+  experiment; e.g. parity's single-row inference, explain's explanation requests), one line per
+  (platform, experiment).
 """
 
 from __future__ import annotations
@@ -149,10 +151,13 @@ def latency_cdf(pairs, path: Path):
     series = {}
     for exp, r in pairs:
         lat = r.measurements.get("latency_ms")
+        seconds = r.measurements.get("latencies_s")
+        if not (isinstance(lat, list) and lat) and isinstance(seconds, list) and seconds:
+            lat = [float(x) * 1e3 for x in seconds]
         if isinstance(lat, list) and lat:
             series.setdefault(f"{r.platform} ({exp})", []).extend(float(x) for x in lat)
     if not series:
-        return None, "no result carries measurements.latency_ms"
+        return None, "no result carries measurements.latency_ms or measurements.latencies_s"
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for label, values in sorted(series.items()):
         v = np.sort(np.asarray(values))
