@@ -40,6 +40,14 @@ class LocalProcess:
     def extra_env(self, workdir: Path) -> dict[str, str]:
         return {}
 
+    def ready_url(self, endpoint: Endpoint) -> str:
+        """What wait_ready polls until it answers 200 (platforms without V2 routes name their own)."""
+        return endpoint.model_ready_url
+
+    def is_ready(self, client: httpx.Client, endpoint: Endpoint) -> bool:
+        """One readiness check; a platform whose health route answers before its model serves overrides it."""
+        return client.get(self.ready_url(endpoint)).status_code == 200
+
     # --- protocol ----------------------------------------------------------------------------
     def __init__(self):
         self.pid: int | None = None
@@ -75,13 +83,13 @@ class LocalProcess:
                                              + (f" with code {exit_code}" if exit_code is not None else ""),
                                              self.log_path, processes.log_tail(self.log_path))
                 try:
-                    if client.get(endpoint.model_ready_url).status_code == 200:
+                    if self.is_ready(client, endpoint):
                         self.ready_after_s = round(time.monotonic() - self.started_at, 2)
                         return endpoint
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise RuntimeStartFailed(self.platform, f"{endpoint.model_ready_url} did not answer 200 "
+                    raise RuntimeStartFailed(self.platform, f"{self.ready_url(endpoint)} did not answer 200 "
                                              f"within {timeout_s:.0f}s", self.log_path,
                                              processes.log_tail(self.log_path))
                 time.sleep(0.25)
