@@ -16,10 +16,20 @@ from pathlib import Path
 from testbed.errors import PortBusy
 
 
+_HANDED_OUT: set[int] = set()
+"""Ports free_port returned in this process: nothing listens on them until their runtime starts, so the
+kernel may offer the same port again (seen: a runtime's two ports claimed back to back were equal)."""
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise OSError("no free loopback port that was not handed out already")
 
 
 def port_is_free(port: int) -> bool:
