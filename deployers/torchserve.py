@@ -1,0 +1,186 @@
+"""TorchServe 0.12.0 on the local backend (no kind deployment): a java frontend, one python worker per model.
+
+The artifact is archived with torch-model-archiver and served by a custom handler
+(deployers/runtimes/torchserve_handler.py). TorchServe passes /v2/models/<m>/infer bodies to the
+handler as they came; the handler speaks V2 there (user code, as Ray Serve's routes are), so probes
+need no body conversion (ADAPTER is V2 at the handler's routes). /v2/health/* and
+/v2/models/<m>/ready are not served; /ping answers "Healthy" while a worker still fails to load, so
+readiness is the management API's worker status READY (TorchServeLocal.is_ready) or, from outside,
+a real prediction (ADAPTER.ready).
+
+Prerequisites: java (Debian's openjdk-17-jre-headless; `ensure_java` says how to install it) and torch
+from PyPI: TorchServe's worker imports torch although neither torchserve nor the archiver declares it;
+on Linux x86_64 PyPI's torch pulls the CUDA libraries (~2.6 GB download; the venv is ~6.5 GB on disk),
+`--no-deps` fails at import (libcudnn). So this environment is built only when TorchServe is asked for,
+and its first build is long (BUILD_NOTE). TorchServe is in limited maintenance since 2025
+(pytorch/serve#3396); 0.12.0 (Sep 2024) is its last release.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from testbed import v2
+from testbed.adapters import ProtocolAdapter
+from testbed.backends.local import detection, envs, processes
+from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
+from testbed.backends.local.envs import EnvSpec
+from testbed.endpoint import Endpoint
+from testbed.errors import MissingBinary, RuntimeStartFailed
+
+# torch 2.15.0: the newest release on PyPI when pinned (TorchServe 0.12.0 declares no torch version); alibi[shap]
+# 0.9.6 (KernelShap in the handler) needs shap < 0.44 and numba < 0.60; alibi-detect: the detected model's handler.
+# click: `import alibi` imports spacy's CLI, which imports click; typer 0.29 (spacy's dependency) no longer pulls
+# it in, and here nothing else does (ModuleNotFoundError in the worker, measured).
+ENV = EnvSpec("torchserve", ("torchserve==0.12.0", "torch-model-archiver==0.12.0", "pyyaml>=6.0", "torch==2.15.0",
+                             "scikit-learn==1.5.2", "numpy==1.26.4", "joblib>=1.3", "alibi[shap]==0.9.6",
+                             "shap==0.43.0", "alibi-detect==0.13.0", "click>=8.1"))
+BUILD_NOTE = ("TorchServe's environment pulls torch from PyPI with its CUDA libraries (~2.6 GB download, ~6.5 GB "
+              "on disk): the first build takes minutes; later runs reuse it")
+DETECTED_SUFFIX = "-detected"
+JAVA_PACKAGE = "openjdk-17-jre-headless"
+
+
+def ensure_java() -> str:
+    """Path of `java` (17 or later); MissingBinary naming the Debian package when there is none."""
+    java = shutil.which("java")
+    if java is None:
+        raise MissingBinary("java", "JAVA_HOME", f"apt-get install -y --no-install-recommends {JAVA_PACKAGE}")
+    return java
+
+
+def java_version(java: str) -> str:
+    proc = subprocess.run([java, "-version"], capture_output=True, text=True)
+    return (proc.stderr or proc.stdout).splitlines()[0] if proc.returncode == 0 else ""
+
+
+def short_tmp_dir(workdir: Path) -> Path:
+    """TorchServe's TEMP: its worker sockets live there and unix socket paths are limited to 107 bytes."""
+    digest = hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"testbed-ts-{digest}"
+
+
+@dataclass(frozen=True)
+class TorchServeAdapter(ProtocolAdapter):
+    """V2 bodies at the handler's routes (user code); readiness by a real prediction."""
+
+    protocol: str = "v2"
+    where: str = "user code"
+
+    def ready(self, client: httpx.Client, endpoint: Endpoint, n_features: int) -> bool:
+        body = v2.request_body([[0.0] * n_features], request_id="ready")
+        return client.post(endpoint.infer_url, json=body).status_code == 200
+
+    def explain_url(self, endpoint: Endpoint) -> str:
+        return f"{endpoint.base_url}/v2/models/{endpoint.model_name}/explain"
+
+
+ADAPTER = TorchServeAdapter()
+
+
+class TorchServeLocal(LocalProcess):
+    platform = "torchserve"
+    env = ENV
+    port_names = ("http", "management", "metrics", "grpc_inference", "grpc_management")
+    version_packages = ("torchserve", "torch-model-archiver", "torch", "scikit-learn", "numpy", "alibi", "shap",
+                        "alibi-detect")
+
+    def deploy(self, ctx) -> None:
+        ensure_java()
+        if not envs.is_current(self.env, ctx.settings.envs_dir / self.env.name):
+            ctx.say(f"  torchserve: {BUILD_NOTE}")
+        super().deploy(ctx)
+
+    def command(self, python: Path, ports, workdir: Path, ctx) -> list[str]:
+        cmd = [str(python), str(RUNTIMES_DIR / "torchserve_launch.py"), "--artifact", str(ctx.artifact.path),
+               "--workdir", str(workdir), "--tmp-dir", str(short_tmp_dir(workdir)), "--model-name", ctx.artifact.name,
+               "--inference-port", str(ports["http"]), "--management-port", str(ports["management"]),
+               "--metrics-port", str(ports["metrics"]), "--grpc-inference-port", str(ports["grpc_inference"]),
+               "--grpc-management-port", str(ports["grpc_management"])]
+        batching = ctx.settings.batching
+        if batching.enabled:
+            # TorchServe's own batching knobs: the frontend aggregates up to batchSize requests for at
+            # most maxBatchDelay ms and hands the handler a list.
+            cmd += ["--batch-size", str(batching.max_batch_size),
+                    "--max-batch-delay-ms", str(max(1, round(batching.max_batch_time_ms)))]
+        service_url = (ctx.extra.get("detection") or {}).get("service_url")
+        if ctx.extra.get("detectors") is not None and service_url:
+            cmd += ["--detectors", str(ctx.extra["detectors"].path), "--model-sha256", ctx.artifact.sha256,
+                    "--n-features", str(len(ctx.artifact.feature_names)),
+                    "--sink", detection.sink_urls(service_url, self.platform, "user code")["verdicts"]]
+        return cmd
+
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['management']}"
+
+    def workers(self, client: httpx.Client, model: str) -> list[dict]:
+        """The management API's workers of one model ([] when it is not registered yet)."""
+        resp = client.get(f"{self.management_url()}/models/{model}")
+        if resp.status_code != 200:
+            return []
+        return [w for version in resp.json() for w in version.get("workers", [])]
+
+    def is_ready(self, client: httpx.Client, endpoint: Endpoint) -> bool:
+        workers = self.workers(client, endpoint.model_name)
+        return bool(workers) and all(w.get("status") == "READY" for w in workers)
+
+    def ready_url(self, endpoint: Endpoint) -> str:
+        return f"{self.management_url()}/models/{endpoint.model_name} (every worker READY)"
+
+    def worker_pids(self, model: str) -> list[int]:
+        """The python worker(s) serving a model: what the kill fault kills (TorchServe restarts them itself)."""
+        with httpx.Client(timeout=5.0) as client:
+            return [int(w["pid"]) for w in self.workers(client, model) if w.get("pid")]
+
+    def teardown(self, ctx=None) -> None:
+        super().teardown(ctx)
+        if self.workdir is not None:
+            shutil.rmtree(short_tmp_dir(self.workdir), ignore_errors=True)
+
+    # --- detection (user code): a second model whose handler runs the detectors ------------------------
+    def detection_ready(self, ctx, service_url: str, timeout_s: float) -> None:
+        model = ctx.artifact.name + DETECTED_SUFFIX
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                try:
+                    workers = self.workers(client, model)
+                    if workers and all(w.get("status") == "READY" for w in workers):
+                        return
+                except httpx.HTTPError:
+                    pass
+                if not processes.alive(self.pid) or time.monotonic() > deadline:
+                    raise RuntimeStartFailed(f"torchserve model {model}", "no READY worker",
+                                             self.log_path, processes.log_tail(self.log_path))
+                time.sleep(0.5)
+
+    def detection_paths(self, ctx, service_url: str) -> dict:
+        model = ctx.artifact.name + DETECTED_SUFFIX
+        return detection.path_info(
+            ctx, self.platform, f"http://127.0.0.1:{self.ports['http']}/v2/models/{model}/infer", "user code",
+            service_url, computed_by="TorchServe handler of model `<m>-detected` (user code, alibi-detect)",
+            routing="a second model in the same TorchServe, archived with the same handler and artifact; its worker "
+                    "runs the detectors on each request's rows, then the model; verdicts go to the detector service "
+                    "in order from a background thread",
+            kind_equivalent="none: the testbed has no kind deployment of TorchServe; TorchServe has no detection "
+                            "mechanism")
+
+    def make_endpoint(self, ports, model_name) -> Endpoint:
+        base = f"http://127.0.0.1:{ports['http']}"
+        return Endpoint(platform=self.platform, backend="local", base_url=base, model_name=model_name,
+                        metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
+                        explain_url=f"{base}/v2/models/{model_name}/explain",
+                        notes=("V2 infer/explain bodies are parsed and answered by our handler (user code): TorchServe "
+                               "passes /v2/models/<m>/infer bodies through; /v2/health/* and /v2/models/<m>/ready "
+                               "are not served",
+                               f"management API on http://127.0.0.1:{ports['management']} (readiness: workers READY)",
+                               "explanations: the handler's explain mode (TorchServe flags /v2/models/<m>/explain "
+                               "requests), alibi KernelShap (user code)"))
