@@ -118,6 +118,10 @@ def package(artifact_dir, out_dir) -> Path:
                                  artifacts={"artifact_dir": str(artifact_dir)},
                                  code_paths=[str(HERE / f) for f in CODE_FILES],
                                  signature=_signature(model, rows, PARAMS),
+                                 # Declared here or MLflow ignores the serving-time config ("the model's pyfunc
+                                 # flavor doesn't accept model configuration"): the detectors and their sink
+                                 # are a deployment's, not the package's.
+                                 model_config={"detectors": None},
                                  pip_requirements=pip_requirements("mlflow", "scikit-learn", "numpy", "joblib",
                                                                    "alibi", "shap", "alibi-detect"))
         for m in ("sklearn", "usercode"):
