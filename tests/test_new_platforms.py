@@ -62,8 +62,8 @@ class Running:
         return processes.session_members(self.dep.pid)
 
 
-def _up(name: str, state_dir: Path, batching: Batching = Batching()) -> Running:
-    settings = TestSettings(state_dir=state_dir, detection=True, batching=batching)
+def _up(name: str, state_dir: Path, batching: Batching = Batching(), detect: bool = True) -> Running:
+    settings = TestSettings(state_dir=state_dir, detection=detect, batching=batching)
     ctx = UpContext(settings=settings)
     ctx.artifact = artifact_mod.ensure(settings.artifacts_dir, settings.artifact_seed)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
@@ -71,10 +71,12 @@ def _up(name: str, state_dir: Path, batching: Batching = Batching()) -> Running:
     ctx.deployments = {name: dep}
     saved = lambda ctx: None  # noqa: E731  (no state file: nothing outside this test reads it)
     try:
-        detection.step_detectors(ctx, saved)
+        if detect:
+            detection.step_detectors(ctx, saved)
         dep.deploy(ctx)
         ctx.endpoints[name] = dep.wait_ready(ctx, READY_TIMEOUT_S)
-        detection.step_wait_paths(ctx, saved)
+        if detect:
+            detection.step_wait_paths(ctx, saved)
     except BaseException:
         _down(ctx, dep)
         raise
@@ -253,3 +255,40 @@ def test_the_adapter_is_reported_where_it_converts(running):
     assert adapter.where == {"bentoml": "client-side adapter", "mlflow": "client-side adapter",
                              "torchserve": "user code"}[running.name]
     assert json.dumps(adapter.encode_infer(v2.request_body(np.ones((1, 7)))))
+
+
+def _batch_sizes(up: Running, answers: list[dict]) -> list[float]:
+    """Requests per model call: BentoML's adaptive_batch_size histogram; TorchServe's handler reports it."""
+    if up.name == "bentoml":
+        text = httpx.get(up.endpoint.metrics_url, timeout=5.0).text
+        labels = {"method_name": "predict", "service_name": bentoml_platform.ENTRY_SERVICE}
+        count = _metric(text, "bentoml_service_adaptive_batch_size_count", **labels)
+        return [_metric(text, "bentoml_service_adaptive_batch_size_sum", **labels) / count] if count else []
+    return [a["parameters"]["batch_requests"] for a in answers]
+
+
+@pytest.mark.parametrize("name", ["bentoml", "torchserve"])
+def test_server_side_batching_merges_concurrent_requests(name, tmp_path):
+    """Settings.batching reaches the platform's own batcher: 64 concurrent single-row requests are answered
+    correctly and some model calls serve more than one request. (MLflow's scoring server has no batching.)"""
+    up = _up(name, tmp_path / "state", Batching(enabled=True, max_batch_size=16, max_batch_time_ms=50.0),
+             detect=False)
+    try:
+        rows = up.ctx.artifact.probe_rows()
+        expected = up.ctx.artifact.load_model().predict(rows).astype(int).tolist()
+        n = 64
+
+        def send(i: int) -> dict:
+            with httpx.Client(timeout=60.0) as client:
+                return up.adapter.infer(client, up.endpoint, v2.request_body(rows[i % len(rows)][None, :], f"b{i}"))
+
+        for _ in range(3):  # BentoML's dispatcher trains on the first requests before it batches
+            with ThreadPoolExecutor(max_workers=32) as pool:
+                answers = list(pool.map(send, range(n)))
+        assert [int(v2.predictions(a, name)[0]) for a in answers] == [expected[i % len(rows)] for i in range(n)]
+        assert [a["id"] for a in answers] == [f"b{i}" for i in range(n)]
+        sizes = _batch_sizes(up, answers)
+        assert sizes and max(sizes) > 1, sizes
+        assert max(sizes) <= 16
+    finally:
+        _down(up.ctx, up.dep)

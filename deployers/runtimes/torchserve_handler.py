@@ -99,7 +99,9 @@ class ReferenceHandler:
         if rows:
             labels = self.model.predict(np.vstack(rows)).astype(np.int64)
             for i, request_id, part in zip(good, ids, np.split(labels, np.cumsum([len(r) for r in rows])[:-1])):
-                out[i] = {"model_name": self.model_name, "id": request_id,
+                # parameters.batch_requests: how many requests TorchServe's batching gave this call (evidence
+                # that server-side batching happened; TorchServe exports no batch-size metric).
+                out[i] = {"model_name": self.model_name, "id": request_id, "parameters": {"batch_requests": len(rows)},
                           "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(part)],
                                        "data": part.tolist()}]}
         return out
