@@ -26,6 +26,7 @@ from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.errors import RuntimeStartFailed
+from testbed.platforms import Platform
 
 # alibi[shap] 0.9.6 (KernelShap, the Explainer service) needs shap < 0.44 and numba < 0.60; alibi-detect: the
 # Detector service. bentoml 1.4.40 resolves beside numpy 1.26.4 (pydantic 2, starlette 1.x).
@@ -174,3 +175,19 @@ class BentoMLLocal(LocalProcess):
                                "V2 on the client side (deployers.bentoml.ADAPTER), so base_url has no /v2 routes",
                                "explanations: API /explain -> composed Explainer service (user code, alibi "
                                "KernelShap); body {rows}, answer the alibi Explanation document"))
+
+
+PLATFORM = Platform(
+    name="bentoml",
+    display_name="BentoML",
+    # /readyz and /metrics are counted too (endpoint label): select the infer route of the entry service.
+    infer_requests_promql='sum(bentoml_service_request_total{job="bentoml",endpoint="/predict",'
+                          f'service_name="{ENTRY_SERVICE}",http_response_code="200"}})',
+    deployments={"local": BentoMLLocal},
+    facts={"runtime": "bentoml serve (circus arbiter + one worker process per service)", "licence": "Apache-2.0",
+           "protocol": "BentoML JSON (one route per @bentoml.api); V2 through a client-side adapter",
+           "batching": "adaptive batching: @bentoml.api(batchable=True, max_batch_size, max_latency_ms); the wait is "
+                       "learned, max_latency_ms is a rejection deadline (HTTP 503)",
+           "explain": "none built in: a composed Explainer service (user code, alibi KernelShap)",
+           "detection": "none built in: a composed Detector service (user code, alibi-detect)"},
+)

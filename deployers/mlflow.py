@@ -33,6 +33,7 @@ from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.errors import InvalidPayload, RuntimeStartFailed
+from testbed.platforms import Platform
 
 # The full `mlflow` distribution, what `pip install mlflow` and `mlflow models build-docker` install
 # (mlflow-skinny + pandas would serve too, ~300 MB smaller). alibi[shap] 0.9.6 (KernelShap) needs
@@ -146,3 +147,19 @@ class MLflowLocal(LocalProcess):
                                "explanations: a pyfunc wrapper on a second scoring server (user code, alibi "
                                "KernelShap); body {inputs, params: {output: explain}}, answer {predictions: "
                                "<alibi Explanation document>}"))
+
+
+PLATFORM = Platform(
+    name="mlflow",
+    display_name="MLflow (model serving)",
+    infer_requests_promql="",  # the scoring server exports no metrics (measured: /metrics is 404)
+    deployments={"local": MLflowLocal},
+    facts={"runtime": "MLflow pyfunc scoring server (FastAPI app run by uvicorn)", "licence": "Apache-2.0",
+           "protocol": "MLflow /invocations JSON; V2 through a client-side adapter",
+           "batching": "none in the scoring server (one predict call per request); offline: mlflow.pyfunc.spark_udf "
+                       "or `mlflow models predict`",
+           "explain": "none in the scoring server (mlflow.shap logs explainers); served as a pyfunc wrapper (user code)",
+           "detection": "none: a pyfunc wrapper model runs the detectors (user code, alibi-detect)",
+           "mlserver": "`mlflow models serve --enable-mlserver` was deprecated in mlflow PR #22994 (April 2026, "
+                       "stating MLServer is unmaintained) and removed in PR #23356"},
+)

@@ -29,12 +29,14 @@ from pathlib import Path
 import httpx
 
 from testbed import v2
+from testbed.artifact import MODEL_NAME
 from testbed.adapters import ProtocolAdapter
 from testbed.backends.local import detection, envs, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.errors import MissingBinary, RuntimeStartFailed
+from testbed.platforms import Platform
 
 # torch 2.15.0: the newest release on PyPI when pinned (TorchServe 0.12.0 declares no torch version); alibi[shap]
 # 0.9.6 (KernelShap in the handler) needs shap < 0.44 and numba < 0.60; alibi-detect: the detected model's handler.
@@ -184,3 +186,21 @@ class TorchServeLocal(LocalProcess):
                                f"management API on http://127.0.0.1:{ports['management']} (readiness: workers READY)",
                                "explanations: the handler's explain mode (TorchServe flags /v2/models/<m>/explain "
                                "requests), alibi KernelShap (user code)"))
+
+
+PLATFORM = Platform(
+    name="torchserve",
+    display_name="TorchServe",
+    # Counts every request that reached the model's handler, answered 2xx or not (a handler's 400 too), and its
+    # explanations; the `-detected` model has a series of its own.
+    infer_requests_promql=f'sum(ts_inference_requests_total{{job="torchserve",model_name="{MODEL_NAME}"}})',
+    deployments={"local": TorchServeLocal},
+    facts={"runtime": "TorchServe java frontend + python worker per model (custom handler)", "licence":
+           "Apache-2.0 (TorchServe, torch BSD-3-Clause; Java: OpenJDK GPL-2.0 with Classpath Exception)",
+           "protocol": "V2 bodies parsed by our handler (user code); /v2/health/* and model ready routes 404",
+           "batching": "batchSize + maxBatchDelay per model (the frontend aggregates; the handler gets a list)",
+           "explain": "/explanations/<m> and /v2/models/<m>/explain call the handler in explain mode (Captum in "
+                      "BaseHandler); here alibi KernelShap in our handler (user code)",
+           "detection": "none: a second model whose handler runs the detectors (user code, alibi-detect)",
+           "maintenance": "limited maintenance since 2025 (pytorch/serve#3396); last release 0.12.0, Sep 2024"},
+)

@@ -71,8 +71,10 @@ def main() -> None:
 
     def model_config(name: str) -> dict:
         batching = {"batchSize": o.batch_size, "maxBatchDelay": o.max_batch_delay_ms} if name == o.model_name else {}
+        # startupTimeout: TorchServe's default (120 s) for a worker to load its model is short for the handler's
+        # torch + alibi imports on 2 busy cores; a worker that misses it is killed and retried.
         return {"1.0": {"defaultVersion": True, "marName": models[name], "minWorkers": 1, "maxWorkers": 1,
-                        "responseTimeout": 120, **batching}}
+                        "responseTimeout": 120, "startupTimeout": 600, **batching}}
 
     loopback = "http://127.0.0.1:{}".format
     config = {
