@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: up test setup prometheus down status bench-loadgen perf
+.PHONY: up test setup prometheus java down status bench-loadgen perf
 
 up: setup
 	$(PY) -m testbed up
@@ -11,7 +11,7 @@ up: setup
 test: setup
 	$(PY) -m pytest -q
 
-setup: $(STAMP) prometheus
+setup: $(STAMP) prometheus java
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -24,6 +24,12 @@ prometheus:
 	@command -v prometheus >/dev/null 2>&1 || test -n "$$TESTBED_PROMETHEUS" || \
 	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; \
 	    else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends prometheus; fi; }
+
+# TorchServe's frontend is Java (17 or later): Debian's openjdk-17-jre-headless unless one is already there.
+java:
+	@java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])' || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; \
+	    else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; fi; }
 
 down status:
 	$(PY) -m testbed $@

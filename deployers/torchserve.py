@@ -19,6 +19,8 @@ and its first build is long (BUILD_NOTE). TorchServe is in limited maintenance s
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -51,17 +53,29 @@ DETECTED_SUFFIX = "-detected"
 JAVA_PACKAGE = "openjdk-17-jre-headless"
 
 
+def java_major(version_line: str) -> int | None:
+    """17 from 'openjdk version "17.0.15" 2025-04-15' (and 8 from '"1.8.0_392"'); None when unreadable."""
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_line)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
 def ensure_java() -> str:
-    """Path of `java` (17 or later); MissingBinary naming the Debian package when there is none."""
-    java = shutil.which("java")
-    if java is None:
-        raise MissingBinary("java", "JAVA_HOME", f"apt-get install -y --no-install-recommends {JAVA_PACKAGE}")
-    return java
-
-
-def java_version(java: str) -> str:
+    """Path of a `java` 17 or later (what TorchServe 0.12 needs; `make setup` installs Debian's
+    openjdk-17-jre-headless); MissingBinary naming the package when there is none or it is older."""
+    install = f"apt-get install -y --no-install-recommends {JAVA_PACKAGE}, or run `make setup`"
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise MissingBinary("java", "JAVA_HOME", install)
     proc = subprocess.run([java, "-version"], capture_output=True, text=True)
-    return (proc.stderr or proc.stdout).splitlines()[0] if proc.returncode == 0 else ""
+    line = (proc.stderr or proc.stdout).strip().splitlines()[0] if (proc.stderr or proc.stdout).strip() else ""
+    major = java_major(line)
+    if major is None or major < 17:
+        raise MissingBinary(f"java 17 or later (found: {line or 'no version'})", "JAVA_HOME", install)
+    return java
 
 
 def short_tmp_dir(workdir: Path) -> Path:

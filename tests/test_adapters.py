@@ -121,3 +121,9 @@ def test_mlflow_package_verification_catches_a_changed_file(tmp_path, monkeypatc
     (model / "model.pkl").write_bytes(b"another model")
     with pytest.raises(RuntimeError, match="model.pkl"):
         mlflow_models.verify(model)
+
+
+@pytest.mark.parametrize("line, major", [('openjdk version "17.0.15" 2025-04-15', 17), ('java version "1.8.0_392"', 8),
+                                         ('openjdk version "21" 2023-09-19', 21), ("no java here", None)])
+def test_java_version_is_read_from_java_version_output(line, major):
+    assert torchserve_platform.java_major(line) == major
