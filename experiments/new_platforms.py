@@ -83,6 +83,20 @@ def build_env(name: str, envs_dir: Path, cold: bool) -> dict:
     return {"build_s": round(seconds, 1), "size_mb": round(du_bytes(env_dir) / 2**20), "cold_cache": cold}
 
 
+def wait_ok(url: str, timeout_s: float) -> float:
+    """time.monotonic() when url first answered 200."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                if client.get(url).status_code == 200:
+                    return time.monotonic()
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+    raise SystemExit(f"{url} did not answer 200 within {timeout_s:.0f} s")
+
+
 def member_pids(dep) -> list[int]:
     return dep.member_pids() if hasattr(dep, "member_pids") else processes.session_members(dep.pid)
 
@@ -96,13 +110,18 @@ def start_once(name: str, settings: Settings) -> dict:
     try:
         endpoint = dep.wait_ready(ctx, 600)
         rss_ready = processes.rss_bytes(member_pids(dep))
+        extra = {}
+        if hasattr(dep, "usercode_base"):
+            # MLflow's second scoring server (the pyfunc wrapper: explanations) loads alibi after the model serves.
+            extra["usercode_ready_s"] = wait_ok(f"{dep.usercode_base()}/ping", 600) - dep.started_at
+            extra["rss_usercode_ready_mb"] = processes.rss_bytes(member_pids(dep)) / 2**20
         body = v2.request_body(ctx.artifact.probe_rows()[:1])
         with httpx.Client(timeout=30) as client:
             for _ in range(200):
                 module.ADAPTER.infer(client, endpoint, body)
         return {"ready_s": dep.ready_after_s, "rss_ready_mb": rss_ready / 2**20,
                 "rss_after_traffic_mb": processes.rss_bytes(member_pids(dep)) / 2**20,
-                "processes": len(member_pids(dep))}
+                "processes": len(member_pids(dep)), **extra}
     finally:
         dep.teardown(ctx)
 
@@ -171,6 +190,15 @@ def main() -> int:
             return f"{mean:.0f} [{lo:.0f}, {hi:.0f}] {unit}"
         rows.append((f"{label} (n={opts.repeats}, t 95%)", cell))
     rows.append(("processes", lambda f: str(f["starts"][-1]["processes"])))
+    for key, label, unit in (("usercode_ready_s", "user-code server ready", "s"),
+                             ("rss_usercode_ready_mb", "RSS, user code ready too", "MB")):
+        def cell(f, key=key, unit=unit):
+            values = [r[key] for r in f["starts"] if key in r]
+            if not values:
+                return "-"
+            mean, lo, hi = t_interval(values)
+            return f"{mean:.0f} [{lo:.0f}, {hi:.0f}] {unit}"
+        rows.append((f"{label} (n={opts.repeats}, t 95%)", cell))
     for label, fn in rows:
         print(f"{label:28}" + "".join(f"{fn(figures['platforms'][n]):>22}" for n in names))
     print(f"\nclient-side conversion per request (n={ADAPTER_N}, median [order-statistic 95%])")
