@@ -25,7 +25,7 @@ from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
-from testbed.errors import RuntimeStartFailed
+from testbed.errors import FaultTargetMissing, RuntimeStartFailed
 from testbed.platforms import Platform
 
 # alibi[shap] 0.9.6 (KernelShap, the Explainer service) needs shap < 0.44 and numba < 0.60; alibi-detect: the
@@ -86,6 +86,24 @@ class BentoMLAdapter(ProtocolAdapter):
 ADAPTER = BentoMLAdapter()
 
 
+def config_path(workdir) -> Path:
+    return Path(workdir) / "testbed-bentoml.json"
+
+
+def serving_worker(info: dict) -> tuple[int, str]:
+    """(pid, how it was found) of the entry service's worker, from a state-file entry (pid, workdir): what the
+    kill fault kills. Circus respawns a dead worker (BentoML's own recovery)."""
+    for pid in processes.with_env(MARKER, str(config_path(info["workdir"]))):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if KILL_TARGET in cmdline:
+            return pid, f"BentoML worker whose command line has {KILL_TARGET!r} ({MARKER} in its environment)"
+    raise FaultTargetMissing("bentoml", f"no process with {MARKER}={config_path(info['workdir'])} runs the entry "
+                                        f"service ({KILL_TARGET!r})")
+
+
 class BentoMLLocal(LocalProcess):
     platform = "bentoml"
     env = ENV
@@ -93,7 +111,7 @@ class BentoMLLocal(LocalProcess):
     version_packages = ("bentoml", "scikit-learn", "numpy", "alibi", "shap", "alibi-detect")
 
     def config_path(self, workdir: Path) -> Path:
-        return workdir / "testbed-bentoml.json"
+        return config_path(workdir)
 
     def command(self, python: Path, ports, workdir: Path, ctx) -> list[str]:
         config = {"TESTBED_ARTIFACT": str(ctx.artifact.path),

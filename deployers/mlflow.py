@@ -32,7 +32,7 @@ from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
-from testbed.errors import InvalidPayload, RuntimeStartFailed
+from testbed.errors import FaultTargetMissing, InvalidPayload, RuntimeStartFailed
 from testbed.platforms import Platform
 
 # The full `mlflow` distribution, what `pip install mlflow` and `mlflow models build-docker` install
@@ -81,6 +81,16 @@ ADAPTER = MLflowAdapter()
 def packages_dir(artifact_path: Path) -> Path:
     """The MLflow models packaged from an artifact live beside it (reused while artifact and code are unchanged)."""
     return artifact_path.parent / f"{artifact_path.name}-mlflow"
+
+
+def serving_worker(info: dict) -> tuple[int, str]:
+    """(pid, how it was found) of the scoring server of the model, from a state-file entry (pid, ports): the
+    session leader, listening on the http port. Nothing restarts it: MLflow has no supervisor (the user-code
+    server, its child, stops with it)."""
+    for pid, socks in processes.listening_sockets(processes.session_members(info["pid"])).items():
+        if any(port == info["ports"]["http"] for _, port in socks):
+            return pid, f"listens on port {info['ports']['http']}"
+    raise FaultTargetMissing("mlflow", f"no process of session {info['pid']} listens on port {info['ports']['http']}")
 
 
 class MLflowLocal(LocalProcess):

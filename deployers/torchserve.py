@@ -37,7 +37,7 @@ from testbed.backends.local import detection, envs, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
-from testbed.errors import MissingBinary, RuntimeStartFailed
+from testbed.errors import FaultTargetMissing, MissingBinary, RuntimeStartFailed
 from testbed.platforms import Platform
 
 # torch 2.15.0: the newest release on PyPI when pinned (TorchServe 0.12.0 declares no torch version); alibi[shap]
@@ -100,6 +100,21 @@ class TorchServeAdapter(ProtocolAdapter):
 
 
 ADAPTER = TorchServeAdapter()
+
+
+def serving_worker(info: dict, model: str = MODEL_NAME) -> tuple[int, str]:
+    """(pid, how it was found) of the python worker serving `model`, from a state-file entry (ports): the
+    management API names it. Not the process on the inference port: that is the java frontend, which holds
+    every port and restarts dead workers itself."""
+    url = f"http://127.0.0.1:{info['ports']['management']}/models/{model}"
+    try:
+        workers = [w for v in httpx.get(url, timeout=5.0).json() for w in v.get("workers", [])]
+    except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:
+        raise FaultTargetMissing("torchserve", f"{url} did not list the workers ({exc})") from None
+    pids = [int(w["pid"]) for w in workers if w.get("pid") and w.get("status") == "READY"]
+    if not pids:
+        raise FaultTargetMissing("torchserve", f"no READY worker with a pid at {url}: {workers}")
+    return pids[0], f"worker of model {model} named by the management API ({url})"
 
 
 class TorchServeLocal(LocalProcess):

@@ -292,3 +292,40 @@ def test_server_side_batching_merges_concurrent_requests(name, tmp_path):
         assert max(sizes) <= 16
     finally:
         _down(up.ctx, up.dep)
+
+
+def _serves(up: Running, client: httpx.Client) -> bool:
+    try:
+        answer = up.adapter.infer(client, up.endpoint, v2.request_body(up.ctx.artifact.probe_rows()[:2], "alive"))
+    except (httpx.HTTPError, ValueError):
+        return False
+    return [int(x) for x in v2.predictions(answer, up.name)] == \
+        up.ctx.artifact.load_model().predict(up.ctx.artifact.probe_rows()[:2]).astype(int).tolist()
+
+
+@pytest.mark.parametrize("name, recovers", [("bentoml", True), ("mlflow", False), ("torchserve", True)])
+def test_killing_the_serving_worker(name, recovers, tmp_path):
+    """SIGKILL of what each module names as its serving worker (the kill fault's target): BentoML's circus
+    arbiter respawns its entry worker and TorchServe's frontend its python worker, and predictions come back;
+    MLflow's scoring server has no supervisor, so the platform stays down."""
+    import signal
+
+    up = _up(name, tmp_path / "state", detect=False)
+    try:
+        info = {"pid": up.dep.pid, "ports": up.dep.ports, "workdir": str(up.dep.workdir)}
+        pid, how = MODULES[name].serving_worker(info)
+        assert pid in up.pids() and how
+        assert name != "torchserve" or pid != up.dep.pid  # the worker, not the launcher or the java frontend
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        back = False
+        with httpx.Client(timeout=5.0) as client:
+            while time.monotonic() - killed_at < 240 and not back:
+                time.sleep(1.0)
+                back = _serves(up, client)
+        assert back == recovers, f"{name}: serving again = {back} within 240 s of the kill"
+        if recovers:
+            new_pid, _ = MODULES[name].serving_worker(info)
+            assert new_pid != pid
+    finally:
+        _down(up.ctx, up.dep)
