@@ -14,18 +14,15 @@ port; the entry service's worker is the process that serves /predict (KILL_TARGE
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from testbed.adapters import ProtocolAdapter, rows_of, v2_response
 from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
-from testbed.errors import FaultTargetMissing, RuntimeStartFailed
+from testbed.errors import FaultTargetMissing
 from testbed.platforms import Platform
 
 # alibi[shap] 0.9.6 (KernelShap, the Explainer service) needs shap < 0.44 and numba < 0.60; alibi-detect: the
@@ -116,12 +113,8 @@ class BentoMLLocal(LocalProcess):
     def command(self, python: Path, ports, workdir: Path, ctx) -> list[str]:
         config = {"TESTBED_ARTIFACT": str(ctx.artifact.path),
                   "TESTBED_BATCHING": batching_config(ctx.settings.batching)}
-        service_url = (ctx.extra.get("detection") or {}).get("service_url")
-        if ctx.extra.get("detectors") is not None and service_url:
-            config["TESTBED_DETECTORS"] = {
-                "dir": str(ctx.extra["detectors"].path), "model_sha256": ctx.artifact.sha256,
-                "n_features": len(ctx.artifact.feature_names),
-                "sink": detection.sink_urls(service_url, self.platform, "user code")["verdicts"]}
+        if self.usercode_detection(ctx):
+            config["TESTBED_DETECTORS"] = self.usercode_detection(ctx)
         self.config_path(workdir).write_text(json.dumps(config, indent=2))
         # The venv's own `bentoml` entry point, as a user runs it; --host: BentoML binds 0.0.0.0 by default.
         return [str(python.parent / "bentoml"), "serve", SERVICE, "--working-dir", str(RUNTIMES_DIR),
@@ -156,23 +149,12 @@ class BentoMLLocal(LocalProcess):
 
     # --- detection (user code): the Detector service composed into the same Bento ---------------------
     def detection_ready(self, ctx, service_url: str, timeout_s: float) -> None:
-        """/readyz already waited for the Detector (a dependency); one detected request proves the path."""
-        endpoint = self.endpoint(ctx)
-        url = f"{endpoint.base_url}/predict_detected"
-        deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=5.0) as client:
-            while True:
-                try:
-                    # An empty batch: the route answers without feeding the detectors (no verdict is logged).
-                    if client.get(ADAPTER.ready_url(endpoint)).status_code == 200 and \
-                            client.post(url, json={"rows": [], "request_id": ""}).status_code in (200, 400):
-                        return
-                except httpx.HTTPError:
-                    pass
-                if not processes.alive(self.pid) or time.monotonic() > deadline:
-                    raise RuntimeStartFailed("bentoml Detector service", f"{url} did not answer",
-                                             self.log_path, processes.log_tail(self.log_path))
-                time.sleep(0.25)
+        """/readyz already waited for the Detector (a dependency); the detected route must answer too (an
+        empty batch: refused with 400 without feeding the detectors, so no verdict is logged)."""
+        base = self.endpoint(ctx).base_url
+        self.wait_until(lambda client: client.get(f"{base}/readyz").status_code == 200 and client.post(
+            f"{base}/predict_detected", json={"rows": [], "request_id": ""}).status_code in (200, 400),
+                        "Detector service (user code)", timeout_s)
 
     def detection_paths(self, ctx, service_url: str) -> dict:
         return detection.path_info(

@@ -21,18 +21,15 @@ Explanations and detection are user code, the MLflow way: a pyfunc wrapper model
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from testbed.adapters import ProtocolAdapter, rows_of, v2_response
 from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
-from testbed.errors import FaultTargetMissing, InvalidPayload, RuntimeStartFailed
+from testbed.errors import FaultTargetMissing, InvalidPayload
 from testbed.platforms import Platform
 
 # The full `mlflow` distribution, what `pip install mlflow` and `mlflow models build-docker` install
@@ -103,11 +100,10 @@ class MLflowLocal(LocalProcess):
         cmd = [str(python), str(RUNTIMES_DIR / "mlflow_serve.py"), "--artifact", str(ctx.artifact.path),
                "--packages", str(packages_dir(ctx.artifact.path)), "--port", str(ports["http"]),
                "--usercode-port", str(ports["usercode"])]
-        service_url = (ctx.extra.get("detection") or {}).get("service_url")
-        if ctx.extra.get("detectors") is not None and service_url:
-            cmd += ["--detectors", str(ctx.extra["detectors"].path), "--model-sha256", ctx.artifact.sha256,
-                    "--n-features", str(len(ctx.artifact.feature_names)),
-                    "--sink", detection.sink_urls(service_url, self.platform, "user code")["verdicts"]]
+        detect = self.usercode_detection(ctx)
+        if detect:
+            cmd += ["--detectors", detect["dir"], "--model-sha256", detect["model_sha256"],
+                    "--n-features", str(detect["n_features"]), "--sink", detect["sink"]]
         return cmd
 
     def extra_env(self, workdir: Path) -> dict[str, str]:
@@ -123,18 +119,7 @@ class MLflowLocal(LocalProcess):
     # --- detection (user code): the pyfunc wrapper's scoring server runs the detectors ----------------
     def detection_ready(self, ctx, service_url: str, timeout_s: float) -> None:
         url = f"{self.usercode_base()}/ping"
-        deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                try:
-                    if client.get(url).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                if not processes.alive(self.pid) or time.monotonic() > deadline:
-                    raise RuntimeStartFailed("mlflow pyfunc wrapper (user code)", f"{url} did not answer 200",
-                                             self.log_path, processes.log_tail(self.log_path))
-                time.sleep(0.25)
+        self.wait_until(lambda client: client.get(url).status_code == 200, "pyfunc wrapper (user code)", timeout_s)
 
     def detection_paths(self, ctx, service_url: str) -> dict:
         return detection.path_info(

@@ -24,7 +24,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +32,11 @@ import httpx
 from testbed import v2
 from testbed.artifact import MODEL_NAME
 from testbed.adapters import ProtocolAdapter
-from testbed.backends.local import detection, envs, processes
+from testbed.backends.local import detection, envs
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
-from testbed.errors import FaultTargetMissing, MissingBinary, RuntimeStartFailed
+from testbed.errors import FaultTargetMissing, MissingBinary
 from testbed.platforms import Platform
 
 # torch 2.15.0: the newest release on PyPI when pinned (TorchServe 0.12.0 declares no torch version); alibi[shap]
@@ -142,11 +141,10 @@ class TorchServeLocal(LocalProcess):
             # most maxBatchDelay ms and hands the handler a list.
             cmd += ["--batch-size", str(batching.max_batch_size),
                     "--max-batch-delay-ms", str(max(1, round(batching.max_batch_time_ms)))]
-        service_url = (ctx.extra.get("detection") or {}).get("service_url")
-        if ctx.extra.get("detectors") is not None and service_url:
-            cmd += ["--detectors", str(ctx.extra["detectors"].path), "--model-sha256", ctx.artifact.sha256,
-                    "--n-features", str(len(ctx.artifact.feature_names)),
-                    "--sink", detection.sink_urls(service_url, self.platform, "user code")["verdicts"]]
+        detect = self.usercode_detection(ctx)
+        if detect:
+            cmd += ["--detectors", detect["dir"], "--model-sha256", detect["model_sha256"],
+                    "--n-features", str(detect["n_features"]), "--sink", detect["sink"]]
         return cmd
 
     def management_url(self) -> str:
@@ -158,10 +156,6 @@ class TorchServeLocal(LocalProcess):
         if resp.status_code != 200:
             return []
         return [w for version in resp.json() for w in version.get("workers", [])]
-
-    def is_ready(self, client: httpx.Client, endpoint: Endpoint) -> bool:
-        workers = self.workers(client, endpoint.model_name)
-        return bool(workers) and all(w.get("status") == "READY" for w in workers)
 
     def ready_url(self, endpoint: Endpoint) -> str:
         return f"{self.management_url()}/models/{endpoint.model_name} (every worker READY)"
@@ -179,19 +173,16 @@ class TorchServeLocal(LocalProcess):
     # --- detection (user code): a second model whose handler runs the detectors ------------------------
     def detection_ready(self, ctx, service_url: str, timeout_s: float) -> None:
         model = ctx.artifact.name + DETECTED_SUFFIX
-        deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                try:
-                    workers = self.workers(client, model)
-                    if workers and all(w.get("status") == "READY" for w in workers):
-                        return
-                except httpx.HTTPError:
-                    pass
-                if not processes.alive(self.pid) or time.monotonic() > deadline:
-                    raise RuntimeStartFailed(f"torchserve model {model}", "no READY worker",
-                                             self.log_path, processes.log_tail(self.log_path))
-                time.sleep(0.5)
+
+        def ready(client: httpx.Client) -> bool:
+            workers = self.workers(client, model)
+            return bool(workers) and all(w.get("status") == "READY" for w in workers)
+
+        self.wait_until(ready, f"model {model} (user-code detection)", timeout_s, interval_s=0.5)
+
+    def is_ready(self, client: httpx.Client, endpoint: Endpoint) -> bool:
+        workers = self.workers(client, endpoint.model_name)
+        return bool(workers) and all(w.get("status") == "READY" for w in workers)
 
     def detection_paths(self, ctx, service_url: str) -> dict:
         model = ctx.artifact.name + DETECTED_SUFFIX

@@ -23,19 +23,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from artifact_io import load_verified  # noqa: E402
+from artifact_io import load_verified, sha256_file  # noqa: E402
 
 # Shipped inside the wrapper model (MLflow `code_paths`): what its load_context imports.
 CODE_FILES = ("mlflow_models.py", "artifact_io.py", "explainer_io.py", "detectors_io.py", "usercode_detector.py")
 PARAMS = {"output": "predict", "request_id": ""}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def code_digest() -> str:
@@ -47,7 +39,7 @@ def code_digest() -> str:
 
 
 def _record_files(model_dir: Path) -> dict:
-    return {str(p.relative_to(model_dir)): _sha256(p) for p in sorted(model_dir.rglob("*"))
+    return {str(p.relative_to(model_dir)): sha256_file(p) for p in sorted(model_dir.rglob("*"))
             if p.is_file() and p.name != "MLmodel"}
 
 
@@ -72,7 +64,7 @@ def verify(model_dir) -> dict:
         raise RuntimeError(f"{model_dir}: the MLmodel records no file checksums (not packaged by the testbed)")
     for rel, expected in meta["files"].items():
         f = model_dir / rel
-        if not f.is_file() or _sha256(f) != expected:
+        if not f.is_file() or sha256_file(f) != expected:
             raise RuntimeError(f"{model_dir}: {rel} is missing or does not match its recorded sha256")
     return meta
 

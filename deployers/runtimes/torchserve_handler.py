@@ -22,27 +22,26 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-V2_TO_NUMPY = {"FP64": np.float64, "FP32": np.float32, "INT64": np.int64, "INT32": np.int32}
+DATATYPES = ("FP64", "FP32", "INT64", "INT32")
 
 
 def decode_v2(body, n_features: int) -> np.ndarray:
-    """The first input tensor of a V2 request as rows; ValueError when it is not one [n, n_features] tensor."""
+    """The first input tensor of a V2 request as float64 rows; ValueError when it is not one numeric
+    [n, n_features] tensor."""
+    from detectors_io import rows_of_v2
+
     if isinstance(body, (bytes, bytearray)):
         try:
             body = json.loads(body)
         except ValueError:
             raise ValueError("request body is not JSON") from None
     try:
-        tensor = body["inputs"][0]
-        rows = np.asarray(tensor["data"], dtype=V2_TO_NUMPY[tensor["datatype"]]).reshape(
-            [int(d) for d in tensor["shape"]])
-    except KeyError as exc:
+        datatype = body["inputs"][0]["datatype"]
+    except (KeyError, IndexError, TypeError) as exc:
         raise ValueError(f"missing or unsupported field {exc}") from None
-    except (TypeError, IndexError, ValueError) as exc:
-        raise ValueError(f"cannot decode input tensor: {exc}") from None
-    if rows.ndim != 2 or rows.shape[1] != n_features:
-        raise ValueError(f"expected shape [n, {n_features}], got {list(rows.shape)}")
-    return rows.astype(np.float64)
+    if datatype not in DATATYPES:
+        raise ValueError(f"datatype {datatype!r} is not one of {', '.join(DATATYPES)}")
+    return rows_of_v2(body, n_features)
 
 
 class ReferenceHandler:

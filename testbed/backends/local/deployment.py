@@ -78,6 +78,36 @@ class LocalProcess:
         """One readiness check; a platform whose health route answers before its model serves overrides it."""
         return client.get(self.ready_url(endpoint)).status_code == 200
 
+    # --- helpers for detection as user code inside the runtime ---------------------------------
+    def usercode_detection(self, ctx: UpContext) -> dict | None:
+        """The saved detectors and this platform's verdict sink, for detection as user code inside the
+        runtime ({"dir", "model_sha256", "n_features", "sink"}); None when `up` runs no detection."""
+        from testbed.detection_path import sink_urls
+
+        service_url = (ctx.extra.get("detection") or {}).get("service_url")
+        if ctx.extra.get("detectors") is None or not service_url:
+            return None
+        return {"dir": str(ctx.extra["detectors"].path), "model_sha256": ctx.artifact.sha256,
+                "n_features": len(ctx.artifact.feature_names),
+                "sink": sink_urls(service_url, self.platform, "user code")["verdicts"]}
+
+    def wait_until(self, check, what: str, timeout_s: float, interval_s: float = 0.25) -> None:
+        """Poll check(client) -> bool until True; RuntimeStartFailed naming `what` (and this runtime's log)
+        when the runtime exits or timeout_s passes. HTTP errors count as not yet."""
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                try:
+                    if check(client):
+                        return
+                except httpx.HTTPError:
+                    pass
+                if not processes.alive(self.pid) or time.monotonic() > deadline:
+                    raise RuntimeStartFailed(f"{self.platform} {what}", "did not become ready" if processes.alive(
+                        self.pid) else f"its process (pid {self.pid}) exited", self.log_path,
+                                             processes.log_tail(self.log_path))
+                time.sleep(interval_s)
+
     # --- protocol ----------------------------------------------------------------------------
     def __init__(self):
         self.pid: int | None = None
