@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: up test setup prometheus java down status bench-loadgen perf
+.PHONY: up test setup prometheus browser java down status bench-loadgen perf
 
 up: setup
 	$(PY) -m testbed up
@@ -11,7 +11,7 @@ up: setup
 test: setup
 	$(PY) -m pytest -q
 
-setup: $(STAMP) prometheus java
+setup: $(STAMP) prometheus browser java
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -30,6 +30,12 @@ java:
 	@java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])' || \
 	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; \
 	    else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; fi; }
+
+# The report test renders the HTML in headless Chromium and checks the screenshot (Debian's package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
+	    else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends chromium; fi; }
 
 down status:
 	$(PY) -m testbed $@
