@@ -177,8 +177,7 @@ def main() -> int:
             fig["starts"] = runs
         figures["adapter_cost"] = adapter_costs([n for n in names if n != "torchserve"])
     finally:
-        if not opts.envs:
-            shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)  # --envs lives outside it and is kept
 
     print(f"\n{'':28}" + "".join(f"{n:>22}" for n in names))
     rows = [("env build (n=1)", lambda f: f"{f['build_s']:.0f} s" + (" cold" if f["cold_cache"] else " warm")),
