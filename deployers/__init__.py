@@ -5,15 +5,19 @@ Adding a platform is one line in REGISTERED (README: "Adding a platform").
 
 from __future__ import annotations
 
+from testbed.endpoint import Endpoint
 from testbed.errors import UnknownPlatform
-from testbed.platforms import Platform
+from testbed.platforms import Platform, WireProtocol
 
-from deployers import kserve, rayserve, seldon
+from deployers import bentoml, kserve, mlflow, rayserve, seldon, torchserve
 
 REGISTERED = (
     kserve.PLATFORM,
     seldon.PLATFORM,
     rayserve.PLATFORM,
+    bentoml.PLATFORM,
+    mlflow.PLATFORM,
+    torchserve.PLATFORM,
 )
 
 PLATFORMS: dict[str, Platform] = {p.name: p for p in REGISTERED}
@@ -28,6 +32,11 @@ def get_platform(name: str) -> Platform:
         return PLATFORMS[name]
     except KeyError:
         raise UnknownPlatform(name, sorted(PLATFORMS)) from None
+
+
+def protocol_of(endpoint: Endpoint) -> WireProtocol:
+    """How a probe reaches the endpoint's platform: its PLATFORM.protocol (testbed.platforms.WireProtocol)."""
+    return get_platform(endpoint.platform).protocol
 
 
 def offered_on(backend: str) -> tuple[str, ...]:

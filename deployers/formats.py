@@ -106,7 +106,16 @@ class FormatServer:
             self.load_errors.update(self.loaded(client, workdir))
 
     def infer_url(self, fmt: str) -> str:
+        """Where the model of format `fmt` takes inference requests."""
         return f"{self.base_url}/v2/models/{fmt}/infer"
+
+    def encode(self, v2_body: dict):
+        """The V2 request as this server takes it (a platform with its own JSON converts it here)."""
+        return v2_body
+
+    def decode(self, answer):
+        """This server's answer as a V2 response (or anything probes.formats.labels_from reads)."""
+        return answer
 
     def stop(self) -> None:
         if self.pid is not None:

@@ -521,8 +521,13 @@ DOCUMENTED = DocumentedRow("Seldon Core", {
         ("https://docs.seldon.ai/seldon-core-2/user-guide/data-science-monitoring/explainers",)),
     "cicd": Documented("Declarative CRs (GitOps); v2 experiments for A/B and shadow",
         ("https://docs.seldon.ai/seldon-core-2/user-guide/experiments",)),
-    "deployment_focus": Documented("Kubernetes inference graphs/pipelines with monitoring and explainers",
-        ("https://docs.seldon.ai/seldon-core-2",)),
+    "deployment_focus": Documented(
+        "Kubernetes inference graphs/pipelines with monitoring and explainers. Maintenance of MLServer (what "
+        "the testbed runs) is open: Seldon, its maintainer, is in liquidation and the acquirer of its assets "
+        "decides (MLServer issue #2404, April 2026); MLflow removed its MLServer backend calling the project no "
+        "longer actively maintained",
+        ("https://docs.seldon.ai/seldon-core-2", "https://github.com/SeldonIO/MLServer/issues/2404",
+         "https://github.com/mlflow/mlflow/pull/22994")),
     "cost_licence": Documented("BSL-1.1 for Seldon Core v1 >= 1.18 and v2 >= 2.7 (non-production use allowed; production needs the Additional Use Grant or a licence); MLServer stays Apache-2.0",
         ("https://www.seldon.io/resources/licensing-faqs",)),
     "docker": Documented("Yes: prepackaged server images; custom images via the Python wrapper or MLServer",

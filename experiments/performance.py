@@ -38,10 +38,10 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from deployers import get_platform  # noqa: E402
+from deployers import get_platform, protocol_of  # noqa: E402
 from probes import performance as perf  # noqa: E402
 from testbed import artifact as artifact_mod  # noqa: E402
-from testbed import results  # noqa: E402
+from testbed import results, v2  # noqa: E402
 from testbed.endpoint import Endpoint  # noqa: E402
 from testbed.errors import TestbedError  # noqa: E402
 from testbed.experiment import Run, repeat_seed, seeds_for  # noqa: E402
@@ -113,11 +113,15 @@ def measure_phase(mode: str, status: dict, opts, art, model, row: np.ndarray, X:
     eps = endpoints_of(status)
     names = [p for p in opts.platforms if p in eps]
     order = names[repeat % len(names):] + names[:repeat % len(names)]
-    body = perf.one_row_body(row)
     settings = Settings()
     for name in order:
         ep = eps[name]
+        body = perf.one_row_body(row, ep)  # encoded as the platform takes it, before any clock starts
         sid = status["platforms"][name]["pid"]
+        info = status["platforms"][name]
+        deployment = get_platform(name).deployments.get(opts.backend)
+        members = (lambda d=deployment, i=info: d.members(i)) if deployment is not None and \
+            hasattr(deployment, "members") else None
         rec = store.setdefault(name, {"overhead": [], "curve": {"off": [], "on": []}, "offline": [],
                                       "versions": status["platforms"][name].get("versions", {})})
         batching = get_platform(name).batching
@@ -129,14 +133,15 @@ def measure_phase(mode: str, status: dict, opts, art, model, row: np.ndarray, X:
             served = perf.served_latencies(ep, body, n=opts.overhead_requests)
             sc = perf.overhead_scores(served["latency_s"], inproc, seed=repeat_seed(opts.seed, repeat))
             rec["overhead"].append({"repeat": repeat, "served_s": served["latency_s"], "inprocess_s": inproc,
-                                    "summary": served["summary"], "scores": sc})
+                                    "summary": served["summary"], "scores": sc,
+                                    "client_side_conversion": conversion(ep, row)})
             say(f"  [{mode}] {name}: one row p50 {sc['served_p50_ms']:.2f} ms served vs "
                 f"{sc['inprocess_p50_ms']:.3f} ms in-process (x{sc['ratio_p50']:.1f}); "
                 f"errors {served['summary']['errors']}")
         before = batching.snapshot(ep) if mode == "on" and batching.snapshot else None
         points = []
         for c in opts.levels:
-            p = perf.throughput_point(ep, body, c, opts.duration, sid, prices)
+            p = perf.throughput_point(ep, body, c, opts.duration, sid, prices, members=members)
             points.append(p)
             say(f"  [{mode}] {name}: c={c:<3} {p['throughput_rps']:8.1f} req/s  p50 "
                 f"{p['latency_s'].get('p50', float('nan')) * 1e3:7.2f} ms  errors {p['errors']}"
@@ -155,6 +160,26 @@ def measure_phase(mode: str, status: dict, opts, art, model, row: np.ndarray, X:
                 batching_evidence(name, ep, art, settings, before, sum(p["ok"] for p in points)))
         if mode == "off" and not opts.skip_offline:
             rec["offline"].append(offline(name, ep, art, X, expected, settings, opts))
+
+
+def conversion(ep: Endpoint, row: np.ndarray, n: int = 5000) -> dict:
+    """What a client-side adapter costs per one-row request on the client (encode + JSON of the request, JSON +
+    decode of the answer), beside V2's own JSON handling of the same request, in the same run: the served
+    latency above excludes it (bodies are encoded before the clock starts); a V2 client would spend the V2
+    figure. {} where the platform is reached without conversion."""
+    from testbed.adapters import conversion_cost
+    from testbed.platforms import WireProtocol
+
+    protocol = protocol_of(ep)
+    if not protocol.converts:
+        return {}
+    body = v2.request_body(np.asarray(row, dtype=np.float64).reshape(1, -1), request_id="cost")
+    identity = WireProtocol()
+    adapter_s = conversion_cost(protocol, body, protocol.example_answer([0], body, ep.model_name), ep.model_name, n=n)
+    v2_s = conversion_cost(identity, body, identity.example_answer([0], body, ep.model_name), ep.model_name, n=n)
+    return {"protocol": protocol.protocol, "n": n,
+            "adapter_median_us": float(np.median(adapter_s)) * 1e6, "v2_json_median_us": float(np.median(v2_s)) * 1e6,
+            "note": "client-side conversion per one-row request, measured apart; not in the served latency"}
 
 
 def batching_evidence(name: str, ep: Endpoint, art, settings: Settings, before, requests: int) -> dict:

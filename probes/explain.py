@@ -117,10 +117,18 @@ def score(row_attributions: np.ndarray, feature_names: list[str], planted: list[
 def request_body(path: ExplainPath, rows: np.ndarray) -> dict:
     if path.request == "v1-instances":
         return {"instances": np.asarray(rows, dtype=np.float64).tolist()}
+    if path.request == "platform-json":
+        return path.encode(np.asarray(rows, dtype=np.float64))
     return v2.request_body(rows)
 
 
 def parse_response(path: ExplainPath, body: dict) -> dict:
+    if path.response == "platform-json":
+        try:
+            return path.decode(body)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ValueError(f"explanation answer the platform's decoder cannot read ({exc!r}): "
+                             f"{str(body)[:200]}") from None
     if path.response == "v2-bytes":
         try:
             return json.loads(body["outputs"][0]["data"][0])

@@ -153,8 +153,8 @@ def run(ctx) -> list[Result]:
                                        "error": server.load_errors.get(fmt, "no mechanism")}
                     continue
                 try:
-                    resp = client.post(server.infer_url(fmt), json=body)
-                    got = labels_from(resp.json()) if resp.status_code == 200 else \
+                    resp = client.post(server.infer_url(fmt), json=server.encode(body))
+                    got = labels_from(server.decode(resp.json())) if resp.status_code == 200 else \
                         f"HTTP {resp.status_code}: {resp.text[:300]}"
                 except (httpx.HTTPError, ValueError, KeyError, IndexError) as exc:
                     got = f"{type(exc).__name__}: {exc}"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
-from deployers import get_platform
+from deployers import get_platform, protocol_of
 from probes.context import ProbeContext
 from testbed import v2
 from testbed.endpoint import Endpoint
@@ -131,7 +131,7 @@ def counts_reached(catalogue: MetricsCatalogue, before: dict, current: dict, exp
 
 
 # --- discovery: what the scrape holds, whatever the catalogue says -----------------------------
-STATUS_LABELS = ("code", "status", "status_code", "http_status", "response_code")
+STATUS_LABELS = ("code", "status", "status_code", "http_status", "response_code", "http_response_code")
 QUEUE_NAME = re.compile(r"queue|batch|pending|ongoing|in_flight|inflight|concurren", re.I)
 LATENCY_NAME = re.compile(r"(latency|duration|seconds|_ms)[a-z_]*_bucket$", re.I)
 REQUEST_NAME = re.compile(r"request.*(_total|_count)$", re.I)
@@ -218,12 +218,15 @@ class TrafficPlan:
 
 
 def send(endpoint: Endpoint, requests: list[tuple[str, dict]], timeout_s: float = 10.0) -> dict:
+    """The traffic, through the platform's protocol (a client-side adapter converts each body)."""
+    protocol = protocol_of(endpoint)
+    url = protocol.infer_url(endpoint)
     statuses: list[int | None] = []
     errors: list[str] = []
     with httpx.Client(timeout=timeout_s) as client:
         for i, (_, body) in enumerate(requests):
             try:
-                statuses.append(client.post(endpoint.infer_url, json=body).status_code)
+                statuses.append(protocol.post(client, url, body).status_code)
             except httpx.HTTPError as exc:
                 statuses.append(None)
                 errors.append(f"request {i}: {type(exc).__name__}: {exc}"[:200])
@@ -326,6 +329,10 @@ def run(ctx: ProbeContext) -> list[Result]:
             measurements={"signals": scored["signals"], "traffic": traffic[p], "before": before[p], "after": after},
             evidence={"queries": all_queries[p], "seed": ctx.seed, "good": plan.good, "bad": plan.bad,
                       "bad_request": f"well-formed V2 body of width {max(1, len(ctx.artifact.feature_names) - 4)}",
+                      "protocol": protocol_of(ctx.endpoints[p]).describe(),
+                      **({} if ctx.endpoints[p].metrics_url else {
+                          "no_metrics_endpoint": "the platform exposes no metrics (its Endpoint has no metrics_url): "
+                                                 "nothing to scrape, every signal is absent"}),
                       "scrape_interval_s": scrape_s, "export_lag_s": catalogues[p].export_lag_s,
                       "metrics_url": ctx.endpoints[p].metrics_url, "versions": ctx.versions.get(p, {}),
                       "series_sources": series_sources(catalogues[p], ctx.backend),

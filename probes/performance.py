@@ -15,16 +15,25 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 
+from deployers import protocol_of
 from testbed import v2
 from testbed.endpoint import Endpoint
+from testbed.errors import InvalidPayload
 from testbed.loadgen import LoadSpec, run_load, stats, summarize
 from testbed.procstats import Prices, SessionMeter, cost_per_1000
 
 # --- serving overhead ----------------------------------------------------------------------------
 
 
-def one_row_body(row: np.ndarray) -> bytes:
-    return json.dumps(v2.request_body(np.asarray(row, dtype=np.float64).reshape(1, -1))).encode()
+def one_row_body(row: np.ndarray, endpoint: Endpoint | None = None) -> bytes:
+    """One row as a V2 request, encoded as the endpoint's platform takes it (its protocol); plain V2 without one."""
+    body = v2.request_body(np.asarray(row, dtype=np.float64).reshape(1, -1))
+    return protocol_of(endpoint).request_bytes(body) if endpoint is not None else json.dumps(body).encode()
+
+
+def infer_url(endpoint: Endpoint) -> str:
+    """The platform's own inference route (its protocol's), where the pre-encoded bodies go."""
+    return protocol_of(endpoint).infer_url(endpoint)
 
 
 def inprocess_latencies(model, row: np.ndarray, n: int = 2000, warmup: int = 100) -> np.ndarray:
@@ -45,9 +54,9 @@ def served_latencies(endpoint: Endpoint, body: bytes, n: int = 1000, max_s: floa
                      warmup: int = 50) -> dict:
     """Single-row requests one at a time (low load: concurrency 1), every latency recorded."""
     if warmup:
-        run_load(LoadSpec(url=endpoint.infer_url, method="POST", body=body, concurrency=1, threads=1,
+        run_load(LoadSpec(url=infer_url(endpoint), method="POST", body=body, concurrency=1, threads=1,
                           duration_s=10, max_requests=warmup))
-    run = run_load(LoadSpec(url=endpoint.infer_url, method="POST", body=body, concurrency=1, threads=1,
+    run = run_load(LoadSpec(url=infer_url(endpoint), method="POST", body=body, concurrency=1, threads=1,
                             duration_s=max_s, max_requests=n))
     return {"summary": summarize(run), "latency_s": run.latency_s, "ok": run.ok}
 
@@ -83,13 +92,14 @@ def overhead_scores(served_s, inprocess_s, seed: int = 0, n_boot: int = 1000) ->
 
 
 def throughput_point(endpoint: Endpoint, body: bytes, concurrency: int, duration_s: float,
-                     session_id: int | None, prices: Prices, timeout_s: float = 30.0) -> dict:
-    """One closed-loop run at a concurrency, with the runtime's CPU and memory over the same window."""
-    spec = LoadSpec(url=endpoint.infer_url, method="POST", body=body, concurrency=concurrency,
+                     session_id: int | None, prices: Prices, timeout_s: float = 30.0, members=None) -> dict:
+    """One closed-loop run at a concurrency, with the runtime's CPU and memory over the same window (its
+    session's processes, or members() where the runtime starts some outside it)."""
+    spec = LoadSpec(url=infer_url(endpoint), method="POST", body=body, concurrency=concurrency,
                     threads=min(2, concurrency), duration_s=duration_s, timeout_s=timeout_s,
                     max_requests=10_000_000)
     if session_id:
-        with SessionMeter(session_id) as meter:
+        with SessionMeter(session_id, members=members) as meter:
             run = run_load(spec)
         usage = meter.usage
     else:
@@ -114,7 +124,7 @@ def throughput_point(endpoint: Endpoint, body: bytes, concurrency: int, duration
 def open_loop_point(endpoint: Endpoint, body: bytes, rate: float, duration_s: float, max_connections: int = 64,
                     timeout_s: float = 30.0) -> dict:
     """Latency at a fixed offered rate (open loop, queueing counted); says when the rate was not sustained."""
-    run = run_load(LoadSpec(url=endpoint.infer_url, method="POST", body=body, rate=rate, concurrency=max_connections,
+    run = run_load(LoadSpec(url=infer_url(endpoint), method="POST", body=body, rate=rate, concurrency=max_connections,
                             duration_s=duration_s, timeout_s=timeout_s, max_requests=10_000_000))
     s = summarize(run)
     return {k: s[k] for k in ("target_rps", "sustained", "not_sustained_because", "throughput_rps",
@@ -174,19 +184,23 @@ def offline_inprocess(model, X: np.ndarray, chunk: int = 10000) -> dict:
 
 def offline_v2(endpoint: Endpoint, X: np.ndarray, chunk: int = 5000, workers: int = 2,
                timeout_s: float = 300.0) -> dict:
-    """Large V2 requests (chunk rows each), `workers` at a time; bodies are encoded before the clock starts."""
-    bodies = [json.dumps(v2.request_body(X[i:i + chunk])).encode() for i in range(0, len(X), chunk)]
+    """Large requests (chunk rows each; V2, through the platform's protocol), `workers` at a time; bodies are
+    encoded before the clock starts."""
+    protocol = protocol_of(endpoint)
+    requests = [v2.request_body(X[i:i + chunk]) for i in range(0, len(X), chunk)]
+    bodies = [protocol.request_bytes(r) for r in requests]
     results: list = [None] * len(bodies)
     errors: list[str] = []
 
     def send(i, client):
         try:
-            r = client.post(endpoint.infer_url, content=bodies[i], headers={"Content-Type": "application/json"})
+            r = client.post(infer_url(endpoint), content=bodies[i], headers={"Content-Type": "application/json"})
             if r.status_code != 200:
                 errors.append(f"chunk {i}: HTTP {r.status_code} {r.text[:200]}")
                 return
-            results[i] = v2.predictions(r.json(), endpoint.platform)
-        except (httpx.HTTPError, ValueError) as exc:
+            answer = protocol.decode_infer(r.json(), requests[i], endpoint.model_name)
+            results[i] = v2.predictions(answer, endpoint.platform)
+        except (httpx.HTTPError, ValueError, InvalidPayload) as exc:
             errors.append(f"chunk {i}: {type(exc).__name__}: {exc}")
 
     with httpx.Client(timeout=timeout_s) as client:
@@ -197,7 +211,7 @@ def offline_v2(endpoint: Endpoint, X: np.ndarray, chunk: int = 5000, workers: in
     labels = np.concatenate([np.asarray(r, dtype=np.int64) if r is not None else np.full(min(chunk, len(X) - i * chunk), -1)
                              for i, r in enumerate(results)])
     rows_ok = int(sum(len(r) for r in results if r is not None))
-    return {"path": f"V2 requests of {chunk} rows, {workers} concurrent", "rows": rows_ok, "seconds": seconds,
+    return {"path": f"{protocol.protocol} requests of {chunk} rows, {workers} concurrent", "rows": rows_ok, "seconds": seconds,
             "rows_per_s": rows_ok / seconds, "errors": errors[:10], "n_errors": len(errors), "labels": labels}
 
 

@@ -19,9 +19,12 @@ line in deployers/__init__.py, its tests (README: "Adding a platform").
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+
+import httpx
 
 from testbed.endpoint import Endpoint
 from testbed.steps import Deployment
@@ -35,9 +38,15 @@ V2_WHERE = ("native", "user code", "client-side adapter")
 
 @dataclass(frozen=True)
 class WireProtocol:
-    """How the platform's inference route speaks. Probes speak the Open Inference Protocol (V2) only;
-    this says who answers it, and who validates what is sent. A platform with its own JSON gives a
-    subclass that converts V2 requests and answers (a client-side adapter) in its module."""
+    """How the platform's inference route speaks, and how a probe reaches it. Probes build Open Inference
+    Protocol (V2) requests and read V2 answers; they send every request through the platform's protocol
+    (`deployers.protocol_of(endpoint)`), never straight to a URL of their own making.
+
+    This base class is the identity: the platform (or our code inside it) serves V2 at the Endpoint's routes.
+    A platform with its own JSON subclasses it in its module as a client-side adapter: the V2 request is
+    converted *before* it is sent and the platform's answer converted back *after* it arrives, so a probe
+    times the platform's own route; the conversion runs in the probe's process and its cost is measured
+    apart (testbed.adapters.conversion_cost; docs/platform-adapters.md)."""
 
     protocol: str = "v2"
     """Name of the wire protocol the platform's route speaks, recorded in results."""
@@ -60,9 +69,76 @@ class WireProtocol:
         """The label of a result that measures the V2 route itself (parity): native only if the platform's."""
         return "native" if self.where == "native" else "user code"
 
+    @property
+    def converts(self) -> bool:
+        """True when requests are converted on the client side (their cost is not the platform's)."""
+        return self.where == "client-side adapter"
+
     def describe(self) -> dict:
         return {"protocol": self.protocol, "v2_spoken_by": self.where, "validation": self.validation,
                 "note": self.validation_note}
+
+    # --- routes (the platform's own; Endpoint's V2 properties where it serves V2) --------------------
+    def infer_url(self, endpoint: Endpoint) -> str:
+        """Where an inference request is POSTed."""
+        return endpoint.infer_url
+
+    def model_infer_url(self, endpoint: Endpoint, model: str) -> str | None:
+        """The inference route of another model name (robustness: an unknown model); None when the
+        protocol names no model in its route."""
+        return f"{endpoint.base_url}/v2/models/{model}/infer"
+
+    def ready_url(self, endpoint: Endpoint) -> str:
+        """The route that says the model serves (Endpoint.ready_url where the platform has no V2 one)."""
+        return endpoint.ready_url or endpoint.model_ready_url
+
+    def live_url(self, endpoint: Endpoint) -> str:
+        """The route that says the server is alive."""
+        return endpoint.server_live_url
+
+    def is_ready(self, client: httpx.Client, endpoint: Endpoint) -> bool:
+        """One readiness check from outside (status, probes, restores): GET ready_url answers 200."""
+        return client.get(self.ready_url(endpoint)).status_code == 200
+
+    # --- bodies -----------------------------------------------------------------------------------
+    def encode_infer(self, v2_body: dict) -> Any:
+        """The body to POST to infer_url (JSON-serialisable); AdapterError when the V2 request cannot be
+        expressed in the platform's protocol (refused on the client side: nothing is sent)."""
+        return v2_body
+
+    def decode_infer(self, answer: Any, v2_body: dict, model_name: str) -> dict:
+        """The platform's JSON answer as a V2 response."""
+        return answer
+
+    def example_answer(self, labels: list, v2_body: dict, model_name: str) -> Any:
+        """What the platform answers to v2_body when it predicts `labels` (to time decode_infer apart)."""
+        return {"model_name": model_name, "id": v2_body.get("id"),
+                "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(labels)], "data": list(labels)}]}
+
+    def encode_detected(self, v2_body: dict) -> Any:
+        """The body for the platform's detection path (Endpoint.detection[kind]["url"]); it carries the V2
+        request id, which names the request in the verdict log."""
+        return self.encode_infer(v2_body)
+
+    def request_bytes(self, v2_body: dict, detected: bool = False) -> bytes:
+        """The encoded body as bytes (what the load generator sends, encoded before any clock starts)."""
+        return json.dumps(self.encode_detected(v2_body) if detected else self.encode_infer(v2_body)).encode()
+
+    def post(self, client: httpx.Client, url: str, v2_body: dict, detected: bool = False) -> httpx.Response:
+        """POST one V2 request to url the platform's way; the raw answer (status, body)."""
+        return client.post(url, content=self.request_bytes(v2_body, detected),
+                           headers={"content-type": "application/json"})
+
+    def infer(self, client: httpx.Client, endpoint: Endpoint, v2_body: dict, url: str | None = None,
+              detected: bool = False) -> dict:
+        """POST one V2 request the platform's way and return its V2 response; InvalidPayload on HTTP errors."""
+        from testbed.errors import InvalidPayload
+
+        url = url or self.infer_url(endpoint)
+        resp = self.post(client, url, v2_body, detected)
+        if resp.status_code != 200:
+            raise InvalidPayload(f"{endpoint.platform} at {url}", f"HTTP {resp.status_code}: {resp.text[:300]}")
+        return self.decode_infer(resp.json(), v2_body, endpoint.model_name)
 
 
 # --- monitoring -------------------------------------------------------------------------------------
@@ -112,10 +188,12 @@ class ExplainPath:
     """The platform's route to an explanation (Endpoint.explain_url), and what it takes and returns."""
 
     request: str
-    """Body the route takes: "v1-instances" ({"instances": rows}) or "v2" (an Open Inference request)."""
+    """Body the route takes: "v1-instances" ({"instances": rows}), "v2" (an Open Inference request) or
+    "platform-json" (the platform's own JSON, built by `encode`)."""
 
     response: str
-    """"alibi-json" (the Explanation document) or "v2-bytes" (V2 response whose first output holds it)."""
+    """"alibi-json" (the Explanation document), "v2-bytes" (V2 response whose first output holds it) or
+    "platform-json" (the platform's own JSON, unwrapped by `decode`)."""
 
     mechanism: str
     """"native" (the platform's own explainer runtime) or "user code"."""
@@ -125,6 +203,12 @@ class ExplainPath:
 
     methods_offered: dict = field(default_factory=dict)
     """What the platform offers besides the path measured: built-in methods, extension points."""
+
+    encode: Callable[[Any], Any] | None = None
+    """With request "platform-json": rows (numpy, 2-D) -> the body the route takes."""
+
+    decode: Callable[[Any], dict] | None = None
+    """With response "platform-json": the route's JSON answer -> the alibi Explanation document."""
 
 
 # --- batching ---------------------------------------------------------------------------------------

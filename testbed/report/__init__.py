@@ -247,6 +247,12 @@ def _glance_text(system: dict, cell: Cell, sources: Sources) -> tuple[str, str, 
     return "—", "", NOT_MEASURABLE
 
 
+def not_measured(rep: Report) -> list[tuple[str, str, list[str]]]:
+    """(system, why, sources) of each documented system that says why the testbed does not measure it."""
+    return [(s["name"], " ".join(str(s["not_measured_because"]).split()), list(s.get("not_measured_sources") or []))
+            for s in rep.documented["systems"] if s.get("not_measured_because")]
+
+
 def measured_criteria(rep: Report) -> list:
     return [c for c in CRITERIA if any(cells[c.key].kind == "measured" for m in rep.matrices for _, cells in m.rows)]
 
@@ -281,6 +287,12 @@ def to_markdown(rep: Report) -> str:
                         + (" PARTIAL" if cell.partial else "")
                 tds.append(_md_escape(text))
             out.append("| " + _md_escape(label) + " | " + " | ".join(tds) + " |")
+        out.append("")
+    unmeasured = not_measured(rep)
+    if unmeasured:
+        out += ["## Not measured, and why", ""]
+        out += [f"- **{name}**: {_md_escape(why)} " + "".join(f"[{n}]" for n in sources.refs(urls))
+                for name, why, urls in unmeasured]
         out.append("")
     out += ["## Details by criterion", ""]
     for c in measured_criteria(rep):
@@ -378,6 +390,11 @@ def to_html(rep: Report) -> str:
                            f"{_tag_html(tag)}<div class='small'>{small_html}</div></td>")
             parts.append(f"<tr><th>{label}</th>{''.join(tds)}</tr>")
         parts.append("</table>")
+    unmeasured = not_measured(rep)
+    if unmeasured:
+        parts.append("<h2>Not measured, and why</h2><ul>" + "".join(
+            f"<li><b>{e(name)}</b>: {e(why)} " + "".join(f"<a href='#src{n}'>[{n}]</a>" for n in sources.refs(urls))
+            + "</li>" for name, why, urls in unmeasured) + "</ul>")
     parts.append("<h2 id='details'>Details by criterion</h2>")
     for c in measured_criteria(rep):
         parts.append(f"<h3>{e(c.title)}</h3><table><tr><th>Platform</th><th>Headline</th><th>Numbers</th>"

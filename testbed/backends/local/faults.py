@@ -106,12 +106,13 @@ def served_models(base_url: str) -> list[str]:
 
 
 def restart(settings: Settings, key: tuple[str, ...], captured: Captured, ready_url: str,
-            timeout_s: float, base_url: str | None = None, models: list[str] = ()) -> float:
+            timeout_s: float, base_url: str | None = None, models: list[str] = (), is_ready=None) -> float:
     """Stop what is left of the recorded session at state[key...], start captured again, record its pid.
 
     key: ("platforms", name) or ("detection", "processes", name). models: loaded in order through
     the V2 repository API at base_url once the server is live (what it had loaded before). Returns
-    seconds until ready_url answered 200; RuntimeStartFailed (naming the log) when it does not."""
+    seconds until ready_url answered 200 (or is_ready(client) said so: a platform's own readiness check);
+    RuntimeStartFailed (naming the log) when it does not."""
     current = state.load(settings.run_dir) or {}
     node = current
     for k in key:
@@ -140,7 +141,7 @@ def restart(settings: Settings, key: tuple[str, ...], captured: Captured, ready_
                 raise RuntimeStartFailed(key[-1], f"its restarted process (pid {pid}) exited", captured.log,
                                          processes.log_tail(Path(captured.log)))
             try:
-                if client.get(ready_url).status_code == 200:
+                if is_ready(client) if is_ready else client.get(ready_url).status_code == 200:
                     return time.monotonic() - started
             except httpx.HTTPError:
                 pass
@@ -200,12 +201,16 @@ class LocalFaults:
         return kill(target.evidence["pid"], target.description, target.platform)
 
     def restore(self, target, endpoint) -> float | None:
+        from deployers import protocol_of
+
+        protocol = protocol_of(endpoint)
         if self.dry_run:
             self.note(f"# if {target.platform} is still down: restart its recorded command line "
-                      f"({' '.join(target.handle['leader'].cmd[:3])} ...) and wait for {endpoint.model_ready_url}")
+                      f"({' '.join(target.handle['leader'].cmd[:3])} ...) and wait for {protocol.ready_url(endpoint)}")
             return None
         return restart(self.settings, ("platforms", target.platform), target.handle["leader"],
-                       endpoint.model_ready_url, RESTORE_TIMEOUT_S, endpoint.base_url, target.handle["models"])
+                       protocol.ready_url(endpoint), RESTORE_TIMEOUT_S, endpoint.base_url, target.handle["models"],
+                       is_ready=lambda client: protocol.is_ready(client, endpoint))
 
     def after_kill(self, target) -> dict:
         current = (state.load(self.settings.run_dir) or {}).get("platforms", {}).get(target.platform) or {}
