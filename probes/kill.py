@@ -30,6 +30,11 @@ DEFAULTS = {"local": {"rate": 20, "pre_s": 2, "post_s": 12, "extra_wait_s": 10, 
             "kind": {"rate": 20, "pre_s": 5, "post_s": 60, "extra_wait_s": 240, "timeout_s": 2}}
 
 
+WARM_UP_S = 60.0
+"""How long a platform may take to answer one request before the load starts (a first request can be slow:
+lazy imports, cold caches); the kill is injected into a platform known to be serving."""
+
+
 def options(ctx: ProbeContext) -> dict:
     defaults = DEFAULTS.get(ctx.backend, DEFAULTS["local"])
     return {k: float(ctx.options.get(k, d)) for k, d in defaults.items()}
@@ -45,6 +50,10 @@ def kill_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict | 
     spec = LoadSpec(url=url, method="POST", body=body, rate=opt["rate"], concurrency=16,
                     duration_s=duration, max_requests=int(opt["rate"] * duration) + 1, timeout_s=opt["timeout_s"],
                     threads=1)
+    if not faults.dry_run and wait_ok(endpoint.infer_url, WARM_UP_S, "POST", body) is None:
+        # A platform that does not answer before the fault says nothing about the fault.
+        raise FaultAborted(PROBE, platform, f"{endpoint.infer_url} did not answer 200 within {WARM_UP_S:g} s "
+                                            f"before the kill; run `python -m testbed status`")
     load = start_load(faults, spec)
     if load is None:  # dry run
         faults.note(f"after {opt['pre_s']:g} s of load:")
