@@ -50,9 +50,9 @@ def kill_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict | 
     spec = LoadSpec(url=url, method="POST", body=body, rate=opt["rate"], concurrency=16,
                     duration_s=duration, max_requests=int(opt["rate"] * duration) + 1, timeout_s=opt["timeout_s"],
                     threads=1)
-    if not faults.dry_run and wait_ok(endpoint.infer_url, WARM_UP_S, "POST", body) is None:
+    if not faults.dry_run and wait_ok(url, WARM_UP_S, "POST", body) is None:
         # A platform that does not answer before the fault says nothing about the fault.
-        raise FaultAborted(PROBE, platform, f"{endpoint.infer_url} did not answer 200 within {WARM_UP_S:g} s "
+        raise FaultAborted(PROBE, platform, f"{url} did not answer 200 within {WARM_UP_S:g} s "
                                             f"before the kill; run `python -m testbed status`")
     load = start_load(faults, spec)
     if load is None:  # dry run
