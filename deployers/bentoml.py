@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from deployers import formats
 from testbed.adapters import rows_of, v2_response
 from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
@@ -199,6 +200,55 @@ class BentoMLLocal(LocalProcess):
 
 
 
+# --- formats: one service, one API per format (user code) ---------------------------------------------------
+FORMATS_ENV = EnvSpec("bentoml-formats", ("bentoml==1.4.40", *formats.BASE, formats.XGBOOST, formats.LIGHTGBM,
+                                          formats.ONNXRUNTIME))
+
+
+class BentoMLFormats(formats.FormatServer):
+    """deployers/runtimes/formats_bentoml.py under `bentoml serve`: each model loaded with its library's own API
+    inside a @bentoml.service (user code; BentoML serves no model file by itself)."""
+
+    platform = "bentoml"
+    env = FORMATS_ENV
+    mechanism = {f: "user code" for f in formats.FORMATS}
+    version_packages = ("bentoml", "scikit-learn", "xgboost", "lightgbm", "onnxruntime")
+
+    def marker(self) -> str:
+        return str(self.workdir / "formats-marker")
+
+    def command(self, python, http_port, workdir, model_dir, n_features):
+        self.model_dir = model_dir
+        return [str(python.parent / "bentoml"), "serve", "formats_bentoml:Formats", "--working-dir",
+                str(RUNTIMES_DIR), "--host", "127.0.0.1", "--port", str(http_port)]
+
+    def ready_path(self) -> str:
+        return "/readyz"
+
+    def extra_env(self) -> dict[str, str]:
+        return {"TESTBED_FORMAT_MODELS": str(self.model_dir), MARKER: self.marker(), "BENTOML_DO_NOT_TRACK": "true",
+                "BENTOML_HOME": str(self.workdir / "bentoml-home")}
+
+    def loaded(self, client, workdir):
+        return client.post(self.base_url + "/load_errors", json={}).json()
+
+    def infer_url(self, fmt: str) -> str:
+        return f"{self.base_url}/{fmt}"
+
+    def encode(self, v2_body: dict):
+        return PROTOCOL.encode_infer(v2_body)
+
+    def decode(self, answer):
+        return v2_response(answer, "formats", None, "BentoML format API")
+
+    def stop(self) -> None:
+        # Circus starts each worker in a session of its own: the workers carry the marker, not the session.
+        marker = self.marker() if self.workdir is not None else None
+        super().stop()
+        for pid in processes.with_env(MARKER, marker) if marker else []:
+            processes.stop_session(pid, grace_s=5.0)
+
+
 # --- monitoring: read off `bentoml serve`'s /metrics after known traffic (BentoML 1.4.40) -----------------
 # Series are labelled by the service and the route (endpoint), not the model; /readyz, /livez and /metrics
 # requests are counted too, hence the endpoint selector.
@@ -316,7 +366,7 @@ PLATFORM = Platform(
     metrics=METRICS,
     explain=EXPLAIN,
     batching=BATCHING,
-    formats=None,
+    formats=BentoMLFormats,
     # A @bentoml.service class (with the composed Explainer and Detector services): what a user writes.
     user_files=(UserFile("code", RUNTIMES_DIR / "bentoml_service.py"),),
     documented=DOCUMENTED,

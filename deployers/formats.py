@@ -23,11 +23,11 @@ from testbed.errors import RuntimeStartFailed
 from testbed.state import atomic_write_json
 
 FORMATS = ("sklearn", "xgboost", "lightgbm", "onnx")
-XGBOOST, LIGHTGBM, ONNXRUNTIME = "xgboost==3.2.0", "lightgbm==4.7.0", "onnxruntime==1.32.0"
+XGBOOST, LIGHTGBM, ONNXRUNTIME, ONNX = "xgboost==3.2.0", "lightgbm==4.7.0", "onnxruntime==1.32.0", "onnx==1.23.2"
 BASE = ("scikit-learn==1.5.2", "numpy==1.26.4", "joblib>=1.3")
 
-REFERENCE_ENV = envs.EnvSpec("kserve-formats", ("kserve==0.20.0", *BASE, XGBOOST, LIGHTGBM, ONNXRUNTIME,
-                                                "onnx==1.23.2", "skl2onnx==1.20.0"))
+REFERENCE_ENV = envs.EnvSpec("kserve-formats", ("kserve==0.20.0", *BASE, XGBOOST, LIGHTGBM, ONNXRUNTIME, ONNX,
+                                                "skl2onnx==1.20.0"))
 """Training the format models and their in-process predictions run here (it has every format library).
 KServe's format server runs from it too (deployers/kserve.py), so one venv serves both."""
 

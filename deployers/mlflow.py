@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deployers import formats
 from testbed.adapters import rows_of, v2_response
 from testbed.backends.local import detection, envs
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
@@ -163,6 +164,51 @@ class MLflowLocal(LocalProcess):
                                "<alibi Explanation document>}"))
 
 
+# --- formats: MLflow's own flavours (native) ------------------------------------------------------------------
+FORMATS_ENV = EnvSpec("mlflow-formats", ("mlflow==3.17.2", *formats.BASE, formats.XGBOOST, formats.LIGHTGBM,
+                                         formats.ONNXRUNTIME, formats.ONNX))
+
+
+def format_predictions(answer) -> dict:
+    """The scoring server's answer for a format model as a V2 response (probes.formats.labels_from reads it):
+    labels as they are, a probability matrix (LightGBM's Booster) with its shape, the `label` output of ONNX."""
+    predictions = answer["predictions"] if isinstance(answer, dict) else answer
+    if isinstance(predictions, dict):  # an ONNX model answers every graph output by name
+        predictions = predictions["label"]
+    data = np.asarray(predictions, dtype=np.float64)
+    return {"outputs": [{"name": "predictions", "datatype": "FP64", "shape": list(data.shape),
+                         "data": data.ravel().tolist()}]}
+
+
+class MLflowFormats(formats.FormatServer):
+    """Each format model saved with MLflow's flavour for its library and served by MLflow's scoring server
+    (deployers/runtimes/formats_mlflow.py): native, as an MLflow user logs and serves such a model."""
+
+    platform = "mlflow"
+    env = FORMATS_ENV
+    mechanism = {f: "native" for f in formats.FORMATS}
+    version_packages = ("mlflow", "scikit-learn", "xgboost", "lightgbm", "onnx", "onnxruntime")
+
+    def command(self, python, http_port, workdir, model_dir, n_features):
+        return [str(python), str(RUNTIMES_DIR / "formats_mlflow.py"), "--dir", str(model_dir), "--workdir",
+                str(workdir), "--http-port", str(http_port)]
+
+    def ready_path(self) -> str:
+        return "/status"
+
+    def loaded(self, client, workdir):
+        return client.get(self.base_url + self.ready_path()).json()["errors"]
+
+    def infer_url(self, fmt: str) -> str:
+        return f"{self.base_url}/{fmt}/invocations"
+
+    def encode(self, v2_body: dict):
+        return PROTOCOL.encode_infer(v2_body)
+
+    def decode(self, answer):
+        return format_predictions(answer)
+
+
 # --- monitoring: none -------------------------------------------------------------------------------------
 NO_METRICS = ("MLflow's scoring server has no /metrics route (measured: 404) and no option for one; "
               "`--expose-prometheus` exists only for the tracking server")
@@ -254,7 +300,7 @@ PLATFORM = Platform(
     metrics=METRICS,
     explain=EXPLAIN,
     batching=BATCHING,
-    formats=None,
+    formats=MLflowFormats,
     # The packaging and the pyfunc wrapper (explanations, detection): what a user writes.
     user_files=(UserFile("code", RUNTIMES_DIR / "mlflow_models.py"),),
     documented=DOCUMENTED,

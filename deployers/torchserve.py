@@ -29,8 +29,9 @@ from pathlib import Path
 
 import httpx
 
+from deployers import formats
 from testbed.artifact import MODEL_NAME
-from testbed.backends.local import detection
+from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
@@ -216,6 +217,58 @@ class TorchServeLocal(LocalProcess):
                                "requests), alibi KernelShap (user code)"))
 
 
+# --- formats: one .mar per format model, a handler loading it with its library (user code) -----------------
+FORMATS_ENV = EnvSpec("torchserve-formats", ("torchserve==0.12.0", "torch-model-archiver==0.12.0", "pyyaml>=6.0",
+                                             "torch==2.15.0", *formats.BASE, formats.XGBOOST, formats.LIGHTGBM,
+                                             formats.ONNXRUNTIME))
+
+
+class TorchServeFormats(formats.FormatServer):
+    """deployers/runtimes/torchserve_formats.py: each format model archived as its own .mar with a handler that
+    loads it with its library's own API (user code: TorchServe's built-in handlers serve torch models)."""
+
+    platform = "torchserve"
+    env = FORMATS_ENV
+    mechanism = {f: "user code" for f in formats.FORMATS}
+    version_packages = ("torchserve", "torch", "scikit-learn", "xgboost", "lightgbm", "onnxruntime")
+
+    def command(self, python, http_port, workdir, model_dir, n_features):
+        ensure_java()
+        self.management = processes.claim_port(None, "torchserve formats management")
+        return [str(python), str(RUNTIMES_DIR / "torchserve_formats.py"), "launch", "--dir", str(model_dir),
+                "--workdir", str(workdir), "--tmp-dir", str(short_tmp_dir(workdir)), "--inference-port", str(http_port),
+                "--management-port", str(self.management),
+                *[a for name in ("metrics", "grpc-inference", "grpc-management")
+                  for a in (f"--{name}-port", str(processes.claim_port(None, f"torchserve formats {name}")))]]
+
+    def ready_path(self) -> str:
+        return "/ping"  # the frontend is up; `loaded` waits for each model's worker
+
+    def loaded(self, client, workdir):
+        """Once every archived model's worker is READY (or TIMEOUT_S passed): format -> why it does not serve."""
+        import time
+
+        status = json.loads((workdir / "status.json").read_text())
+        errors = dict(status["errors"])
+        deadline = time.monotonic() + self.TIMEOUT_S
+        waiting = set(status["archived"])
+        while waiting and time.monotonic() < deadline:
+            waiting = {fmt for fmt in waiting if not any(
+                w.get("status") == "READY" for w in workers_of(client, f"http://127.0.0.1:{self.management}/models/{fmt}"))}
+            if waiting:
+                time.sleep(1.0)
+        errors.update({fmt: f"no READY worker within {self.TIMEOUT_S:g} s (runtime.log)" for fmt in waiting})
+        return errors
+
+    TIMEOUT_S = 600.0
+
+    def stop(self) -> None:
+        workdir = self.workdir
+        super().stop()
+        if workdir is not None:
+            shutil.rmtree(short_tmp_dir(workdir), ignore_errors=True)
+
+
 # --- monitoring: read off TorchServe's metrics port (metrics_mode=prometheus) after known traffic ----------
 MODEL = 'platform="$platform",model_name="$model"'
 METRICS = MetricsCatalogue(
@@ -303,7 +356,7 @@ PLATFORM = Platform(
     metrics=METRICS,
     explain=EXPLAIN,
     batching=BATCHING,
-    formats=None,
+    formats=TorchServeFormats,
     # The handler, the configuration and the archiving: what a user writes to serve the model.
     user_files=(UserFile("code", RUNTIMES_DIR / "torchserve_handler.py"),
                 UserFile("config", "run:torchserve/config.properties")),

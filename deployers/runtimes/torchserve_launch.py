@@ -76,24 +76,29 @@ def main() -> None:
         return {"1.0": {"defaultVersion": True, "marName": models[name], "minWorkers": 1, "maxWorkers": 1,
                         "responseTimeout": 120, "startupTimeout": 600, **batching}}
 
+    serve(bin_dir, workdir, store, Path(o.tmp_dir), o, models, {name: model_config(name) for name in models})
+
+
+def serve(bin_dir: Path, workdir: Path, store: Path, tmp: Path, ports, models: dict, model_configs: dict) -> None:
+    """Write config.properties (every address on 127.0.0.1) and become `torchserve --start --foreground`.
+    ports: the parsed --*-port options; models: name -> .mar file in store."""
     loopback = "http://127.0.0.1:{}".format
     config = {
-        "inference_address": loopback(o.inference_port),
-        "management_address": loopback(o.management_port),
-        "metrics_address": loopback(o.metrics_port),
-        "grpc_inference_address": "127.0.0.1", "grpc_inference_port": o.grpc_inference_port,
-        "grpc_management_address": "127.0.0.1", "grpc_management_port": o.grpc_management_port,
+        "inference_address": loopback(ports.inference_port),
+        "management_address": loopback(ports.management_port),
+        "metrics_address": loopback(ports.metrics_port),
+        "grpc_inference_address": "127.0.0.1", "grpc_inference_port": ports.grpc_inference_port,
+        "grpc_management_address": "127.0.0.1", "grpc_management_port": ports.grpc_management_port,
         "metrics_mode": "prometheus",
         "model_store": str(store),
         "load_models": ",".join(models.values()),
-        "models": json.dumps({name: model_config(name) for name in models}),
+        "models": json.dumps(model_configs),
         "default_workers_per_model": 1,
         "disable_token_authorization": "true",
         "install_py_dep_per_model": "false",
         "vmargs": VMARGS,
     }
     (workdir / "config.properties").write_text("".join(f"{k}={v}\n" for k, v in config.items()))
-    tmp = Path(o.tmp_dir)
     tmp.mkdir(parents=True, exist_ok=True)
     os.environ.update({"TEMP": str(tmp), "TMPDIR": str(tmp)})
     os.chdir(workdir)
