@@ -2,14 +2,13 @@
 is started on free loopback ports in a state directory of this test's own, with the detector service
 and its user-code detection path, then checked and stopped.
 
-Runtime environments are built once into TESTBED_TEST_ENVS (default: .testbed-test-envs/ in the
-repository; never the default .testbed) and reused while their pins are unchanged: TorchServe's holds
-torch with its CUDA libraries (~2.6 GB download, ~6.5 GB on disk).
+Runtime environments are the session's (TESTBED_ENVS_DIR, tests/conftest.py), built once and reused
+while their pins are unchanged: TorchServe's holds torch with its CUDA libraries (~2.6 GB download,
+~6.5 GB on disk). Probes reach each platform through its PLATFORM.protocol, as the probes do.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -24,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from deployers import bentoml as bentoml_platform, mlflow as mlflow_platform, torchserve as torchserve_platform
 from testbed import artifact as artifact_mod, v2
 from testbed.backends.local import detection, processes
-from testbed.settings import REPO_ROOT, Batching, Settings
+from probes.explain import parse_response, request_body
+from testbed.settings import Batching, Settings
 from testbed.steps import UpContext
 
 pytestmark = pytest.mark.integration
@@ -32,20 +32,7 @@ pytestmark = pytest.mark.integration
 MODULES = {"bentoml": bentoml_platform, "mlflow": mlflow_platform, "torchserve": torchserve_platform}
 LOCAL = {"bentoml": bentoml_platform.BentoMLLocal, "mlflow": mlflow_platform.MLflowLocal,
          "torchserve": torchserve_platform.TorchServeLocal}
-ENVS = Path(os.environ.get("TESTBED_TEST_ENVS", REPO_ROOT / ".testbed-test-envs"))
 READY_TIMEOUT_S = 420.0
-
-
-@dataclasses.dataclass(frozen=True)
-class TestSettings(Settings):
-    """Settings whose runtime environments live in ENVS (built once) while everything else is the test's."""
-
-    __test__ = False
-    envs_root: Path = ENVS
-
-    @property
-    def envs_dir(self) -> Path:
-        return self.envs_root
 
 
 class Running:
@@ -53,17 +40,19 @@ class Running:
 
     def __init__(self, name: str, ctx: UpContext, dep):
         self.name, self.ctx, self.dep = name, ctx, dep
-        self.adapter = MODULES[name].ADAPTER
+        self.adapter = MODULES[name].PLATFORM.protocol
         self.endpoint = dep.endpoint(ctx)
 
+    def info(self) -> dict:
+        """What the state file records of the deployment (what members and the kill target are found from)."""
+        return {"pid": self.dep.pid, "ports": dict(self.dep.ports), "workdir": str(self.dep.workdir)}
+
     def pids(self) -> list[int]:
-        if hasattr(self.dep, "member_pids"):
-            return self.dep.member_pids()
-        return processes.session_members(self.dep.pid)
+        return type(self.dep).members(self.info())
 
 
 def _up(name: str, state_dir: Path, batching: Batching = Batching(), detect: bool = True) -> Running:
-    settings = TestSettings(state_dir=state_dir, detection=detect, batching=batching)
+    settings = Settings(state_dir=state_dir, detection=detect, batching=batching)
     ctx = UpContext(settings=settings)
     ctx.artifact = artifact_mod.ensure(settings.artifacts_dir, settings.artifact_seed)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
@@ -157,15 +146,11 @@ def test_metrics_count_the_requests_sent(running):
 
 
 def _explain(running, rows: np.ndarray) -> dict:
-    ep, adapter = running.endpoint, running.adapter
+    path = MODULES[running.name].PLATFORM.explain  # what the explain probe sends and reads
     with httpx.Client(timeout=180.0) as client:
-        if hasattr(adapter, "encode_explain"):
-            resp = client.post(ep.explain_url, json=adapter.encode_explain(rows))
-        else:
-            resp = client.post(ep.explain_url, json=v2.request_body(rows))
+        resp = client.post(running.endpoint.explain_url, json=request_body(path, rows))
     assert resp.status_code == 200, resp.text[:300]
-    answer = resp.json()
-    return adapter.decode_explain(answer) if hasattr(adapter, "decode_explain") else answer
+    return parse_response(path, resp.json())
 
 
 def test_explanations_are_kernel_shap_values_that_add_up_to_the_model_output(running):
@@ -312,7 +297,7 @@ def test_killing_the_serving_worker(name, recovers, tmp_path):
 
     up = _up(name, tmp_path / "state", detect=False)
     try:
-        info = {"pid": up.dep.pid, "ports": up.dep.ports, "workdir": str(up.dep.workdir)}
+        info = up.info()
         pid, how = MODULES[name].serving_worker(info)
         assert pid in up.pids() and how
         assert name != "torchserve" or pid != up.dep.pid  # the worker, not the launcher or the java frontend
