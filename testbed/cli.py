@@ -249,8 +249,9 @@ def render_status(status: dict) -> str:
     model = status.get("model")
     if model:
         lines.append(f"model: {model['name']}  sha256 {model['sha256'][:12]}  features {', '.join(model['features'])}")
+    width = max([9, *map(len, status.get("platforms", {}))])
     for name, p in status.get("platforms", {}).items():
-        lines.append(f"  {name:<9} {p['state']:<10} {p.get('v2_base_url') or '-':<24} metrics {p.get('metrics_url') or '-'}"
+        lines.append(f"  {name:<{width}} {p['state']:<10} {p.get('v2_base_url') or '-':<24} metrics {p.get('metrics_url') or '-'}"
                      + (f"  rss {p['rss_mb']:.0f} MB" if p.get("rss_mb") else ""))
     exposed = (status.get("exposure") or {}).get("non_loopback_sockets", [])
     if exposed:
