@@ -324,7 +324,8 @@ def run(ctx: ProbeContext) -> list[Result]:
         scored = score(catalogues[p], {**before_all[p], **before[p]}, after, expected[p], found)
         results.append(Result(
             probe=PROBE, platform=p, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
-            verdict=scored["verdict"], mechanism="native",
+            # The platform's own metrics, or none at all (no metrics endpoint: nothing it exposes is counted).
+            verdict=scored["verdict"], mechanism="native" if ctx.endpoints[p].metrics_url else "none",
             scores={**scored["scores"], "visible_after_s": visible_after[p], "no_answer": traffic[p]["no_answer"]},
             measurements={"signals": scored["signals"], "traffic": traffic[p], "before": before[p], "after": after},
             evidence={"queries": all_queries[p], "seed": ctx.seed, "good": plan.good, "bad": plan.bad,
