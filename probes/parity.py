@@ -14,6 +14,7 @@ import numpy as np
 
 from testbed import v2
 from testbed.endpoint import Endpoint
+from testbed.errors import InvalidPayload
 
 REL_TOL = 1e-6
 """Regression values agree when |a - b| <= REL_TOL * max(1, |b|)."""
@@ -73,17 +74,23 @@ def _number(x) -> bool:
 
 def run(rows: np.ndarray, expected: list, endpoints: list[Endpoint], timeout_s: float = 10.0,
         task: str = "classification", wire: v2.Wire | None = None) -> dict:
+    """Each endpoint's predictions of `rows` (in the model's layout, `wire`), sent through its platform's protocol
+    (deployers.protocol_of)."""
+    from deployers import protocol_of
+
     answers: dict[str, list | str] = {}
     body = v2.request_body(rows, request_id="parity", wire=wire)
     with httpx.Client(timeout=timeout_s) as client:
         for ep in endpoints:
+            protocol = protocol_of(ep)
             try:
-                resp = client.post(ep.infer_url, json=body)
+                resp = protocol.post(client, protocol.infer_url(ep), body)
                 if resp.status_code != 200:
                     answers[ep.platform] = f"HTTP {resp.status_code}: {resp.text[:200]}"
                     continue
-                answers[ep.platform] = v2.predictions(resp.json(), ep.platform)
-            except (httpx.HTTPError, ValueError) as exc:
+                answer = protocol.decode_infer(resp.json(), body, ep.model_name)
+                answers[ep.platform] = v2.predictions(answer, ep.platform)
+            except (httpx.HTTPError, ValueError, InvalidPayload) as exc:
                 answers[ep.platform] = f"{type(exc).__name__}: {exc}"
     return compare(list(expected), answers, task)
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PLATFORMS = ("kserve", "seldon", "rayserve")
 
 
 @dataclass(frozen=True)
@@ -40,8 +39,9 @@ class Settings:
     backend: str = "local"
     """Where platforms run: `local` (processes on loopback) or `kind` (a kind cluster)."""
 
-    platforms: tuple[str, ...] = DEFAULT_PLATFORMS
-    """Platforms to bring up, by registry name (see `deployers/`)."""
+    platforms: tuple[str, ...] = None  # type: ignore[assignment]  (filled in by __post_init__)
+    """Platforms to bring up, by registry name (see `deployers/`). Not given: the registry's default
+    platforms that this backend offers (deployers.default_platforms)."""
 
     state_dir: Path = field(default_factory=lambda: Path(os.environ.get("TESTBED_STATE_DIR", REPO_ROOT / ".testbed")))
     """Pids, ports, logs, runtime environments, artifacts and Prometheus data live here.
@@ -82,6 +82,14 @@ class Settings:
     model: Any = None
     """A user's model and reference (`up --model PATH --reference REF.csv`, a testbed.usermodel.Request) to serve
     instead of the testbed's own reference classifier; None serves the testbed's own."""
+    def __post_init__(self):
+        if self.platforms is None:
+            # Imported here: the registry imports the platform modules, which import these settings.
+            from deployers import default_platforms
+
+            object.__setattr__(self, "platforms", default_platforms(self.backend))
+        else:
+            object.__setattr__(self, "platforms", tuple(self.platforms))
 
     @property
     def envs_dir(self) -> Path:

@@ -364,15 +364,26 @@ def serving_plan(art: artifact_mod.Artifact, platforms: list[str], backend: str 
         serving, reason = _serving(name, dep, art)
         plan[name] = {"served": False, "reason": reason} if reason else \
             {"served": True, **serving.describe(art), "environment": serving.env_for(dep.env, art).name}
+    served = [n for n, p in plan.items() if p["served"]]
+    for p in plan.values():
+        if not p["served"]:
+            p["reason"] = _what_would_work(p["reason"], served)
     return plan
 
 
 def _serving(name: str, dep, art: artifact_mod.Artifact):
     """(the platform's ModelServing, why it cannot serve the artifact or None)."""
-    serving = getattr(dep, "serving", None)
+    serving = getattr(dep, "serving", None)  # a deployment of a backend that serves the testbed's own model only
     if serving is None:
         return None, f"{name} describes no model formats it serves (its module has no SERVING)"
     return serving, serving.refusal(name, art)
+
+
+def _what_would_work(reason: str, served: list[str]) -> str:
+    """A refusal that names no alternative gets the platforms of this testbed that do serve the model."""
+    if "What would work" in reason or not served:
+        return reason
+    return f"{reason}. What would work: {', '.join(served)} serve(s) it on this testbed"
 
 
 def assign_platforms(ctx) -> dict[str, str]:
@@ -380,11 +391,13 @@ def assign_platforms(ctx) -> dict[str, str]:
     taken out of ctx.deployments, with the reason; the others get the environment the artifact's format needs.
     Returns {skipped platform: reason}; UserModelError when no platform is left."""
     art = ctx.artifact
+    answers = {name: _serving(name, dep, art) for name, dep in ctx.deployments.items()}
+    served = [name for name, (_, reason) in answers.items() if not reason]
     skipped = {}
-    for name, dep in list(ctx.deployments.items()):
-        serving, reason = _serving(name, dep, art)
+    for name, (serving, reason) in answers.items():
+        dep = ctx.deployments[name]
         if reason:
-            skipped[name] = reason
+            skipped[name] = reason = _what_would_work(reason, served)
             del ctx.deployments[name]
             ctx.say(f"  skipping {name}: {reason}")
             continue

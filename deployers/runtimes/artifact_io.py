@@ -6,22 +6,28 @@ import json
 from pathlib import Path
 
 
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def verified_model_file(artifact_dir):
     """(model file, metadata) after checking the file against the sha256 the artifact recorded."""
     artifact_dir = Path(artifact_dir)
     metadata = json.loads((artifact_dir / "metadata.json").read_text())
     model_file = artifact_dir / metadata["model_file"]
-    digest = hashlib.sha256()
-    with open(model_file, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != metadata["sha256"]:
-        raise RuntimeError(f"{model_file}: sha256 {digest.hexdigest()} does not match metadata {metadata['sha256']}")
+    digest = sha256_file(model_file)
+    if digest != metadata["sha256"]:
+        raise RuntimeError(f"{model_file}: sha256 {digest} does not match metadata {metadata['sha256']}")
     return model_file, metadata
 
 
 def load_verified(artifact_dir):
-    """(model, metadata): the model behind model_io's interface (predict, predict_proba, outputs, task)."""
+    """(model, metadata): the model behind model_io's interface (predict, predict_proba, outputs, task; the
+    format library's own object as `model.model`)."""
     import model_io
 
     return model_io.load_artifact(artifact_dir)
