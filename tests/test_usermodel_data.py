@@ -320,6 +320,29 @@ def test_platforms_say_what_they_cannot_serve_and_what_would_work():
     assert kserve.SERVING.env_for(kserve.ENV, _Art("sklearn", "classification", {"input": "frame"})) is kserve.ENV
 
 
+def test_every_registered_platform_says_per_format_whether_it_serves_a_users_model_and_up_names_who_does():
+    """Each platform's local Deployment carries its serving (LocalProcess.serving); one that does not serve a format
+    says why, and `up --model`'s plan adds the platforms of the testbed that do."""
+    from deployers import PLATFORMS
+    from testbed import modelfile, usermodel
+
+    for name, platform in PLATFORMS.items():
+        serving = platform.deployment_for("local").serving
+        assert serving is not None, f"{name}'s local Deployment says nothing about a user's model"
+        for fmt in modelfile.FORMATS:
+            assert fmt in serving.formats or fmt in serving.unsupported, (name, fmt)
+    art = _Art("onnx", "classification")
+    plan = usermodel.serving_plan(art, list(PLATFORMS))
+    served = sorted(n for n, p in plan.items() if p["served"])
+    assert "kserve" in served and "rayserve" in served and "seldon" not in served
+    for name, p in plan.items():
+        if not p["served"]:
+            assert p["reason"].startswith(f"{name} cannot serve the onnx model m"), p["reason"]
+            assert "What would work" in p["reason"], p["reason"]
+    assert f"What would work: {', '.join(n for n in plan if plan[n]['served'])} serve(s) it" in plan["mlflow"]["reason"]
+    assert "mlflow.onnx flavour" in plan["mlflow"]["reason"]
+
+
 # --- the category-aware outlier detector (numpy only) ------------------------------------------------------
 def test_unseen_categories_are_outliers_and_distance_comes_from_numbers_only():
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "deployers" / "runtimes"))
