@@ -113,6 +113,8 @@ class RayServeKind(KindDeployment):
     api_version = "ray.io/v1"
     kind = "RayService"
     http_port = 8000
+    readiness_needs_pod = ("KubeRay sets Ready once the Ray dashboard in the head pod reports the Serve "
+                           "applications RUNNING; a pod without a container has no dashboard")
 
     def __init__(self, namespace: str | None = None, node_port: int | None = None, workers: int = 0,
                  num_replicas: int = 1, detection: bool | None = None):

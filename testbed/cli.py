@@ -16,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def backend_opt(p):
-        p.add_argument("--backend", default="local", help="local (default) or kind")
+        p.add_argument("--backend", default="local", help="local (default), kind, or controlplane (kind's deploy checked by a real "
+                                                  "API server and operators; `make controlplane` first)")
 
     up = sub.add_parser("up", help="bring the testbed up: runtimes, model, Prometheus")
     backend_opt(up)
@@ -251,6 +252,7 @@ def render_status(status: dict) -> str:
     if detection.get("state"):  # the kind backend's detector service (testbed/backends/kind/detection.py)
         lines.append(f"detection: {detection.get('service_url')}  {detection['state']}"
                      + (f"  (Deployment {detection['resource_state']})" if detection.get("resource_state") else ""))
+    lines += status.get("summary_lines", [])  # backend-specific lines (controlplane: processes, checks)
     prom = status.get("prometheus")
     if prom:
         lines.append(f"prometheus: {prom['url']}  {prom['state']}")

@@ -77,6 +77,10 @@ class KindDeployment:
     http_port: int = 0
     """The serving container's HTTP port, targeted by the NodePort Service."""
 
+    readiness_needs_pod: str | None = None
+    """Why readiness() can only be reached with the serving pod running (the control-plane backend,
+    whose pods run nothing, reports it as not verifiable instead of waiting); None: the operator decides."""
+
     # --- hooks ---------------------------------------------------------------------------------
     def render_resource(self, target: Target) -> dict:
         raise NotImplementedError

@@ -1,0 +1,397 @@
+"""`up`, `status` and `down` for the control-plane backend.
+
+`up` starts the control plane and the operators as processes (cached binaries of `make
+controlplane`), then runs the kind backend's own steps against that API server: its artifact step,
+its namespace step, its detector-service objects, its `deploy platforms` step (each platform's
+KindDeployment, unchanged) and each deployment's own readiness rule. What the kind path generates is
+then checked (verify.py) and the findings are kept in the state file, which `status` re-checks.
+Nothing runs in a pod: kwok plays the node, so images, model loading and requests into pods are
+listed as not verifiable here.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from deployers import get_platform
+from testbed import state as state_io
+from testbed.backends.controlplane import build, charts, core, pki as pki_mod, prometheus, verify
+from testbed.backends.controlplane import processes as procs
+from testbed.backends.controlplane.operators import OPERATORS, Operator
+from testbed.backends.kind.cluster import ClusterFiles
+from testbed.backends.kind.context import KindRun
+from testbed.backends.kind.kube import wait_until
+from testbed.backends.kind.pins import pins as load_pins
+from testbed.backends.kind.plan import Plan
+from testbed.errors import PreflightFailed, TestbedError
+from testbed.settings import Settings
+from testbed.steps import Step, UpContext
+
+STATE_SCHEMA = "testbed.controlplane-state/v1"
+START_TIMEOUT_S = 180.0
+CRD_TIMEOUT_S = 120.0
+READY_TIMEOUT_S = 300.0
+NAMESPACE_TIMEOUT_S = 180.0
+KUBERNETES = "kubernetes"
+
+
+def layout(settings: Settings) -> core.Layout:
+    return core.Layout(settings.state_dir / "controlplane")
+
+
+class ControlPlaneBackend:
+    name = "controlplane"
+
+    # --- up ------------------------------------------------------------------------------------
+    def up_steps(self, ctx: UpContext) -> list[Step]:
+        from testbed.backends.kind.backend import KindBackend
+
+        if ctx.dry_run:
+            raise TestbedError("--dry-run is the kind backend's (`up --backend kind --dry-run`); the control-plane "
+                               "backend exists to apply that plan to a real API server")
+        kind = KindBackend()
+        pins = load_pins()
+        lay = layout(ctx.settings)
+        namespace = ctx.extra.get("namespace") or "testbed"
+        run = KindRun(pins=pins, files=ClusterFiles(name="testbed-controlplane", dir=lay.dir),
+                      plan=Plan(dry_run=False, out=ctx.out, log=ctx.out), namespace=namespace)
+        ctx.extra["kind"] = run
+        ctx.extra["cp"] = {"layout": lay, "records": {}, "not_applied": [], "operators": {}, "findings": {}}
+        ctx.deployments = {name: get_platform(name).deployment_for("kind") for name in ctx.settings.platforms}
+        return [
+            Step("preflight: cached binaries", self._preflight),
+            Step("model artifact (kind step)", kind._artifact),
+            Step("detector names", self._detector_names),
+            Step("etcd, kube-apiserver, controller-manager, scheduler, kwok", self._control_plane),
+            Step("operators' CRDs, configuration and RBAC (charts rendered)", self._operator_config),
+            Step("operators as processes, webhooks on loopback", self._operators),
+            Step("namespace and model volume (kind step)", lambda c: self._kind_step(c, kind._namespace)),
+            Step("detector service objects", self._detector_service),
+            Step("deploy platforms (kind step)", lambda c: self._kind_step(c, kind._deploy)),
+            Step("operators reconcile: each platform's readiness rule", self._wait_ready),
+            Step("checks: objects, endpoints, ports, scrape config", self._verify),
+            Step("Prometheus (prometheus-operator config, kubernetes_sd)", self._prometheus),
+            Step("finish", self._finish),
+        ]
+
+    def _preflight(self, ctx: UpContext) -> None:
+        found = build.find()
+        missing = [name for name, b in found.items() if b is None]
+        if missing:
+            raise PreflightFailed([f"control-plane binaries not built: {', '.join(missing)}. Run `make controlplane` "
+                                   f"(Go >= {build.load()[0]}, no Docker; the first build takes long, later runs seconds)"])
+        prom = prometheus.binary()
+        if prom is None:
+            raise PreflightFailed([prometheus.MISSING])
+        cp = ctx.extra["cp"]
+        cp["built"] = found
+        cp["versions"] = {name: b.component.version for name, b in found.items()}
+        cp["versions"]["prometheus"] = prometheus.version(prom)
+        ctx.say("  " + ", ".join(f"{k} {v}" for k, v in cp["versions"].items()))
+
+    def _detector_names(self, ctx: UpContext) -> None:
+        """The kind backend fits detectors here; no pod loads them on kwok, so only their name is needed."""
+        from testbed import detectors
+
+        run = ctx.extra["kind"]
+        if ctx.settings.detection:
+            run.detectors_subpath = detectors.directory_for(ctx.artifact).name
+            ctx.say(f"  detectors directory {run.detectors_subpath} (not fitted: no pod reads it here)")
+
+    def _control_plane(self, ctx: UpContext) -> None:
+        cp, run = ctx.extra["cp"], ctx.extra["kind"]
+        lay: core.Layout = cp["layout"]
+        if lay.state.is_file() and any(procs.running(r) for r in
+                                       (state_io.load(lay.dir) or {}).get("processes", {}).values()):
+            raise TestbedError(f"A control plane from an earlier `up` still runs (state {lay.state}). Run "
+                               f"`python -m testbed down --backend controlplane` first.")
+        shutil.rmtree(lay.etcd_data, ignore_errors=True)
+        pki = cp["pki"] = pki_mod.ensure(lay.pki_dir)
+        built = cp["built"]
+        bins = {b: built[c].binary(b) for c in ("etcd", KUBERNETES, "kwok") for b in built[c].component.binaries}
+        plist = core.processes(lay, bins, built["kwok"].share / "kustomize" / "stage", pki,
+                               built[KUBERNETES].component.version)
+        admin = (str(pki.cert("admin")), str(pki.key("admin")))
+        for p in plist:
+            procs.start(p)
+            cp["records"][p.name] = p.record()
+            self._save(ctx)
+            ca = str(pki.ca_cert) if p.name == "kube-apiserver" else None
+            seconds = procs.wait_healthy(p, START_TIMEOUT_S, client_cert=admin if ca else None, ca=ca)
+            ctx.say(f"  {p.name} pid {p.pid} healthy after {seconds:.1f}s ({p.health})")
+        cp["api_server"] = f"https://127.0.0.1:{plist[1].ports['secure']}"
+        run.plan.apply_fn = run.kube.apply
+        node = core.node(run.pins.minimum_cpus, run.pins.minimum_memory_gib, run.pins.kubernetes)
+        run.kube.apply(node)
+        wait_until(f"node {core.NODE_NAME} Ready (kwok)", 60, lambda: _node_ready(run.kube))
+        ctx.say(f"  node {core.NODE_NAME}: {run.pins.minimum_cpus} CPU, {run.pins.minimum_memory_gib:g} GiB "
+                f"(the kind preflight's minimum Docker engine), Ready")
+        self._save(ctx)
+
+    def _operator_config(self, ctx: UpContext) -> None:
+        cp, run = ctx.extra["cp"], ctx.extra["kind"]
+        built = cp["built"]
+        helm = built["helm"].binary("helm")
+        kube_version = built[KUBERNETES].component.version
+        rendered: dict[str, charts.Rendered] = {}
+        for op_cls in OPERATORS:
+            op = op_cls()
+            if op.release is None:
+                continue
+            chart = run.pins.chart(op.release)
+            rendered[op.release] = charts.render(helm, chart, built[op.component].share / op.chart_path, kube_version)
+        # kserve-crd and kserve-runtime-configs: the other two KServe charts the kind backend installs.
+        share = built["kserve"].share / "charts"
+        for release in ("kserve-crd", "kserve-runtime-configs"):
+            chart = run.pins.chart(release)
+            rendered[release] = charts.render(helm, chart, share / release, kube_version)
+        crds = [c for r in rendered.values() for c in r.crds] + prometheus.operator_crds(built["prometheus-operator"].share)
+        namespaces = sorted({run.pins.chart(r).namespace for r in rendered} | {prometheus.NAMESPACE})
+        for ns in namespaces:
+            run.kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        for crd in crds:
+            run.kube.apply(crd)
+        names = [c["metadata"]["name"] for c in crds]
+        from testbed.backends.kind import infrastructure
+
+        wait_until("CRDs Established", CRD_TIMEOUT_S, infrastructure.crds_established(run.kube, tuple(names)))
+        for r in rendered.values():
+            for obj in r.rbac + r.config:
+                run.kube.apply(obj)
+            cp["not_applied"] += [list(x) for x in r.not_applied]
+        cp["rendered"] = rendered
+        cp["crds"] = names
+        ctx.say(f"  {len(crds)} CRDs Established; {sum(len(r.rbac) + len(r.config) for r in rendered.values())} RBAC and "
+                f"configuration objects applied from {', '.join(rendered)}; {len(cp['not_applied'])} not applied "
+                f"(done by this backend instead: see status)")
+        self._save(ctx)
+
+    def _operators(self, ctx: UpContext) -> None:
+        cp, run = ctx.extra["cp"], ctx.extra["kind"]
+        lay: core.Layout = cp["layout"]
+        pki: pki_mod.Pki = cp["pki"]
+        ca_b64 = base64.b64encode(pki.ca_bundle()).decode()
+        rendered: dict[str, charts.Rendered] = cp["rendered"]
+        for op_cls in OPERATORS:
+            op: Operator = op_cls()
+            built = cp["built"][op.component]
+            workdir = lay.dir / "operators" / op.component
+            ports = op.ports()
+            if op.release is None:
+                launch = prometheus.operator_launch(cp["api_server"], pki, ports)
+                kubeconfig = lay.kubeconfig("admin")
+            else:
+                r = rendered[op.release]
+                deployment = next(d for d in r.deployments if _has_container(d, op.container))
+                launch = op.launch_from(deployment, r.config)
+                kubeconfig = lay.dir / f"{op.component}.kubeconfig"
+                token = _service_account_token(run.kube, launch.namespace, launch.service_account)
+                kubeconfig.write_text(pki_mod.kubeconfig(pki, cp["api_server"], launch.service_account, token=token))
+            p = op.process(launch, built.binary(op.binary), workdir, kubeconfig, lay.logs / f"{op.component}.log", ports)
+            p.env.setdefault("POD_NAMESPACE", launch.namespace)
+            if op.webhook:
+                certs = op.webhook_cert_dir(workdir)
+                certs.mkdir(parents=True, exist_ok=True)
+                shutil.copy(pki.cert("webhook"), certs / "tls.crt")
+                shutil.copy(pki.key("webhook"), certs / "tls.key")
+            procs.start(p)
+            cp["records"][op.component] = p.record()
+            cp["operators"][op.component] = {"identity": f"ServiceAccount {launch.namespace}/{launch.service_account}"
+                                             if op.release else "testbed admin certificate",
+                                             "args": p.argv[1:], "ports": ports, "log": str(p.log)}
+            self._save(ctx)
+            seconds = procs.wait_healthy(p, START_TIMEOUT_S)
+            ctx.say(f"  {op.component} pid {p.pid} healthy after {seconds:.1f}s ({p.health}); runs as "
+                    f"{cp['operators'][op.component]['identity']}")
+            if op.release is not None:
+                for config in rendered[op.release].webhooks:
+                    hooked = charts.webhooks_to_loopback(config, ports["webhook"], ca_b64) if op.webhook else config
+                    run.kube.apply(hooked)
+                    cp["operators"][op.component].setdefault("webhooks", []).append(
+                        {"kind": hooked["kind"], "name": hooked["metadata"]["name"],
+                         "urls": [h["clientConfig"].get("url") for h in hooked.get("webhooks") or []]})
+        # Objects of the operators' own kinds, after their webhooks serve (kind: kserve-runtime-configs).
+        for r in rendered.values():
+            for obj in r.resources:
+                run.kube.apply(obj)
+        prometheus.apply_prometheus(run.kube, cp)
+        self._save(ctx)
+
+    def _kind_step(self, ctx: UpContext, step) -> None:
+        ctx.extra["kind"].plan.begin("kind")
+        step(ctx)
+
+    def _detector_service(self, ctx: UpContext) -> None:
+        """The kind step's objects and its Deployment-Available wait; its GET /ready through the NodePort
+        needs a running pod, which kwok does not have."""
+        from testbed.backends.kind import detection
+
+        run = ctx.extra["kind"]
+        if not ctx.settings.detection:
+            return
+        objs = detection.objects(run.namespace, run.pins, code_dir=run.code_dir, detectors_subpath=run.detectors_subpath,
+                                 model_sha256=ctx.artifact.sha256, n_features=len(ctx.artifact.feature_names))
+        run.detection_objects = objs
+        run.detector_service = detection.service_url(run.namespace)
+        for obj in objs:
+            run.plan.apply(obj)
+        ctx.extra["kind_detection"] = detection.state_of(run)
+        detection._wait_available(run, f"Deployment {run.namespace}/{detection.DEPLOYMENT_NAME}",
+                                   time.monotonic() + READY_TIMEOUT_S)
+        ctx.say(f"  Deployment {run.namespace}/{detection.DEPLOYMENT_NAME} Available (kwok pod)")
+
+    def _wait_ready(self, ctx: UpContext) -> None:
+        cp, run = ctx.extra["cp"], ctx.extra["kind"]
+        readiness = cp["findings"]["readiness"] = {}
+        for name, dep in ctx.deployments.items():
+            target = dep.target(ctx)
+            what = f"{dep.kind} {target.namespace}/{target.model_name}"
+            reachable = verify.ready_reachable(dep)
+            if not reachable:
+                readiness[name] = verify.unreachable_readiness(run.kube, dep, target)
+                ctx.say(f"  {name}: {readiness[name]['text']}")
+                continue
+            started = time.monotonic()
+            try:
+                dep._wait_resource(run, target, what, time.monotonic() + READY_TIMEOUT_S)
+                readiness[name] = {"state": "pass", "text": f"{what}: {dep._ready_text()} after "
+                                                            f"{time.monotonic() - started:.0f}s"}
+            except TestbedError as exc:
+                readiness[name] = {"state": "fail", "text": f"{what}: {str(exc).splitlines()[0]}"}
+            ctx.say(f"  {name}: {readiness[name]['text']}")
+        self._save(ctx)
+
+    def _verify(self, ctx: UpContext) -> None:
+        cp, run = ctx.extra["cp"], ctx.extra["kind"]
+        cp["findings"].update(verify.run_checks(ctx, cp))
+        for line in verify.summary_lines(cp["findings"]):
+            ctx.say(f"  {line}")
+        self._save(ctx)
+
+    def _prometheus(self, ctx: UpContext) -> None:
+        cp = ctx.extra["cp"]
+        prom = prometheus.start(ctx, cp)
+        cp["records"]["prometheus"] = prom.record()
+        self._save(ctx)
+        cp["findings"]["scrape"] = prometheus.check_targets(ctx, cp)
+        for line in verify.summary_lines({"scrape": cp["findings"]["scrape"]}):
+            ctx.say(f"  {line}")
+        self._save(ctx)
+
+    def _finish(self, ctx: UpContext) -> None:
+        cp = ctx.extra["cp"]
+        cp["complete"] = True
+        cp["verified_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self._save(ctx)
+        failed = verify.failed(cp["findings"])
+        if failed:
+            raise verify.ChecksFailed(failed, cp["layout"].state)
+
+    # --- state ---------------------------------------------------------------------------------
+    def _save(self, ctx: UpContext) -> None:
+        cp, run = ctx.extra["cp"], ctx.extra["kind"]
+        lay: core.Layout = cp["layout"]
+        state_io.atomic_write_json(lay.state, {
+            "schema": STATE_SCHEMA, "backend": self.name, "complete": bool(cp.get("complete")),
+            "verified_at": cp.get("verified_at"), "api_server": cp.get("api_server"),
+            "kubeconfig": str(lay.kubeconfig()), "namespace": run.namespace,
+            "namespaces": sorted({run.namespace, *[run.pins.chart(r).namespace for r in (cp.get("rendered") or {})],
+                                  prometheus.NAMESPACE}),
+            "versions": cp.get("versions", {}), "processes": cp["records"], "operators": cp["operators"],
+            "not_applied": cp["not_applied"], "crds": cp.get("crds", []),
+            "model": ctx.artifact.summary() if ctx.artifact else None,
+            "platforms": {name: {"resource": {"apiVersion": dep.api_version, "kind": dep.kind,
+                                              "name": dep.target(ctx).model_name,
+                                              "namespace": dep.target(ctx).namespace}}
+                          for name, dep in ctx.deployments.items() if dep.started_at is not None},
+            "applied": [charts.object_id(o) for o in run.plan.manifests()],
+            "findings": cp["findings"], "timings": ctx.timings,
+        })
+
+    # --- failure -------------------------------------------------------------------------------
+    def rollback(self, ctx: UpContext) -> None:
+        """Keep everything running for inspection when a check failed (the state says what); stop the
+        processes when start-up itself failed."""
+        cp = ctx.extra.get("cp") or {}
+        if cp.get("findings") and ctx.extra.get("retain", True):
+            ctx.say(f"  left running for inspection: `python -m testbed status --backend controlplane`; "
+                    f"`python -m testbed down --backend controlplane` stops it")
+            return
+        for name, record in reversed(list((cp.get("records") or {}).items())):
+            if procs.stop(record):
+                ctx.say(f"  stopped {name}")
+
+    def already_up(self, settings: Settings) -> dict | None:
+        return None
+
+    # --- down / status -------------------------------------------------------------------------
+    def down(self, settings: Settings, out=None) -> list[str]:
+        lay = layout(settings)
+        recorded = state_io.load(lay.dir)
+        if recorded is None:
+            return []
+        lines = []
+        records = recorded.get("processes") or {}
+        if procs.running(records.get("kube-apiserver") or {}):
+            lines += _delete_namespaces(lay, recorded)
+        for name, record in reversed(list(records.items())):
+            if procs.stop(record):
+                lines.append(f"stopped {name} (pid {record['pid']})")
+        shutil.rmtree(lay.etcd_data, ignore_errors=True)
+        shutil.rmtree(lay.dir / "operators", ignore_errors=True)
+        lay.state.unlink(missing_ok=True)
+        return lines
+
+    def status(self, settings: Settings) -> dict:
+        from testbed.backends.controlplane.status import status
+
+        return status(layout(settings))
+
+    def faults(self, settings: Settings, dry_run: bool = False, out=None):
+        raise TestbedError("The control-plane backend runs no pod: fault probes need `--backend local` or `kind`.")
+
+
+def _node_ready(kube) -> tuple[bool, str]:
+    from testbed.backends.kind.kube import condition
+
+    node = kube.get("v1", "Node", core.NODE_NAME)
+    ready = condition(node, "Ready")
+    return bool(ready and ready.get("status") == "True"), f"Ready={(ready or {}).get('status')}"
+
+
+def _has_container(deployment: dict, name: str) -> bool:
+    containers = deployment["spec"]["template"]["spec"].get("containers") or []
+    return any(c.get("name") == name for c in containers) or len(containers) == 1
+
+
+def _service_account_token(kube, namespace: str, name: str | None) -> str:
+    if not name:
+        raise TestbedError(f"the operator's Deployment in {namespace} names no ServiceAccount")
+    resource = kube.dyn.resources.get(api_version="v1", kind="ServiceAccount", name="serviceaccounts/token")
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 86400}}
+    result = resource.create(body=body, namespace=namespace, name=name)
+    return result.status.token
+
+
+def _delete_namespaces(lay: core.Layout, recorded: dict) -> list[str]:
+    from testbed.backends.kind.kube import Kube
+
+    kube = Kube(lay.kubeconfig())
+    lines = []
+    names = recorded.get("namespaces") or []
+    for ns in names:
+        if kube.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}):
+            lines.append(f"deleted namespace {ns}")
+    started = time.monotonic()
+    for ns in names:
+        kube.wait_gone({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+                       max(5.0, NAMESPACE_TIMEOUT_S - (time.monotonic() - started)))
+    if names:
+        lines.append(f"namespaces {', '.join(names)} finished terminating after {time.monotonic() - started:.0f}s")
+    for pv in kube.list("v1", "PersistentVolume", label_selector="app.kubernetes.io/part-of=ml-deployment-testbed"):
+        kube.delete(pv)
+    return lines
