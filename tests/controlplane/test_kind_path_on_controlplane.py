@@ -1,0 +1,84 @@
+"""What `up --backend kind` deploys, checked by a real kube-apiserver, the real operators and a real
+Prometheus (testbed/backends/controlplane/verify.py names each check). Each test asserts one finding
+of the session's `up --backend controlplane` and prints what was found, so a pass shows its evidence.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from deployers import PLATFORMS
+
+
+def _show(finding: dict) -> str:
+    return f"{finding['state']}: {finding['text']}"
+
+
+def test_every_object_accepted_strict_and_matching_webhooks_called(controlplane):
+    status, _ = controlplane
+    admission = status["findings"]["admission"]
+    print(_show(admission))
+    assert admission["state"] == "pass", _show(admission)
+    assert admission["applied"], "nothing was applied"
+    assert any(w["calls"] for w in admission["webhooks"]), f"no admission webhook was called: {admission['webhooks']}"
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+def test_operator_reconciles_the_custom_resource_into_owned_objects(controlplane, platform):
+    status, _ = controlplane
+    owned = status["findings"]["owned"][platform]
+    for obj in owned["objects"]:
+        print(f"{obj['kind']} {obj['name']} labels {obj['labels']}")
+    assert owned["state"] == "pass", _show(owned)
+
+
+def test_every_service_selects_ready_pods(controlplane):
+    status, _ = controlplane
+    endpoints = status["findings"]["endpoints"]
+    for svc in endpoints["services"]:
+        print(f"{svc['service']}: {svc['state']} {svc['text']}")
+    assert endpoints["state"] == "pass", _show(endpoints)
+    nodeports = [s for s in endpoints["services"] if s.get("type") == "NodePort"]
+    assert nodeports, "no NodePort Service was created"
+
+
+def test_every_podmonitor_endpoint_selects_a_declared_port(controlplane):
+    status, _ = controlplane
+    ports = status["findings"]["ports"]
+    for ep in ports["endpoints"]:
+        print(ep["text"])
+    assert ports["state"] == "pass", _show(ports)
+
+
+def test_prometheus_discovers_a_target_for_every_podmonitor_endpoint_and_announced_metrics_port(controlplane):
+    status, _ = controlplane
+    scrape = status["findings"]["scrape"]
+    for pool in scrape["pools"]:
+        print(pool["text"])
+    for a in scrape["announced"]:
+        print(f"{a['pod']}/{a['container']} {a['address']} ({a['announced_by']}): {a['state']}")
+    assert scrape["state"] == "pass", _show(scrape)
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+def test_platform_readiness_reached_or_listed_as_not_verifiable(controlplane, platform):
+    from deployers import get_platform
+
+    status, _ = controlplane
+    readiness = status["findings"]["readiness"][platform]
+    print(_show(readiness))
+    dep = get_platform(platform).deployment_for("kind")
+    if dep.readiness_needs_pod:
+        assert readiness["state"] == "not verifiable", _show(readiness)
+        assert dep.readiness_needs_pod in readiness["text"]
+    else:
+        assert readiness["state"] == "pass", _show(readiness)
+
+
+def test_what_needs_a_real_node_is_listed_as_not_verifiable_never_passed(controlplane):
+    status, up_output = controlplane
+    listed = {n["what"] for n in status["findings"]["not_verifiable"]}
+    assert {"image pulls and image architecture", "model loading and prediction parity"} <= listed
+    assert "NOT VERIFIABLE" in up_output and "image pulls" in up_output
+    for name, platform in status["platforms"].items():
+        assert platform["v2_base_url"] is None, f"{name}: an endpoint is claimed where no pod serves"
