@@ -1,0 +1,240 @@
+"""Fast tier: the control-plane backend's pure parts (no binary, no server). The control plane itself is
+tested in tests/controlplane (marker `controlplane`)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import yaml
+
+from testbed.backends.controlplane import build, charts, pki, prometheus, verify
+from testbed.backends.controlplane.operators import KServe, Seldon, drop_flag, set_flag
+from testbed.backends.kind.pins import pins
+
+
+def test_every_component_is_pinned_with_a_source_and_binaries():
+    minimum, components = build.load()
+    assert minimum == "1.26"
+    names = {c.name for c in components}
+    assert {"etcd", "kubernetes", "kwok", "helm", "kserve", "seldon-core-operator", "kuberay-operator",
+            "prometheus-operator", "prometheus"} <= names
+    for c in components:
+        assert c.binaries, c.name
+        assert ("module" in c.spec) != ("git" in c.spec), f"{c.name}: exactly one of module/git"
+        if "git" in c.spec:
+            assert len(c.spec["commit"]) == 40 and c.spec["tag"] and c.spec["subdir"], c.name
+
+
+def test_pins_agree_with_the_kind_path():
+    """The control plane runs what the kind path installs: same Kubernetes, same chart versions."""
+    _, components = build.load()
+    by = {c.name: c for c in components}
+    p = pins()
+    assert by["kubernetes"].version == p.kubernetes
+    assert by["kserve"].version == p.chart("kserve-resources").version
+    assert by["seldon-core-operator"].version.lstrip("v") == p.chart("seldon-core").version
+    assert by["kuberay-operator"].version.lstrip("v") == p.chart("kuberay-operator").version
+    assert by["helm"].version == p.tools["helm"].version
+    images = [i for group in p.images_by_source.values() for i in group]
+    assert f"quay.io/prometheus-operator/prometheus-operator:{by['prometheus-operator'].version}" in images
+    assert any(i.endswith(":v" + by["prometheus"].spec["set_vars"]["github.com/prometheus/common/version.Version"])
+               for i in images if "prometheus/prometheus:" in i)
+
+
+def test_cache_key_changes_with_the_pin_and_the_go_version(tmp_path):
+    c = build.Component("x", {"module": "example.com/x", "version": "v1.0.0", "binaries": {"x": "example.com/x"}})
+    d = build.Component("x", {"module": "example.com/x", "version": "v1.0.1", "binaries": {"x": "example.com/x"}})
+    assert c.key("go1.26.8") != d.key("go1.26.8") != c.key("go1.26.9")
+    assert build.location(c, "go1.26.8", tmp_path).parent == tmp_path / "x"
+    assert build.cached(c, "go1.26.8", tmp_path) is None
+
+
+def test_go_version_comparison():
+    assert build._version_at_least("1.26.8", "1.26")
+    assert build._version_at_least("1.27", "1.26")
+    assert not build._version_at_least("1.25.9", "1.26")
+
+
+def test_flags_are_replaced_not_duplicated():
+    args = ["--metrics-addr=:8080", "--webhook-port", "443", "--leader-elect"]
+    out = set_flag(set_flag(args, "--metrics-addr", "127.0.0.1:1"), "--webhook-port", "2")
+    assert out == ["--leader-elect", "--metrics-addr=127.0.0.1:1", "--webhook-port=2"]
+    assert drop_flag(out, "--leader-elect") == ["--metrics-addr=127.0.0.1:1", "--webhook-port=2"]
+
+
+def _deployment(container: dict, volumes=None) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "op", "namespace": "ops"},
+            "spec": {"template": {"spec": {"serviceAccountName": "op-sa", "containers": [container],
+                                           "volumes": volumes or []}}}}
+
+
+def test_launch_from_expands_env_like_the_kubelet_and_writes_configmap_mounts():
+    container = {"name": "manager", "args": ["--log-level=$(LEVEL)", "--config=/etc/cfg/config.yaml", "--keep=$(NOPE)"],
+                 "env": [{"name": "LEVEL", "value": "info"},
+                         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                         {"name": "FROM_CM", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}},
+                         {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+                 "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}]}
+    config = [{"kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v", "config.yaml": "a: 1"}},
+              {"kind": "Secret", "metadata": {"name": "s"}, "data": {"k": base64.b64encode(b"secret").decode()}}]
+    launch = KServe().launch_from(_deployment(container, [{"name": "cfg", "configMap": {"name": "cm"}}]), config)
+    assert launch.namespace == "ops" and launch.service_account == "op-sa"
+    assert launch.env == {"LEVEL": "info", "POD_NAMESPACE": "ops", "FROM_CM": "v", "FROM_SECRET": "secret"}
+    assert launch.args[0] == "--log-level=info" and launch.args[2] == "--keep=$(NOPE)"  # unknown refs stay, as in k8s
+    assert launch.files["mounts/etc/cfg/config.yaml"] == "a: 1"
+
+
+def test_operator_process_listens_on_loopback_only(tmp_path):
+    container = {"name": "manager", "args": ["--metrics-addr=:8080", "--webhook-port=443"]}
+    op = Seldon()
+    launch = op.launch_from(_deployment(container), [])
+    ports = {"metrics": 1001, "health": 1002, "webhook": 1003}
+    p = op.process(launch, tmp_path / "bin", tmp_path / "work", tmp_path / "kc", tmp_path / "log", ports)
+    assert "--metrics-addr=127.0.0.1:1001" in p.argv and "--webhook-port=1003" in p.argv
+    assert not any(a.endswith("=:8080") for a in p.argv)
+    assert p.env["KUBECONFIG"] == str(tmp_path / "kc")
+    assert op.webhook_cert_dir(tmp_path / "work") == tmp_path / "work" / "tmp" / "k8s-webhook-server" / "serving-certs"
+
+
+def test_chart_objects_split_into_applied_and_done_by_the_backend():
+    docs = [
+        {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "a.b"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "certs"}, "type": "kubernetes.io/tls",
+         "data": {"tls.crt": "", "tls.key": ""}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa"}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "op"}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "op-webhook"}},
+        {"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "c"}},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+         "metadata": {"name": "v"}},
+        {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ClusterServingRuntime", "metadata": {"name": "rt"}},
+    ]
+    r = charts.split("rel", docs, "ns")
+    assert [o["kind"] for o in r.crds] == ["CustomResourceDefinition"]
+    assert [o["metadata"]["name"] for o in r.config] == ["cfg"] and r.config[0]["metadata"]["namespace"] == "ns"
+    assert [o["kind"] for o in r.rbac] == ["ServiceAccount"]
+    assert [o["kind"] for o in r.webhooks] == ["ValidatingWebhookConfiguration"]
+    assert "namespace" not in r.webhooks[0]["metadata"]
+    assert [o["kind"] for o in r.resources] == ["ClusterServingRuntime"]
+    assert "namespace" not in r.resources[0]["metadata"]
+    skipped = dict(r.not_applied)
+    assert set(skipped) == {"Secret ns/certs", "Deployment ns/op", "Service ns/op-webhook", "Certificate ns/c"}
+
+
+def test_webhook_configuration_points_at_loopback_with_our_ca():
+    config = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+              "metadata": {"name": "m", "annotations": {"cert-manager.io/inject-ca-from": "x/y"}},
+              "webhooks": [{"name": "a", "clientConfig": {"service": {"name": "svc", "namespace": "ns",
+                                                                      "path": "/mutate-x"}, "caBundle": "old"}},
+                           {"name": "b", "clientConfig": {"service": {"name": "svc", "namespace": "ns"}}}]}
+    out = charts.webhooks_to_loopback(config, 9443, "Q0E=")
+    assert [h["clientConfig"] for h in out["webhooks"]] == [
+        {"url": "https://127.0.0.1:9443/mutate-x", "caBundle": "Q0E="},
+        {"url": "https://127.0.0.1:9443/", "caBundle": "Q0E="}]
+    assert "annotations" not in out["metadata"]
+    assert config["webhooks"][0]["clientConfig"]["service"]["path"] == "/mutate-x"  # input untouched
+
+
+def test_pki_issues_loopback_serving_and_client_certificates(tmp_path):
+    from cryptography import x509
+
+    p = pki.ensure(tmp_path / "pki")
+    api = x509.load_pem_x509_certificate(p.cert("apiserver").read_bytes())
+    sans = api.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "127.0.0.1" in {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    assert "kubernetes.default.svc" in sans.get_values_for_type(x509.DNSName)
+    admin = x509.load_pem_x509_certificate(p.cert("admin").read_bytes())
+    assert admin.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)[0].value == "system:masters"
+    before = p.ca_cert.read_bytes()
+    assert pki.ensure(tmp_path / "pki").ca_cert.read_bytes() == before  # reused, not re-issued
+    kc = yaml.safe_load(pki.kubeconfig(p, "https://127.0.0.1:1", "admin"))
+    assert kc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:1"
+
+
+def test_prometheus_config_keeps_discovery_and_relabelling_and_never_reaches_pod_ips(tmp_path):
+    p = pki.ensure(tmp_path / "pki")
+    generated = yaml.safe_dump({
+        "global": {"scrape_interval": "5s"}, "rule_files": ["/etc/prometheus/rules/*.yaml"],
+        "scrape_configs": [{"job_name": "podMonitor/testbed/testbed-kserve/0",
+                            "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": ["testbed"]}}],
+                            "relabel_configs": [{"action": "keep", "source_labels":
+                                                 ["__meta_kubernetes_pod_container_port_number"], "regex": "8080"}]}]})
+    out = prometheus.for_this_host(generated, "https://127.0.0.1:6443", p, 4242)
+    job = out["scrape_configs"][0]
+    assert job["relabel_configs"][0]["regex"] == "8080"
+    assert job["kubernetes_sd_configs"][0]["api_server"] == "https://127.0.0.1:6443"
+    assert job["kubernetes_sd_configs"][0]["namespaces"] == {"names": ["testbed"]}
+    assert job["proxy_url"] == "http://127.0.0.1:4242"
+    assert "rule_files" not in out
+
+
+def test_prometheus_resource_follows_the_chart_values():
+    sa, prom = prometheus.prometheus_resource("v3.11.1")
+    assert prom["spec"]["podMonitorSelector"] == {}  # podMonitorSelectorNilUsesHelmValues: false
+    assert prom["spec"]["scrapeInterval"] == "5s" and prom["spec"]["version"] == "v3.11.1"
+    assert sa["metadata"]["name"] == prom["spec"]["serviceAccountName"]
+
+
+def _pod(name, labels, containers, ip="10.244.0.5"):
+    return {"metadata": {"name": name, "namespace": "testbed", "labels": labels},
+            "spec": {"containers": containers}, "status": {"podIP": ip}}
+
+
+def test_podmonitor_port_check_fails_on_an_undeclared_port_number():
+    """The KServe defect (kind-audit #1): portNumber 8080 on a pod whose containers declare no 8080."""
+    pods = [_pod("isvc-1", {"app": "isvc"}, [{"name": "kserve-container"},
+                                             {"name": "agent", "ports": [{"name": "agent-port", "containerPort": 9081}]}])]
+    pm = {"metadata": {"name": "testbed-kserve", "namespace": "testbed"},
+          "spec": {"selector": {"matchLabels": {"app": "isvc"}}, "podMetricsEndpoints": [{"portNumber": 8080}]}}
+    result = verify.ports([pm], pods)
+    assert result["state"] == "fail" and "not declared" in result["text"]
+    pods[0]["spec"]["containers"][0]["ports"] = [{"name": "http1", "containerPort": 8080}]
+    assert verify.ports([pm], pods)["state"] == "pass"
+    pm["spec"]["selector"] = {"matchLabels": {"app": "other"}}
+    assert "selects no pod" in verify.ports([pm], pods)["text"]
+
+
+def test_announced_metrics_ports_include_mlserver_env():
+    """The Seldon defect (kind-audit #3): MLServer's metrics port is set by env, not declared."""
+    pods = [_pod("sdep-1", {}, [
+        {"name": "model", "env": [{"name": "MLSERVER_METRICS_PORT", "value": "6000"}],
+         "ports": [{"name": "http", "containerPort": 9000}]},
+        {"name": "seldon-container-engine", "ports": [{"name": "metrics", "containerPort": 8000}]}])]
+    announced = verify.announced_metrics(pods)
+    assert {(a["container"], a["address"]) for a in announced} == {("model", "10.244.0.5:6000"),
+                                                                   ("seldon-container-engine", "10.244.0.5:8000")}
+
+
+def test_scrape_findings_pass_on_down_targets_and_fail_without_target():
+    class Kube:
+        def list(self, *a, **k):
+            return []
+    data = {"activeTargets": [{"scrapePool": "podMonitor/testbed/a/0", "health": "down", "scrapeUrl":
+                               "http://10.244.0.5:8000/prometheus", "lastError": "connection refused"}]}
+    expected = {"podMonitor/testbed/a/0": {}, "podMonitor/testbed/b/0": {}}
+    result = verify.scrape_findings(Kube(), expected, data, "testbed")
+    assert [p["state"] for p in result["pools"]] == ["pass", "fail"]
+    assert result["state"] == "fail"
+
+
+def test_failed_and_not_verifiable_are_reported_apart():
+    findings = {"ports": {"state": "fail", "text": "x"}, "readiness": {"rayserve": {"state": "not verifiable",
+                                                                                   "text": "y"}},
+                "not_verifiable": [{"what": "image pulls", "why": "kwok"}]}
+    assert verify.failed(findings) == ["ports: x"]
+    lines = verify.summary_lines(findings)
+    assert any(line.startswith("NOT VERIFIABLE") and "rayserve" in line for line in lines)
+    assert any("image pulls" in line for line in lines)
+
+
+@pytest.mark.parametrize("selector,labels,ok", [
+    ({"matchLabels": {"a": "1"}}, {"a": "1", "b": "2"}, True),
+    ({"matchLabels": {"a": "1"}}, {"a": "2"}, False),
+    ({"matchExpressions": [{"key": "a", "operator": "Exists"}]}, {"a": "x"}, True),
+    ({"matchExpressions": [{"key": "a", "operator": "In", "values": ["y"]}]}, {"a": "x"}, False),
+    (None, {}, True),
+])
+def test_label_selector(selector, labels, ok):
+    assert verify._selector_matches(selector, labels) is ok
