@@ -57,7 +57,7 @@ class ControlPlaneBackend:
         pins = load_pins()
         lay = layout(ctx.settings)
         namespace = ctx.extra.get("namespace") or "testbed"
-        run = KindRun(pins=pins, files=ClusterFiles(name="testbed-controlplane", dir=lay.dir),
+        run = KindRun(pins=pins, files=ClusterFiles(name="testbed-controlplane", dir=lay.kind_dir),
                       plan=Plan(dry_run=False, out=ctx.out, log=ctx.out), namespace=namespace)
         ctx.extra["kind"] = run
         ctx.extra["cp"] = {"layout": lay, "records": {}, "not_applied": [], "operators": {}, "findings": {}}
@@ -343,6 +343,7 @@ class ControlPlaneBackend:
                 lines.append(f"stopped {name} (pid {record['pid']})")
         shutil.rmtree(lay.etcd_data, ignore_errors=True)
         shutil.rmtree(lay.dir / "operators", ignore_errors=True)
+        (lay.kind_dir / "state.json").unlink(missing_ok=True)
         lay.state.unlink(missing_ok=True)
         return lines
 
@@ -371,9 +372,10 @@ def _has_container(deployment: dict, name: str) -> bool:
 def _service_account_token(kube, namespace: str, name: str | None) -> str:
     if not name:
         raise TestbedError(f"the operator's Deployment in {namespace} names no ServiceAccount")
-    resource = kube.dyn.resources.get(api_version="v1", kind="ServiceAccount", name="serviceaccounts/token")
-    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 86400}}
-    result = resource.create(body=body, namespace=namespace, name=name)
+    from kubernetes import client
+
+    body = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=86400))
+    result = client.CoreV1Api(kube.dyn.client).create_namespaced_service_account_token(name, namespace, body)
     return result.status.token
 
 

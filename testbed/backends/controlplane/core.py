@@ -50,9 +50,14 @@ class Layout:
     def state(self) -> Path:
         return self.dir / "state.json"
 
+    @property
+    def kind_dir(self) -> Path:
+        """The kind backend's ClusterFiles directory: its steps read the kubeconfig and write their own
+        state file there (unused here, kept apart from this backend's state.json)."""
+        return self.dir / "kind"
+
     def kubeconfig(self, user: str = "admin") -> Path:
-        """admin: `kubeconfig`, where the kind backend's ClusterFiles looks for it."""
-        return self.dir / ("kubeconfig" if user == "admin" else f"{user}.kubeconfig")
+        return self.kind_dir / "kubeconfig" if user == "admin" else self.dir / f"{user}.kubeconfig"
 
 
 def processes(layout: Layout, bins: dict[str, Path], kwok_stages: Path, pki: pki_mod.Pki,
@@ -61,6 +66,7 @@ def processes(layout: Layout, bins: dict[str, Path], kwok_stages: Path, pki: pki
     etcd_client, etcd_peer, api = free_port(), free_port(), free_port()
     cm_port, sched_port, kwok_port = free_port(), free_port(), free_port()
     server = f"https://127.0.0.1:{api}"
+    layout.kind_dir.mkdir(parents=True, exist_ok=True)
     for user in ("admin", "controller-manager", "scheduler", "kwok"):
         layout.kubeconfig(user).write_text(pki_mod.kubeconfig(pki, server, user))
     log = layout.logs
