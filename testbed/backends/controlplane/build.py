@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -168,6 +169,7 @@ def build(component: Component, go: str, out=sys.stderr) -> Built:
     (where / "bin").mkdir(parents=True)
     log = where / "build.log"
     started = time.monotonic()
+    cpu_before = _children_cpu()
     print(f"  {component.name} {component.version}: building from {component.source} (log {log})", file=out, flush=True)
     if "module" in component.spec:
         workdir, packages = _module_wrapper(component, where, log)
@@ -183,8 +185,10 @@ def build(component: Component, go: str, out=sys.stderr) -> Built:
         timings[binary] = round(time.monotonic() - t0, 1)
         print(f"    {binary}: {timings[binary]:.0f}s", file=out, flush=True)
     seconds = round(time.monotonic() - started, 1)
+    cpu_seconds = round(_children_cpu() - cpu_before, 1)
     manifest = {"component": component.name, "version": component.version, "source": component.source,
-                "go": go, "recipe": RECIPE, "spec": component.spec, "seconds": seconds, "binary_seconds": timings,
+                "go": go, "recipe": RECIPE, "spec": component.spec, "seconds": seconds, "cpu_seconds": cpu_seconds,
+                "binary_seconds": timings,
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "bytes": {b: (where / "bin" / b).stat().st_size for b in packages}}
     (where / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -311,6 +315,13 @@ def _run(component: Component, what: str, argv: list[str], cwd: Path, log: Path,
     return proc.stdout
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of finished child processes (go and its compilers): the build's cost
+    independent of how busy the machine was (wall time on a shared machine is not)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def disk_usage(path: Path) -> int:
     if not path.exists():
         return 0
@@ -365,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         results[component.name] = {"version": component.version, "cached": built.cached, "dir": str(built.dir),
                                    "seconds": built.manifest.get("seconds") if not built.cached else 0.0,
                                    "build_seconds": built.manifest.get("seconds"),
+                                   "build_cpu_seconds": built.manifest.get("cpu_seconds"),
                                    "bytes": sum(built.manifest.get("bytes", {}).values())}
         if built.cached:
             print(f"  {component.name} {component.version}: cached ({built.dir})", file=out, flush=True)
