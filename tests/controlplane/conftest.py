@@ -40,6 +40,9 @@ def controlplane(tmp_path_factory):
         pytest.skip(f"control-plane binaries not built ({', '.join(missing)}): run `make controlplane` "
                     f"(Go >= 1.26; README 'The control-plane backend')")
     state = tmp_path_factory.mktemp("controlplane-state")
+    # The run records its level (testbed/kubernetes_path.py) among results: not the user's results/.
+    saved = os.environ.get("TESTBED_RESULTS_DIR")
+    os.environ["TESTBED_RESULTS_DIR"] = str(state / "results")
     up = run_testbed("up", "--backend", "controlplane", state_dir=state, check=False, timeout=UP_TIMEOUT_S)
     status = json.loads(run_testbed("status", "--backend", "controlplane", "--json", state_dir=state,
                                     check=False).stdout)
@@ -55,3 +58,7 @@ def controlplane(tmp_path_factory):
         assert down.returncode == 0, down.stderr[-3000:]
         assert "finished terminating" in down.stdout, down.stdout
         assert after["state"] == "stopped", after
+        if saved is None:
+            os.environ.pop("TESTBED_RESULTS_DIR", None)
+        else:
+            os.environ["TESTBED_RESULTS_DIR"] = saved

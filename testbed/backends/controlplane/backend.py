@@ -283,9 +283,16 @@ class ControlPlaneBackend:
         self._save(ctx)
 
     def _finish(self, ctx: UpContext) -> None:
+        from testbed import kubernetes_path
+
         cp = ctx.extra["cp"]
         cp["complete"] = True
         cp["verified_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        verdicts = {name: verify.platform_verdict(cp["findings"], name) for name in ctx.deployments}
+        path = kubernetes_path.record("controlplane", verdicts, cp["versions"],
+                                      detail="python -m testbed up --backend controlplane")
+        ctx.say(f"  recorded in {path}: " + ", ".join(f"{n} {'verified' if v['reached'] else 'NOT verified'}"
+                                                     for n, v in verdicts.items()))
         self._save(ctx)
         failed = verify.failed(cp["findings"])
         if failed:

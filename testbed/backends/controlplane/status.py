@@ -42,6 +42,9 @@ def status(lay: Layout) -> dict:
                kubeconfig=recorded.get("kubeconfig"), versions=recorded.get("versions"),
                verified_at=recorded.get("verified_at"), findings=findings, operators=recorded.get("operators"),
                not_applied=recorded.get("not_applied"), timings=recorded.get("timings", {}))
+    from testbed import kubernetes_path
+
+    doc["kubernetes_path"] = kubernetes_path.levels(list(doc["platforms"]) or _all_platforms())
     all_running = all(p["state"] == "running" for p in doc["processes"].values())
     doc["state"] = "running" if recorded.get("complete") and all_running and not verify.failed(findings) \
         else "degraded"
@@ -49,8 +52,14 @@ def status(lay: Layout) -> dict:
         f"  {name:<24} {p['state']:<8} pid {p['pid']}" for name, p in doc["processes"].items()] + [
         "checks of what `up --backend kind` deploys" + (f" (verified {recorded['verified_at']}):"
                                                         if recorded.get("verified_at") else " (incomplete run):")] + [
-        f"  {line}" for line in verify.summary_lines(findings)]
+        f"  {line}" for line in verify.summary_lines(findings)] + kubernetes_path.lines(doc["kubernetes_path"])
     return doc
+
+
+def _all_platforms() -> list[str]:
+    from deployers import PLATFORMS
+
+    return sorted(PLATFORMS)
 
 
 def _platform(name: str, info: dict, kube, readiness: dict | None, findings: dict) -> dict:

@@ -21,6 +21,8 @@ import httpx
 from testbed.errors import TestbedError
 
 PASS, FAIL, NOT_VERIFIABLE = "pass", "fail", "not verifiable"
+PLATFORM_LABEL = "testbed.io/platform"
+"""The label the kind path's PodMonitors and NodePort Services carry (manifests/)."""
 
 ALWAYS_NOT_VERIFIABLE = [
     ("image pulls and image architecture", "kwok runs no container: no image is pulled"),
@@ -199,6 +201,7 @@ def endpoints(kube, namespace: str, pods: list[dict]) -> dict:
                                                                             p["metadata"].get("labels") or {})]
         node_ports = [p.get("nodePort") for p in spec.get("ports") or [] if p.get("nodePort")]
         item = {"service": name, "type": spec.get("type"), "selector": selector, "pods": selected,
+                "platform": (svc["metadata"].get("labels") or {}).get(PLATFORM_LABEL),
                 "ready_endpoints": len(ready), "node_ports": node_ports,
                 "state": PASS if ready else FAIL,
                 "text": f"{len(ready)} ready endpoint(s) ({', '.join(selected) or 'selects no pod'})"}
@@ -234,6 +237,7 @@ def ports(monitors: list[dict], pods: list[dict]) -> dict:
             if state == FAIL:
                 problems.append(text)
             items.append({"podmonitor": f"{meta['namespace']}/{meta['name']}", "endpoint": i, "wanted": wanted,
+                          "platform": (meta.get("labels") or {}).get(PLATFORM_LABEL),
                           "pods": [p["metadata"]["name"] for p in selected], "state": state, "text": text})
     return {"state": FAIL if problems else PASS,
             "text": "; ".join(problems) if problems else f"{len(items)} PodMonitor endpoints, each a declared port",
@@ -295,6 +299,7 @@ def scrape_findings(kube, expected: dict, data: dict, namespace: str) -> dict:
             state, text = FAIL, f"{pool}: no target (Prometheus dropped every discovered pod port)"
             problems.append(text)
         items.append({"pool": pool, "state": state, "text": text,
+                      "platform": ((pm.get("metadata") or {}).get("labels") or {}).get(PLATFORM_LABEL),
                       "targets": [{"url": t["scrapeUrl"], "health": t["health"], "labels": t.get("labels", {})}
                                   for t in hits]})
     scraped = {t["scrapeUrl"].split("/")[2] for t in active if t.get("scrapeUrl")}
@@ -340,3 +345,25 @@ def summary_lines(findings: dict) -> list[str]:
     lines = [f"{f['state'].upper():<14} {name}: {f['text']}" for name, f in flatten(findings)]
     lines += [f"{NOT_VERIFIABLE.upper():<14} {n['what']}: {n['why']}" for n in findings.get("not_verifiable") or []]
     return lines
+
+
+def platform_verdict(findings: dict, platform: str) -> dict:
+    """{"reached", "why"}: every check concerning the platform passed (its readiness may be not verifiable,
+    with its reason); the objects it concerns: its CR's owned objects, its PodMonitors and Services."""
+    owned = (findings.get("owned") or {}).get(platform) or {}
+    pods = {o["name"] for o in owned.get("objects") or [] if o["kind"] == "Pod"}
+    services = {o["name"] for o in owned.get("objects") or [] if o["kind"] == "Service"}
+    concerned = [("owned", owned), ("readiness", (findings.get("readiness") or {}).get(platform) or {})]
+    concerned += [("admission", findings.get("admission") or {})]
+    concerned += [("ports", e) for e in (findings.get("ports") or {}).get("endpoints") or [] if e.get("platform") == platform]
+    concerned += [("endpoints", e) for e in (findings.get("endpoints") or {}).get("services") or []
+                  if e.get("platform") == platform or e.get("service") in services]
+    concerned += [("scrape", e) for e in (findings.get("scrape") or {}).get("pools") or [] if e.get("platform") == platform]
+    concerned += [("scrape", a) for a in (findings.get("scrape") or {}).get("announced") or [] if a.get("pod") in pods]
+    missing = [name for name, f in concerned if not f]
+    bad = [f"{name}: {f.get('text') or f.get('address')}" for name, f in concerned if f and f.get("state") == FAIL]
+    if missing or bad or "scrape" not in findings:
+        return {"reached": False, "why": "; ".join(bad + [f"{m}: not checked" for m in missing]
+                                                    + ([] if "scrape" in findings else ["scrape: not checked"]))}
+    nv = [f"{name}: {f['text']}" for name, f in concerned if f.get("state") == NOT_VERIFIABLE]
+    return {"reached": True, "why": f"{len(concerned)} checks passed" + (f"; not verifiable: {'; '.join(nv)}" if nv else "")}
