@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--dry-run", action="store_true",
                        help="fault probes only: print what the fault would do on this backend, inject nothing "
                             "(kind: planned against `up --dry-run` when no cluster is running)")
+    kpath = sub.add_parser("kubernetes-path", help="the level each platform's Kubernetes path reached: schema-valid, "
+                           "control-plane verified, run on a real kind cluster")
+    kpath.add_argument("--json", action="store_true")
+    kpath.add_argument("--record-kind", action="store_true",
+                       help="record that the kind e2e tests passed for --platforms (the e2e workflow, after them)")
+    kpath.add_argument("--platforms", help="comma-separated (default: all)")
     return parser
 
 
@@ -438,6 +444,25 @@ def _fmt_score(v) -> str:
     return str(v)
 
 
-VERBS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "metrics": cmd_metrics, "artifact": cmd_artifact,
+def cmd_kubernetes_path(args) -> int:
+    from deployers import PLATFORMS
+    from testbed import kubernetes_path
+
+    names = args.platforms.split(",") if args.platforms else sorted(PLATFORMS)
+    if args.record_kind:
+        from testbed.backends.kind.pins import pins
+
+        p = pins()
+        path = kubernetes_path.record("kind", {n: {"reached": True, "why": "tests/e2e passed on a kind cluster"}
+                                               for n in names},
+                                      {"kind_node": p.node_image, "charts": {c.release: c.version for c in p.charts}},
+                                      detail="pytest tests/e2e --e2e")
+        print(f"recorded {path}")
+    doc = kubernetes_path.levels(names)
+    print(json.dumps(doc, indent=2) if args.json else "\n".join(kubernetes_path.lines(doc)))
+    return 0
+
+
+VERBS = {"kubernetes-path": cmd_kubernetes_path, "up": cmd_up, "status": cmd_status, "down": cmd_down, "metrics": cmd_metrics, "artifact": cmd_artifact,
          "probe": cmd_probe, "report": cmd_report, "pipeline": cmd_pipeline, "results-exporter": cmd_results_exporter,
          "images": cmd_images, "load": cmd_load}
