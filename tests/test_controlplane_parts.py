@@ -238,3 +238,39 @@ def test_failed_and_not_verifiable_are_reported_apart():
 ])
 def test_label_selector(selector, labels, ok):
     assert verify._selector_matches(selector, labels) is ok
+
+
+def test_levels_need_their_record_and_show_the_highest_reached(tmp_path):
+    from testbed import kubernetes_path
+
+    doc = kubernetes_path.levels(["seldon"], results_dir=tmp_path, with_schema=False)
+    assert doc["seldon"]["level"] == "none" and doc["seldon"]["controlplane"] is None
+    kubernetes_path.record("controlplane", {"seldon": {"reached": True, "why": "9 checks passed"}},
+                           {"kubernetes": "v1.33.1"}, results_dir=tmp_path)
+    doc = kubernetes_path.levels(["seldon", "kserve"], results_dir=tmp_path, with_schema=False)
+    assert doc["seldon"]["level"] == "control-plane verified"
+    assert doc["seldon"]["controlplane"]["versions"] == {"kubernetes": "v1.33.1"}
+    assert doc["kserve"]["level"] == "none"  # no record for it: never shown as reached
+    kubernetes_path.record("controlplane", {"seldon": {"reached": False, "why": "ports: x"}}, {}, results_dir=tmp_path)
+    assert kubernetes_path.levels(["seldon"], results_dir=tmp_path, with_schema=False)["seldon"]["level"] == "none"
+    with pytest.raises(ValueError):
+        kubernetes_path.record("nope", {}, {}, results_dir=tmp_path)
+
+
+def test_platform_verdict_counts_only_its_own_findings():
+    findings = {
+        "admission": {"state": "pass", "text": "ok"},
+        "owned": {"kserve": {"state": "pass", "text": "x", "objects": [{"kind": "Pod", "name": "k-1"}]},
+                  "seldon": {"state": "pass", "text": "y", "objects": [{"kind": "Pod", "name": "s-1"}]}},
+        "readiness": {"kserve": {"state": "pass", "text": "Ready"}, "seldon": {"state": "pass", "text": "Available"}},
+        "ports": {"endpoints": [{"platform": "kserve", "state": "fail", "text": "8080 not declared"},
+                               {"platform": "seldon", "state": "pass", "text": "ok"}]},
+        "endpoints": {"services": []},
+        "scrape": {"pools": [], "announced": [{"pod": "s-1", "state": "fail", "address": "10.244.0.9:6000"}]},
+    }
+    assert verify.platform_verdict(findings, "kserve") == {"reached": False, "why": "ports: 8080 not declared"}
+    assert not verify.platform_verdict(findings, "seldon")["reached"]
+    findings["scrape"]["announced"][0]["state"] = "pass"
+    assert verify.platform_verdict(findings, "seldon")["reached"]
+    del findings["scrape"]
+    assert "scrape: not checked" in verify.platform_verdict(findings, "seldon")["why"]

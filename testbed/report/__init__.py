@@ -73,6 +73,8 @@ class Report:
     """(key, title, png path or None, reason when absent)."""
 
     experiments_unknown: list[str]
+    kubernetes_path: dict | None = None
+    """testbed.kubernetes_path.levels of each measured platform (None: not computed)."""
 
 
 def build(root: Path, run_ids: list[str], out_dir: Path, by_artifact: bool = False) -> dict:
@@ -96,7 +98,8 @@ def build(root: Path, run_ids: list[str], out_dir: Path, by_artifact: bool = Fal
     known = {"parity"} | set(BY_EXPERIMENT)
     unknown = sorted({e for r in sel.runs for e in r.experiments} - known)
     report = Report(generated_at=time.time(), matrices=matrices, runs=sel.runs, skipped=sel.skipped,
-                    documented=documented, plots=plot_rows, experiments_unknown=unknown)
+                    documented=documented, plots=plot_rows, experiments_unknown=unknown,
+                    kubernetes_path=_kubernetes_path(root))
     md, page = to_markdown(report), to_html(report)
     atomic_write_text(out_dir / "report.md", md)
     atomic_write_text(out_dir / "report.html", page)
@@ -104,6 +107,30 @@ def build(root: Path, run_ids: list[str], out_dir: Path, by_artifact: bool = Fal
         (out_dir / name).chmod(0o644)  # a report is for sharing (atomic writes create files 0600)
     return {"markdown": out_dir / "report.md", "html": out_dir / "report.html", "runs": [r.run_id for r in sel.runs],
             "skipped": sel.skipped, "report": report}
+
+
+def _kubernetes_path(root: Path) -> dict:
+    from deployers import PLATFORMS
+    from testbed import kubernetes_path
+
+    return kubernetes_path.levels(sorted(PLATFORMS), results_dir=root)
+
+
+def kubernetes_path_rows(rep: Report) -> list[tuple[str, str, list[str]]]:
+    """(platform, level reached, one line per level) for the report's Kubernetes path section."""
+    from testbed.kubernetes_path import LEVELS
+
+    rows = []
+    for name, entry in (rep.kubernetes_path or {}).items():
+        details = []
+        for key, label in LEVELS:
+            e = entry.get(key)
+            details.append(f"{label}: no record" if e is None else
+                           f"{label}: {'yes' if e['reached'] else 'no'}" + (f" ({e['at']})" if e.get("at") else "")
+                           + (f", {', '.join(f'{k} {v}' for k, v in e['versions'].items() if isinstance(v, str))}"
+                              if e.get("versions") else "") + f": {e['why']}")
+        rows.append((name, entry["level"], details))
+    return rows
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -196,6 +223,12 @@ def to_markdown(rep: Report) -> str:
             out.append("| " + _md_escape(label) + " | "
                        + " | ".join(_md_escape(cell_text(cells[c.key], sources, "<br>")) for c in CRITERIA) + " |")
         out.append("")
+    if rep.kubernetes_path:
+        out += ["## Kubernetes path", "", "How far each platform's kind deployment has been checked "
+                "(schema-valid < control-plane verified < run on a real kind cluster).", ""]
+        for name, level, details in kubernetes_path_rows(rep):
+            out += [f"- **{name}**: {level}"] + [f"  - {_md_escape(d)}" for d in details]
+        out.append("")
     out += ["## Licences", "", rep.documented["licence_note"].strip() + " "
             + "".join(f"[{n}]" for n in sources.refs(rep.documented.get("licence_sources", []))), ""]
     out += ["## Plots", ""]
@@ -251,6 +284,10 @@ def to_html(rep: Report) -> str:
                 tds.append(f"<td class='{cls}'>{text}</td>")
             parts.append(f"<tr><th>{label}</th>{''.join(tds)}</tr>")
         parts.append("</table>")
+    if rep.kubernetes_path:
+        parts.append("<h2>Kubernetes path</h2><ul>" + "".join(
+            f"<li><b>{e(name)}</b>: {e(level)}<ul>" + "".join(f"<li>{e(d)}</li>" for d in details) + "</ul></li>"
+            for name, level, details in kubernetes_path_rows(rep)) + "</ul>")
     lic = sources.refs(rep.documented.get("licence_sources", []))
     parts.append(f"<h2>Licences</h2><p>{e(rep.documented['licence_note'].strip())} "
                  + "".join(f"<a href='#src{n}'>[{n}]</a>" for n in lic) + "</p><h2>Plots</h2>")
