@@ -75,7 +75,7 @@ def processes(layout: Layout, bins: dict[str, Path], kwok_stages: Path, pki: pki
         "--listen-client-urls", f"http://127.0.0.1:{etcd_client}", "--advertise-client-urls",
         f"http://127.0.0.1:{etcd_client}", "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
         "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-        "--initial-cluster", f"testbed=http://127.0.0.1:{etcd_peer}", "--listen-metrics-urls", "",
+        "--initial-cluster", f"testbed=http://127.0.0.1:{etcd_peer}",
         "--max-request-bytes", str(ETCD_MAX_REQUEST_BYTES), "--quota-backend-bytes", str(2 * 2**30),
         "--unsafe-no-fsync", "--log-level", "warn"],  # a throw-away cluster: no fsync cost on a shared disk
         log / "etcd.log", health=f"http://127.0.0.1:{etcd_client}/health", ports={"client": etcd_client, "peer": etcd_peer})
