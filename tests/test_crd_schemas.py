@@ -1,7 +1,6 @@
 """Every custom resource the testbed can produce, validated against the real upstream CRD schemas.
 
-The CRDs are the upstream files in <repo>/../shared/crds (or $TESTBED_SHARED_DIR/crds; see its
-SOURCES.md). Validation is strict: unknown fields are rejected wherever the schema does not
+The CRDs are the upstream files vendored in cluster/crds (see its SOURCES.md). Validation is strict: unknown fields are rejected wherever the schema does not
 preserve them, as `kubectl apply --validate=strict` would. The negative tests prove the validator
 rejects what the API server would reject.
 """
@@ -25,14 +24,6 @@ CUSTOM_RESOURCES = {("serving.kserve.io/v1beta1", "InferenceService"), ("machine
                     ("ray.io/v1", "RayService")}
 PODMONITOR = ("monitoring.coreos.com/v1", "PodMonitor")
 
-
-
-@pytest.fixture(autouse=True)
-def _crds_present():
-    """Missing CRDs fail these tests (they are the point of them), without stopping the rest of the suite."""
-    if not crd_schema.shared_dir().joinpath("crds").is_dir():
-        pytest.fail(f"The upstream CRDs are missing: {crd_schema.shared_dir() / 'crds'} does not exist. Put the "
-                    f"shared/ directory beside the repository or set TESTBED_SHARED_DIR.", pytrace=False)
 
 
 def target(platform: str, namespace: str = "testbed") -> Target:
@@ -70,9 +61,6 @@ def test_custom_resource_matches_upstream_crd(obj, schemas):
 
 @pytest.mark.parametrize("obj", MONITORS)
 def test_podmonitor_matches_prometheus_operator_crd(obj):
-    if not crd_schema.has_crd(*PODMONITOR):
-        pytest.skip(f"no PodMonitor CRD at {crd_schema.crd_path(*PODMONITOR)} (prometheus-operator v0.90.1's "
-                    f"monitoring.coreos.com_podmonitors.yaml, as installed by kube-prometheus-stack 83.4.0)")
     assert crd_schema.load(*PODMONITOR).errors(obj) == []
 
 
@@ -228,7 +216,27 @@ def test_converter_semantics():
         assert list(v.iter_errors(bad)), bad
 
 
-def test_shared_dir_is_overridable(monkeypatch, tmp_path):
-    monkeypatch.setenv("TESTBED_SHARED_DIR", str(tmp_path))
-    assert crd_schema.shared_dir() == tmp_path
-    assert not crd_schema.has_crd("ray.io/v1", "RayService")
+
+
+# --- the vendored files ----------------------------------------------------------------------
+
+
+def test_vendored_files_match_sources():
+    """Every file in cluster/crds is listed in its SOURCES.md with the sha256 it has, and every CRD the
+    validator knows is there: a hand-edited or missing CRD fails here, not as a puzzling schema error."""
+    import hashlib
+    import re
+
+    sources = (crd_schema.CRDS_DIR / "SOURCES.md").read_text()
+    listed = dict(re.findall(r"^\| `([^`]+)` \|.*\| `([0-9a-f]{64})` \|$", sources, re.M))
+    present = {str(p.relative_to(crd_schema.CRDS_DIR)) for p in crd_schema.CRDS_DIR.rglob("*")
+               if p.is_file() and p.name != "SOURCES.md"}
+    assert set(listed) == present
+    for name, digest in listed.items():
+        assert hashlib.sha256((crd_schema.CRDS_DIR / name).read_bytes()).hexdigest() == digest, name
+    for relpath, patches in crd_schema.CRD_FILES.values():
+        assert {relpath, *patches} <= present
+    # Each upstream project's licence travels with its files.
+    assert {name.split("/")[0] for name in present} == {name.split("/")[0] for name in present if
+                                                         f"{name.split('/')[0]}/LICENSE" in present}
+    assert "Business Source License" in (crd_schema.CRDS_DIR / "seldon-core-v1" / "LICENSE").read_text()

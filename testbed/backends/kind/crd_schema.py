@@ -9,14 +9,13 @@ The CRD's structural OpenAPI v3 schema (storage version) becomes a JSON Schema:
 - top-level `metadata` is checked as ObjectMeta (the API server's, not the CRD's, schema).
 Not checked offline: CEL rules (`x-kubernetes-validations`), `format`, defaults, admission webhooks.
 
-The CRDs are the files in ../shared/crds (see its SOURCES.md); TESTBED_SHARED_DIR overrides where
-shared/ is. The Seldon v1 CRD gets the graph-children patch its Helm chart applies.
+The CRDs are vendored upstream files in cluster/crds (see its SOURCES.md for repository, tag, path
+and sha256 of each). The Seldon v1 CRD gets the graph-children patch its Helm chart applies.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,7 +31,7 @@ try:  # libyaml parses the 2.5 MB CRDs ~10x faster than pure Python
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _Loader
 
-# (apiVersion, kind) -> CRD file under shared/crds, and JSON6902 patches applied before use.
+# (apiVersion, kind) -> CRD file under cluster/crds, and JSON6902 patches applied before use.
 CRD_FILES = {
     ("serving.kserve.io/v1beta1", "InferenceService"): ("kserve/serving.kserve.io_inferenceservices.yaml", ()),
     ("machinelearning.seldon.io/v1", "SeldonDeployment"): (
@@ -60,13 +59,12 @@ OBJECT_META = {
 }
 
 
-def shared_dir() -> Path:
-    """<repo>/../shared, or $TESTBED_SHARED_DIR."""
-    return Path(os.environ.get("TESTBED_SHARED_DIR") or REPO_ROOT.parent / "shared")
+CRDS_DIR = REPO_ROOT / "cluster" / "crds"
+"""The vendored upstream CRDs (part of the repository, never fetched at run time)."""
 
 
 def crd_path(api_version: str, kind: str) -> Path:
-    return shared_dir() / "crds" / CRD_FILES[(api_version, kind)][0]
+    return CRDS_DIR / CRD_FILES[(api_version, kind)][0]
 
 
 @dataclass(frozen=True)
@@ -102,16 +100,11 @@ class CrdSchema:
                                   str(self.source))
 
 
-def has_crd(api_version: str, kind: str) -> bool:
-    key = (api_version, kind)
-    return key in CRD_FILES and crd_path(api_version, kind).is_file()
-
-
 @lru_cache(maxsize=None)
 def load(api_version: str, kind: str) -> CrdSchema:
     """The converted schema of the storage version of the CRD for (apiVersion, kind)."""
     relpath, patches = CRD_FILES[(api_version, kind)]
-    base = shared_dir() / "crds"
+    base = CRDS_DIR
     crd = _read_crd(base / relpath)
     for patch in patches:
         apply_json_patch(crd, yaml.load((base / patch).read_text(), Loader=_Loader))

@@ -13,13 +13,25 @@ import subprocess
 import time
 from pathlib import Path
 
-from testbed.errors import PortBusy
+from testbed.errors import PortBusy, TestbedError
+
+
+_HANDED_OUT: set[int] = set()
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on and this process has not handed out before: the kernel may give the
+    same ephemeral port to successive bind(0) calls once each socket is closed (seen here: one port for a
+    runtime's http, grpc and metrics, and for Prometheus), so ports asked for in one `up` must differ."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT and not is_listening(port):
+            _HANDED_OUT.add(port)
+            return port
+    raise TestbedError("No free loopback port: 200 ports in a row from the kernel were in use or already handed "
+                       "out by this process. Stop other servers on this machine, or pass fixed ports.")
 
 
 def port_is_free(port: int) -> bool:
