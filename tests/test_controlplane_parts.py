@@ -274,3 +274,22 @@ def test_platform_verdict_counts_only_its_own_findings():
     assert verify.platform_verdict(findings, "seldon")["reached"]
     del findings["scrape"]
     assert "scrape: not checked" in verify.platform_verdict(findings, "seldon")["why"]
+
+
+def test_vendored_crds_compared_with_the_charts_and_prometheus_ones_installed_as_vendored():
+    from testbed.backends.controlplane import crds
+
+    ours = crds.vendored()
+    isvc = ours["inferenceservices.serving.kserve.io"]
+    other = yaml.safe_load(yaml.safe_dump(isvc))
+    other["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["description"] = "changed"
+    module_prom = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                   "metadata": {"name": "alertmanagers.monitoring.coreos.com"}, "spec": {"group": "monitoring.coreos.com"}}
+    apply, finding = crds.plan([isvc], [module_prom], vendored_groups=("monitoring.coreos.com",))
+    names = {c["metadata"]["name"] for c in apply}
+    assert {"inferenceservices.serving.kserve.io", "podmonitors.monitoring.coreos.com",
+            "alertmanagers.monitoring.coreos.com"} <= names
+    assert "rayservices.ray.io" not in names  # vendored but installed by its chart, not here
+    assert finding["state"] == "pass"
+    _, finding = crds.plan([other], [], vendored_groups=())
+    assert finding["state"] == "fail" and "differs" in finding["text"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from deployers import get_platform
 from testbed import state as state_io
 from testbed.backends.controlplane import build, charts, core, pki as pki_mod, prometheus, verify
+from testbed.backends.controlplane import crds as crds_mod
 from testbed.backends.controlplane import processes as procs
 from testbed.backends.controlplane.operators import OPERATORS, Operator
 from testbed.backends.kind.cluster import ClusterFiles
@@ -149,7 +150,10 @@ class ControlPlaneBackend:
         for release in ("kserve-crd", "kserve-runtime-configs"):
             chart = run.pins.chart(release)
             rendered[release] = charts.render(helm, chart, share / release, kube_version)
-        crds = [c for r in rendered.values() for c in r.crds] + prometheus.operator_crds(built["prometheus-operator"].share)
+        crds, cp["findings"]["crds"] = crds_mod.plan([c for r in rendered.values() for c in r.crds],
+                                                     prometheus.operator_crds(built["prometheus-operator"].share),
+                                                     vendored_groups=(prometheus.GROUP,))
+        ctx.say(f"  {cp['findings']['crds']['state'].upper()} crds: {cp['findings']['crds']['text']}")
         namespaces = sorted({run.pins.chart(r).namespace for r in rendered} | {prometheus.NAMESPACE})
         for ns in namespaces:
             run.kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})

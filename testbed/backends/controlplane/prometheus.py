@@ -29,6 +29,7 @@ from testbed.backends.kind.kube import wait_until
 from testbed.settings import REPO_ROOT
 
 NAMESPACE = "monitoring"
+GROUP = "monitoring.coreos.com"
 NAME = "kube-prometheus-stack-prometheus"
 """The chart's Prometheus resource (release kube-prometheus-stack): <fullname>-prometheus."""
 
