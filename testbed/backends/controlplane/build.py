@@ -42,6 +42,8 @@ GO_ENV = {"GOTOOLCHAIN": "local", "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
 """GOTOOLCHAIN=local: a go.mod asking for a newer Go fails at once instead of fetching a toolchain."""
 
 STEP_TIMEOUT_S = 3600
+NICE = 5
+"""Builds yield to interactive work on a shared machine, without starving behind it."""
 
 
 class BuildFailed(TestbedError):
@@ -180,7 +182,7 @@ def build(component: Component, go: str, out=sys.stderr) -> Built:
     for binary, package in packages.items():
         t0 = time.monotonic()
         _run(component, f"compiling {binary} ({package})",
-             ["nice", "-n", "10", "go", "build", "-trimpath", "-ldflags", " ".join(ldflags),
+             ["nice", "-n", str(NICE), "go", "build", "-trimpath", "-ldflags", " ".join(ldflags),
               "-o", str(where / "bin" / binary), package], workdir, log)
         timings[binary] = round(time.monotonic() - t0, 1)
         print(f"    {binary}: {timings[binary]:.0f}s", file=out, flush=True)
