@@ -325,10 +325,10 @@ class ControlPlaneBackend:
 
     # --- failure -------------------------------------------------------------------------------
     def rollback(self, ctx: UpContext) -> None:
-        """Keep everything running for inspection when a check failed (the state says what); stop the
-        processes when start-up itself failed."""
+        """Keep everything running when every step ran and a check failed (the findings are the result;
+        `status` and `down` work as after a passing run) or with --retain; else stop what started."""
         cp = ctx.extra.get("cp") or {}
-        if cp.get("findings") and ctx.extra.get("retain", True):
+        if cp.get("complete") or ctx.extra.get("retain"):
             ctx.say(f"  left running for inspection: `python -m testbed status --backend controlplane`; "
                     f"`python -m testbed down --backend controlplane` stops it")
             return
