@@ -163,9 +163,19 @@ def _recorded_go() -> str | None:
 
 # --- building ------------------------------------------------------------------------------------
 def build(component: Component, go: str, out=sys.stderr) -> Built:
+    import fcntl
+
     found = cached(component, go)
     if found:
         return found
+    lock_path = cache_root() / component.name / ".lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another `make controlplane` building it: wait, then reuse its result
+        return cached(component, go) or _build(component, go, out)
+
+
+def _build(component: Component, go: str, out) -> Built:
     where = location(component, go)
     shutil.rmtree(where, ignore_errors=True)
     (where / "bin").mkdir(parents=True)
