@@ -70,6 +70,8 @@ def run_checks(ctx, cp: dict) -> dict:
                   for name, dep in ctx.deployments.items()},
         "endpoints": endpoints(kube, ns, pods),
         "ports": ports([o for o in run.plan.manifests() if o["kind"] == "PodMonitor"], pods),
+        "pod_model": {name: pod_model(dep, dep.target(ctx), pods) for name, dep in ctx.deployments.items()
+                      if hasattr(dep, "generated_pods")},
         "not_verifiable": [{"what": w, "why": y} for w, y in ALWAYS_NOT_VERIFIABLE],
     }
 
@@ -184,6 +186,32 @@ def owned(kube, api_version: str, kind: str, name: str, namespace: str) -> dict:
     if objects and not pods:
         text += " (no pod)"
     return {"state": state, "text": text, "objects": objects}
+
+
+def pod_model(dep, target, pods: list[dict]) -> dict:
+    """The kind path's own model of the pods an operator generates (deployment.generated_pods, written
+    from the operator's source and used offline to predict scrape targets) against the pods the real
+    operator made: same containers, same declared ports."""
+    try:
+        model = dep.generated_pods(target)
+    except NotImplementedError:
+        return {"state": NOT_VERIFIABLE, "text": "no model of its generated pods"}
+    problems, seen = [], []
+    for m in model:
+        real = [p for p in pods if _selector_matches({"matchLabels": m.labels}, p["metadata"].get("labels") or {})]
+        if not real:
+            problems.append(f"{m.what}: no pod has its labels {m.labels}")
+            continue
+        declared = {c["name"]: sorted((pt.get("name"), pt["containerPort"]) for pt in c.get("ports") or [])
+                    for c in real[0]["spec"]["containers"]}
+        modelled = {name: sorted((pt.name, pt.number) for pt in ports) for name, ports in m.containers.items()}
+        for name in sorted(set(declared) | set(modelled)):
+            if declared.get(name) != modelled.get(name):
+                problems.append(f"{m.what} container {name}: model {modelled.get(name, 'absent')}, "
+                                f"operator made {declared.get(name, 'absent')}")
+        seen.append(f"{m.what} ({real[0]['metadata']['name']})")
+    return {"state": FAIL if problems else PASS,
+            "text": "; ".join(problems) if problems else f"the model matches the operator's pods: {', '.join(seen)}"}
 
 
 def endpoints(kube, namespace: str, pods: list[dict]) -> dict:
@@ -354,6 +382,8 @@ def platform_verdict(findings: dict, platform: str) -> dict:
     pods = {o["name"] for o in owned.get("objects") or [] if o["kind"] == "Pod"}
     services = {o["name"] for o in owned.get("objects") or [] if o["kind"] == "Service"}
     concerned = [("owned", owned), ("readiness", (findings.get("readiness") or {}).get(platform) or {})]
+    if platform in (findings.get("pod_model") or {}):
+        concerned.append(("pod_model", findings["pod_model"][platform]))
     concerned += [("admission", findings.get("admission") or {})]
     concerned += [("ports", e) for e in (findings.get("ports") or {}).get("endpoints") or [] if e.get("platform") == platform]
     concerned += [("endpoints", e) for e in (findings.get("endpoints") or {}).get("services") or []
