@@ -82,3 +82,23 @@ def test_what_needs_a_real_node_is_listed_as_not_verifiable_never_passed(control
     assert "NOT VERIFIABLE" in up_output and "image pulls" in up_output
     for name, platform in status["platforms"].items():
         assert platform["v2_base_url"] is None, f"{name}: an endpoint is claimed where no pod serves"
+
+
+def test_the_run_records_each_platforms_kubernetes_path_level(controlplane):
+    status, _ = controlplane
+    levels = status["kubernetes_path"]
+    for name, entry in levels.items():
+        print(f"{name}: {entry['level']} ({(entry.get('controlplane') or {}).get('why')})")
+        record = entry["controlplane"]
+        assert record is not None, f"{name}: `up --backend controlplane` recorded no level"
+        assert record["versions"]["kubernetes"] == "v1.33.1" and record["at"]
+        assert (entry["level"] in ("control-plane verified", "run on a real kind cluster")) == record["reached"] \
+            or not record["reached"]
+
+
+def test_vendored_crds_are_what_the_charts_install(controlplane):
+    status, _ = controlplane
+    crds = status["findings"]["crds"]
+    for item in crds["crds"]:
+        print(item["text"])
+    assert crds["state"] == "pass", _show(crds)
