@@ -65,6 +65,7 @@ class FormatServer:
         self.base_url = f"http://127.0.0.1:{http}"
         status_file = workdir / "status.json"
         status_file.unlink(missing_ok=True)
+        env = {"PYTHONUNBUFFERED": "1"}
         if self.platform == "seldon":
             grpc, metrics = (processes.claim_port(None, f"seldon formats {n}") for n in ("grpc", "metrics"))
             repo = workdir / "models"
@@ -82,13 +83,14 @@ class FormatServer:
                    "--status", str(status_file)]
             ready_url = f"{self.base_url}/v2/health/ready"
         else:
-            from deployers.rayserve import ray_temp_dir
+            from deployers.rayserve import LOCAL_RAY_ENV, ray_temp_dir
 
             cmd = [str(py), str(RUNTIMES_DIR / "formats_ray.py"), "--dir", str(model_dir), "--http-port", str(http),
                    "--temp-dir", str(ray_temp_dir(workdir)), "--n-features", str(n_features)]
             ready_url = f"{self.base_url}/status"
+            env.update(LOCAL_RAY_ENV)
         log = workdir / "runtime.log"
-        self.pid = processes.start(cmd, log, cwd=workdir, env={"PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"})
+        self.pid = processes.start(cmd, log, cwd=workdir, env=env)
         record_pid(workdir.parent, self.platform, self.pid)
         deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=5.0) as client:

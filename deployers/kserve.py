@@ -2,15 +2,53 @@
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from pathlib import Path
 
+import yaml
+
 from testbed.backends.kind import detection as kind_detection, templates
+from testbed.backends.kind.pins import CLUSTER_DIR
+from testbed.backends.kind.budget import Item, cpu, memory
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
+from testbed.backends.kind.scrape_targets import GeneratedPod, Port
 from testbed.backends.local import detection
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.platforms import Platform
+
+def upstream_file(version: str, name: str) -> Path:
+    """A file of KServe's Helm charts at `version`, vendored under cluster/upstream/ (SOURCES.md there)."""
+    path = CLUSTER_DIR / "upstream" / f"kserve-{version}" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the kind backend pins KServe {version}; vendor that release's "
+                                f"{name.replace('.', '/', 1)} there (cluster/upstream/SOURCES.md says from where)")
+    return path
+
+
+@lru_cache(maxsize=None)
+def runtime_ports(version: str, runtime: str) -> tuple:
+    """The ports the ClusterServingRuntime's kserve-container declares (kserve-runtime-configs' base resources;
+    its patch, which the chart deep-merges on top, adds none: tests/test_kind_scrape_targets.py checks)."""
+    docs = yaml.safe_load_all(upstream_file(version, "kserve-runtime-configs.resources.yaml").read_text())
+    for doc in docs:
+        if doc and doc.get("kind") == "ClusterServingRuntime" and doc["metadata"]["name"] == runtime:
+            container = next(c for c in doc["spec"]["containers"] if c["name"] == "kserve-container")
+            return tuple(Port(p.get("name"), int(p["containerPort"])) for p in container.get("ports") or [])
+    raise KeyError(f"ClusterServingRuntime {runtime!r} is not in kserve-runtime-configs {version}")
+
+
+@lru_cache(maxsize=None)
+def agent_requests(version: str) -> tuple[str, str]:
+    """(cpu, memory) requests of the agent sidecar: pkg/webhook/admission/pod/agent_injector.go sizes it from the
+    `agent` entry of inferenceservice-config (agentConfig), for a logger and a batcher alike; kserve-resources
+    writes that entry with fixed values (no chart value sets them)."""
+    configmap = yaml.safe_load(upstream_file(version, "kserve-resources.configmap-patch.yaml").read_text())
+    agent = json.loads(configmap["data"]["agent"])
+    return agent["cpuRequest"], agent["memoryRequest"]
+
 
 # alibi[shap] 0.9.6 (KernelShap) needs shap < 0.44 and numba < 0.60; shap 0.43.0 is the release that works with it.
 ENV = EnvSpec("kserve", ("kserve==0.20.0", "scikit-learn==1.5.2", "numpy==1.26.4", "joblib>=1.3",
@@ -22,6 +60,9 @@ class KServeLocal(LocalProcess):
     env = ENV
     port_names = ("http",)
     version_packages = ("kserve", "scikit-learn", "numpy", "alibi", "shap")
+    loopback_by_testbed = ("KServe 0.20.0 hard-codes 0.0.0.0 for its REST server (kserve/protocol/rest/server.py:94) "
+                           "with no parameter, flag or variable; the testbed's ModelServer subclass "
+                           "(deployers/runtimes/kserve_loopback.py) binds it to 127.0.0.1",)
 
     def command(self, python: Path, ports, workdir, ctx) -> list[str]:
         return [str(python), str(RUNTIMES_DIR / "kserve_server.py"), "--artifact", str(ctx.artifact.path),
@@ -31,7 +72,8 @@ class KServeLocal(LocalProcess):
         base = f"http://127.0.0.1:{ports['http']}"
         return Endpoint(platform=self.platform, backend="local", base_url=base, model_name=model_name,
                         metrics_url=f"{base}/metrics", explain_url=f"{base}/v1/models/{model_name}:explain",
-                        notes=("kserve.ModelServer binds its HTTP port on 0.0.0.0 (not configurable in 0.20.0)",))
+                        notes=("kserve.ModelServer 0.20.0 hard-codes 0.0.0.0 for its HTTP server and has no option "
+                               "for it; the testbed's subclass (deployers/runtimes/kserve_loopback.py) binds 127.0.0.1",))
 
     # --- detection (add-on): a transformer in front of the predictor logs payloads to the detector service
     def detection_sidecars(self, ctx, service_url: str) -> list:
@@ -52,7 +94,8 @@ class KServeLocal(LocalProcess):
                     "asynchronously (in order, bounded queue, CloudEvents binary mode) to the detector service",
             kind_equivalent="InferenceService spec.predictor.logger {mode: request, url: <detector service>} "
                             "(KServe's payload logger); detection itself is not part of KServe",
-            notes="the transformer binds 0.0.0.0 like every kserve.ModelServer 0.20.0")
+            notes="the transformer is a kserve.ModelServer on 127.0.0.1 through the same subclass as the predictor "
+                  "(deployers/runtimes/kserve_loopback.py): KServe 0.20.0 itself would bind 0.0.0.0")
 
 
 class KServeKind(KindDeployment):
@@ -62,8 +105,12 @@ class KServeKind(KindDeployment):
     api_version = "serving.kserve.io/v1beta1"
     kind = "InferenceService"
     http_port = 8080
+    HTTP_PORT_NAME = "http1"
+    """The name the InferenceService gives the model server's port (KServe's convention for HTTP/1)."""
+
     AGENT_PORT = 9081
     """KServe's agent sidecar (constants.InferenceServiceDefaultAgentPort), injected for a logger or a batcher."""
+
 
     def __init__(self, namespace: str | None = None, node_port: int | None = None, logger_url: str | None = None,
                  batcher: dict | None = None, detection: bool | None = None):
@@ -88,7 +135,8 @@ class KServeKind(KindDeployment):
     def render_resource(self, target: Target) -> dict:
         isvc = templates.render("kserve/inferenceservice.yaml", name=target.model_name, namespace=target.namespace,
                                 runtime=target.serving["runtime"], pvc_name=templates.PVC_NAME,
-                                artifact_subpath=target.artifact_subpath)
+                                artifact_subpath=target.artifact_subpath, port_name=self.HTTP_PORT_NAME,
+                                port=self.http_port)
         predictor = isvc["spec"]["predictor"]
         if self.logger_url:
             predictor["logger"] = {"mode": "all", "url": self.logger_url}
@@ -113,13 +161,42 @@ class KServeKind(KindDeployment):
                          "other probes) enters the same drift windows, and a latency baseline without the path "
                          "needs a second deployment with detection=False"}
 
+    def has_agent(self, target: Target) -> bool:
+        """KServe injects its agent sidecar for a logger or a batcher."""
+        return bool(self.logger_url or self.batcher or self.detection_on(target))
+
     def service_port(self, target: Target) -> int:
         # With a logger or a batcher, requests must enter through the agent, which logs or batches them and
         # forwards to the model server: KServe's own Service then targets the agent port too (raw deployment
         # reconciler: upstream port = InferenceServiceDefaultAgentPort when Logger or Batcher is set).
-        if self.logger_url or self.batcher or self.detection_on(target):
-            return self.AGENT_PORT
-        return self.http_port
+        return self.AGENT_PORT if self.has_agent(target) else self.http_port
+
+    def render_podmonitor(self, target: Target) -> dict:
+        return templates.render("kserve/podmonitor.yaml", name=f"testbed-{self.platform}", namespace=target.namespace,
+                                selector=self.pod_selector(target), port_name=self.HTTP_PORT_NAME)
+
+    def generated_pods(self, target: Target) -> list[GeneratedPod]:
+        # kserve-container = the runtime's container merged with spec.predictor.model by strategic merge
+        # (pkg/utils/container_merge.go: ports merge by containerPort). kserve-sklearnserver declares none, so its
+        # ports are the predictor's. The agent, when injected, declares only agent-port 9081 (agent_injector.go).
+        # The controller adds no port (deployment_reconciler.go only adds a TCP readiness probe: on 8080, or on
+        # ports[0] when one is declared).
+        model = self.render_resource(target)["spec"]["predictor"]["model"]
+        ports = {p.number: p for p in runtime_ports(target.serving["version"], target.serving["runtime"])}
+        ports.update({int(p["containerPort"]): Port(p.get("name"), int(p["containerPort"]))
+                      for p in model.get("ports") or []})
+        containers = {"kserve-container": tuple(ports.values())}
+        if self.has_agent(target):
+            containers["agent"] = (Port("agent-port", self.AGENT_PORT),)
+        return [GeneratedPod("InferenceService predictor pod", target.namespace, self.pod_selector(target), containers,
+                             source="kserve v0.20.0: runtime kserve-sklearnserver + spec.predictor.model; agent_injector.go")]
+
+    def injected_requests(self, target: Target) -> list[Item]:
+        if not self.has_agent(target):
+            return []
+        c, m = agent_requests(target.serving["version"])
+        return [Item(f"InferenceService {target.model_name}: agent sidecar (injected by KServe's webhook)", cpu(c),
+                     memory(m))]
 
     def pod_selector(self, target: Target) -> dict[str, str]:
         # Standard mode labels the predictor's pods app=isvc.<name>-predictor (its own Service uses it).

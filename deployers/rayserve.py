@@ -15,8 +15,9 @@ import yaml
 
 from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
+from testbed.backends.kind.scrape_targets import GeneratedPod, Port
 from testbed.backends.local import detection, processes
-from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
+from testbed.backends.local.deployment import RUNTIMES_DIR, KnownListener, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.errors import RuntimeStartFailed
@@ -26,6 +27,21 @@ from testbed.platforms import Platform
 # alibi-detect: the composed (model + detector) application loads the saved detectors in user code.
 ENV = EnvSpec("rayserve", ("ray[serve]==2.60.0", "scikit-learn==1.5.2", "numpy==1.26.4", "joblib>=1.3",
                            "alibi[shap]==0.9.6", "shap==0.43.0", "alibi-detect==0.13.0"))
+
+
+LOCAL_RAY_ENV = {
+    # Keep Ray's usage-stats prompt and ~/.ray writes out of a test machine.
+    "RAY_USAGE_STATS_ENABLED": "0",
+    # Ray 2.60.0 rewrites a loopback node address (ray.init(_node_ip_address=...), `ray start --node-ip-address`)
+    # to the machine's routable one (ray/_private/services.py resolve_ip_for_localhost -> get_node_ip_address)
+    # unless cluster mode is off; then the node address is 127.0.0.1 and GCS, raylet, workers, agents and
+    # metrics servers bind loopback. Off also refuses to add other nodes, which a one-machine instance never does.
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+}
+"""Environment of every Ray instance the local backend starts (serving, formats, offline batch)."""
+
+REPLICA_GRPC_CAUSE = ("Ray Serve 2.60.0 starts an inter-deployment gRPC server in every replica on [::]:0, "
+                      "hard-coded (ray/serve/_private/replica.py:1835); no option or variable changes it")
 
 
 def ray_temp_dir(workdir: Path) -> Path:
@@ -49,6 +65,11 @@ class RayServeLocal(LocalProcess):
     env = ENV
     port_names = ("http", "metrics")
     version_packages = ("ray", "scikit-learn", "numpy", "fastapi", "alibi", "shap")
+    known_listeners = (KnownListener("ray::ServeReplica", "::", REPLICA_GRPC_CAUSE),)
+    loopback_by_testbed = ("Ray 2.60.0 rewrites a loopback node address to the machine's own (ray/_private/"
+                           "services.py:786-821) and binds GCS, raylet, workers and agents to every interface or to "
+                           "that address; the testbed sets RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (Ray's one-machine "
+                           "mode) so the node address, and they, stay on 127.0.0.1",)
 
     def command(self, python: Path, ports, workdir: Path, ctx) -> list[str]:
         cmd = [str(python), str(RUNTIMES_DIR / "ray_app.py"), "--artifact", str(ctx.artifact.path),
@@ -91,10 +112,8 @@ class RayServeLocal(LocalProcess):
             kind_equivalent="the same application in the RayService; Ray Serve has no detection mechanism")
 
     def extra_env(self, workdir: Path) -> dict[str, str]:
-        # Keep Ray's usage-stats prompt and ~/.ray writes out of a test machine.
         # Ray exports metrics every 10 s by default; 2 s keeps Prometheus close to the traffic sent.
-        return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
-                "RAY_metrics_report_interval_ms": "2000"}
+        return {**LOCAL_RAY_ENV, "RAY_DISABLE_DOCKER_CPU_WARNING": "1", "RAY_metrics_report_interval_ms": "2000"}
 
     def make_endpoint(self, ports, model_name) -> Endpoint:
         base = f"http://127.0.0.1:{ports['http']}"
@@ -183,6 +202,29 @@ class RayServeKind(KindDeployment):
         # Every Ray node exports metrics, serving or not.
         return templates.render("rayserve/podmonitor.yaml", name=f"testbed-{self.platform}",
                                 namespace=target.namespace, selector={"testbed.io/rayservice": target.model_name})
+
+    METRICS_PORT = Port("metrics", 8080)
+    """KubeRay v1.7.0 appends it to the Ray container of every head and worker pod that declares no port named
+    `metrics` (ray-operator/controllers/ray/common/pod.go DefaultHeadPodTemplate / DefaultWorkerPodTemplate;
+    utils.DefaultMetricsPort). It adds no other container port (gcs, dashboard, client, serve are Service ports)."""
+
+    def generated_pods(self, target: Target) -> list[GeneratedPod]:
+        cluster = self.render_resource(target)["spec"]["rayClusterConfig"]
+        groups = [("RayService head pod", cluster["headGroupSpec"])]
+        groups += [(f"RayService worker pod {g['groupName']} #{k + 1}", g)
+                   for g in cluster.get("workerGroupSpecs") or [] for k in range(int(g.get("replicas", 1)))]
+        pods = []
+        for what, group in groups:
+            template = group["template"]
+            containers = {}
+            for i, c in enumerate(template["spec"]["containers"]):
+                ports = tuple(Port(p.get("name"), int(p["containerPort"])) for p in c.get("ports") or [])
+                if i == 0 and not any(p.name == self.METRICS_PORT.name for p in ports):  # utils.RayContainerIndex
+                    ports += (self.METRICS_PORT,)
+                containers[c["name"]] = ports
+            pods.append(GeneratedPod(what, target.namespace, dict(template["metadata"]["labels"]), containers,
+                                     source="kuberay v1.7.0 ray-operator/controllers/ray/common/pod.go"))
+        return pods
 
     def readiness(self, obj: dict) -> Readiness:
         status = obj.get("status") or {}

@@ -13,6 +13,7 @@ import httpx
 
 from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
+from testbed.backends.kind.scrape_targets import GeneratedPod, Port
 from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
@@ -246,6 +247,21 @@ class SeldonKind(KindDeployment):
     http_port = 8000
     predictor = "default"
 
+    # Ports of the pod Seldon Core v1.18.2 generates (seldon-core-operator chart defaults, our values file
+    # leaves them): the executor sidecar declares http 8000, metrics 8000, grpc 5001
+    # (controllers/seldondeployment_engine.go createExecutorContainer; chart executor.port, DEFAULT_EXECUTOR_GRPC_PORT);
+    # the MLServer model container declares grpc 9500 and http 9000 only: mergeMLServerContainer overwrites its
+    # ports with getMLServerContainer's (mlserver.go; chart predictiveUnit.httpPort/grpcPort), dropping the
+    # `metrics` port 6000 the defaulting added (apis/.../defaults.go addMetricsPortAndIncrement) while keeping the
+    # MLSERVER_METRICS_PORT=6000 / MLSERVER_METRICS_ENDPOINT=/prometheus env it had set (createContainerService).
+    EXECUTOR_CONTAINER = "seldon-container-engine"
+    EXECUTOR_PORTS = (Port("http", 8000), Port("metrics", 8000), Port("grpc", 5001))
+    MLSERVER_PORTS = (Port("grpc", 9500), Port("http", 9000))
+    MLSERVER_METRICS_PORT = 6000
+    MLSERVER_METRICS_PATH = "/prometheus"
+    MLSERVER_ENDPOINT = "mlserver-metrics"
+    """The `endpoint` label of MLServer's series (the executor's is `metrics`, its port name)."""
+
     def __init__(self, namespace: str | None = None, node_port: int | None = None, logger_url: str | None = None,
                  detection: bool | None = None):
         super().__init__(namespace, node_port)
@@ -292,6 +308,19 @@ class SeldonKind(KindDeployment):
     def pod_selector(self, target: Target) -> dict[str, str]:
         return {"seldon-deployment-id": target.model_name}
 
+    def render_podmonitor(self, target: Target) -> dict:
+        # The model container is named after the graph node, which the template names after the model.
+        return templates.render("seldon/podmonitor.yaml", name=f"testbed-{self.platform}", namespace=target.namespace,
+                                selector=self.pod_selector(target), model_container=target.model_name,
+                                mlserver_metrics_port=str(self.MLSERVER_METRICS_PORT),
+                                mlserver_metrics_path=self.MLSERVER_METRICS_PATH, mlserver_endpoint=self.MLSERVER_ENDPOINT)
+
+    def generated_pods(self, target: Target) -> list[GeneratedPod]:
+        graph = self.render_resource(target)["spec"]["predictors"][0]["graph"]
+        return [GeneratedPod("SeldonDeployment predictor pod", target.namespace, self.pod_selector(target),
+                             {graph["name"]: self.MLSERVER_PORTS, self.EXECUTOR_CONTAINER: self.EXECUTOR_PORTS},
+                             source="seldon-core v1.18.2 operator: mlserver.go, seldondeployment_engine.go")]
+
     def readiness(self, obj: dict) -> Readiness:
         status = obj.get("status") or {}
         state, description = status.get("state"), status.get("description") or ""
@@ -309,7 +338,9 @@ class SeldonKind(KindDeployment):
                         metrics_url=f"{base_url}/prometheus",
                         notes=("SeldonDeployment (Seldon Core v1, BSL-1.1) serving SKLEARN_SERVER with MLServer under "
                                "protocol v2, through the Seldon executor on a NodePort Service on 127.0.0.1",
-                               "metrics_url is the Seldon executor's (seldon_api_executor_*), also what Prometheus scrapes"))
+                               "metrics_url is the Seldon executor's (seldon_api_executor_*); Prometheus scrapes it and, "
+                               "in the cluster only, MLServer's own metrics (model container, <pod IP>:6000/prometheus, "
+                               "endpoint label mlserver-metrics)"))
 
 
 PLATFORM = Platform(

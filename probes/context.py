@@ -29,3 +29,18 @@ class ProbeContext:
 
     options: dict = field(default_factory=dict)
     """Probe-specific options from the CLI or an experiment (e.g. user-supplied CSV paths)."""
+
+    exposure: dict | None = None
+    """Platform -> {"listeners": its serving processes' listening sockets beyond loopback (each with `cause` when
+    the platform has no option that closes it), "loopback_by_testbed": what the testbed does to keep it on
+    loopback}, from `status --json`; None when the backend audits no sockets."""
+
+
+def exposure_from_status(status: dict, platforms) -> dict | None:
+    """ProbeContext.exposure from `status --json` (the local backend lists each platform's sockets)."""
+    infos = {name: (status.get("platforms") or {}).get(name) or {} for name in platforms}
+    if not infos or any("listening" not in info for info in infos.values()):
+        return None
+    return {name: {"listeners": [s for s in info["listening"] if not s.get("loopback")],
+                   "loopback_by_testbed": list(info.get("loopback_by_testbed") or [])}
+            for name, info in infos.items()}

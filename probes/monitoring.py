@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import string
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
@@ -63,6 +63,17 @@ class PlatformMetrics:
     export_lag_s: float = 0.0
     """Extra delay between a request and its count on the metrics page (Ray exports periodically)."""
 
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
+    """backend -> {metric name prefix: which process exports those series and where Prometheus scrapes them}.
+    Where a platform's pod has more than one metrics source (Seldon on kind: MLServer and the executor)."""
+
+
+def series_sources(catalogue: PlatformMetrics, backend: str) -> dict[str, list[str]]:
+    """Signal -> the sources of the series its query reads, on `backend` ({} when the catalogue names none)."""
+    known = catalogue.sources.get(backend) or {}
+    return {name: sorted({source for prefix, source in known.items() if prefix in signal.query})
+            for name, signal in catalogue.signals.items() if signal.query is not None and known}
+
 
 # Ray Serve labels metrics by application and deployment, not by model: these mirror the names
 # in deployers/runtimes/ray_app.py (serve.run(name="reference"), class V2Model).
@@ -71,6 +82,21 @@ RAY_APP, RAY_DEPLOYMENT = "reference", "V2Model"
 KSERVE_MODEL = 'platform="$platform",model_name="$model"'
 MLSERVER_INFER = 'platform="$platform",path="/v2/models/{model_name}/infer",method="POST"'
 RAY_INFER = f'platform="$platform",application="{RAY_APP}",route="/v2/models/{{name}}/infer",method="POST"'
+
+# Seldon: every signal below reads MLServer's series. Locally MLServer is the whole platform; on kind each
+# SeldonDeployment pod has two metrics sources, which its PodMonitor (manifests/seldon/podmonitor.yaml)
+# scrapes as two endpoints of job "seldon", told apart by the `endpoint` and `container` labels.
+MLSERVER_PREFIXES = ("rest_server_", "model_infer_", "batch_request_queue", "parallel_request_queue")
+SELDON_SOURCES = {
+    "local": {p: "MLServer 1.7.1 (its metrics port, /metrics)" for p in MLSERVER_PREFIXES},
+    "kind": {**{p: 'MLServer 1.7.1 in the model container: <pod IP>:6000/prometheus (MLSERVER_METRICS_PORT/'
+                   '_ENDPOINT, set by the operator but not declared), series labelled endpoint="mlserver-metrics", '
+                   'container="<model name>"' for p in MLSERVER_PREFIXES},
+             "seldon_api_executor_": 'Seldon Core v1.18.2 executor sidecar (seldon-container-engine): port metrics '
+                                     '(8000) /prometheus, series labelled endpoint="metrics", '
+                                     'container="seldon-container-engine"; the requests it forwards, timed from the '
+                                     'executor (no signal above reads them)'},
+}
 
 CATALOGUE: dict[str, PlatformMetrics] = {
     "kserve": PlatformMetrics(signals={
@@ -112,7 +138,7 @@ CATALOGUE: dict[str, PlatformMetrics] = {
                                  "parallel_request_queue only with parallel workers; the testbed runs neither"),
         "model_label": Signal('count(model_infer_request_success_total{platform="$platform",model="$model"})',
                               note="model and version labels on model_infer_request_*"),
-    }),
+    }, sources=SELDON_SOURCES),
     "rayserve": PlatformMetrics(export_lag_s=10.0, signals={
         "requests_total": Signal("sum(ray_serve_num_http_requests_total{%s})" % RAY_INFER, ALL),
         "requests_ok": Signal('sum(ray_serve_num_http_requests_total{%s,status_code=~"2.."})' % RAY_INFER, OK),
@@ -311,7 +337,10 @@ def run(ctx: ProbeContext) -> list[Result]:
             evidence={"queries": all_queries[p], "seed": ctx.seed, "good": plan.good, "bad": plan.bad,
                       "bad_request": f"well-formed V2 body of width {max(1, len(ctx.artifact.feature_names) - 4)}",
                       "scrape_interval_s": scrape_s, "export_lag_s": CATALOGUE[p].export_lag_s,
-                      "metrics_url": ctx.endpoints[p].metrics_url, "versions": ctx.versions.get(p, {})},
+                      "metrics_url": ctx.endpoints[p].metrics_url, "versions": ctx.versions.get(p, {}),
+                      "series_sources": series_sources(CATALOGUE[p], ctx.backend),
+                      "other_sources": {k: v for k, v in (CATALOGUE[p].sources.get(ctx.backend) or {}).items()
+                                        if not any(k in q for q in all_queries[p].values())}},
             run_id=ctx.run_id, repeat=ctx.repeat))
     for p in ctx.endpoints:
         if p not in CATALOGUE:

@@ -264,6 +264,7 @@ def offline_mlserver_infer(mlserver_bin: Path, endpoint: Endpoint, X: np.ndarray
 def offline_ray_job(ray_python: Path, script: Path, artifact_dir: Path, X: np.ndarray, temp_dir: Path,
                     actors: int = 2, chunk: int = 10000, timeout_s: float = 600.0) -> dict:
     """A Ray batch job (actor pool over file chunks) on a Ray instance of its own; leftovers are stopped."""
+    from deployers.rayserve import LOCAL_RAY_ENV
     from testbed.backends.local import processes
 
     with tempfile.TemporaryDirectory(prefix="testbed-ray-batch-") as tmp:
@@ -274,7 +275,7 @@ def offline_ray_job(ray_python: Path, script: Path, artifact_dir: Path, X: np.nd
         t0 = time.perf_counter()
         with open(log, "w") as fh:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=fh, text=True, start_new_session=True,
-                                    env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+                                    env={**os.environ, **LOCAL_RAY_ENV})
             try:
                 stdout, _ = proc.communicate(timeout=timeout_s)
             finally:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
-from probes.context import ProbeContext
+from probes.context import ProbeContext, exposure_from_status
 from testbed import artifact as artifact_mod
 from testbed.endpoint import Endpoint
 from testbed.errors import NotRunning, PlatformNotUp, ProbeUnavailable, TestbedError
@@ -91,6 +91,7 @@ def context_from_status(status: dict, platforms: tuple[str, ...] | None, seed: i
         run_id=run_id,
         versions={n: status["platforms"][n].get("versions", {}) for n in wanted},
         options=dict(options or {}),
+        exposure=exposure_from_status(status, wanted),
     )
 
 

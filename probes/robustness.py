@@ -109,6 +109,15 @@ def score(outcomes: list[dict]) -> dict:
     return {"scores": scores, "verdict": "pass" if stayed_up else "fail"}
 
 
+def exposure_scores(listeners: list[dict] | None) -> dict:
+    """Pure: the serving processes' listening sockets beyond loopback (status --json, with `cause` where the
+    platform has no option that closes one); nothing when the backend audits no sockets."""
+    if listeners is None:
+        return {}
+    return {"listeners_beyond_loopback": len(listeners),
+            "unexplained_listeners": sum(1 for x in listeners if not x.get("cause"))}
+
+
 def _healthy(client: httpx.Client, endpoint: Endpoint, wait_s: float) -> dict:
     """Liveness and model readiness, retried for up to wait_s (a busy server may answer late)."""
     deadline = time.monotonic() + wait_s
@@ -169,11 +178,17 @@ def run(ctx: ProbeContext) -> list[Result]:
     for platform, endpoint in ctx.endpoints.items():
         outcomes = probe_one(endpoint, all_cases, good_body)
         scored = score(outcomes)
+        exposure = None if ctx.exposure is None else ctx.exposure.get(platform) or {}
+        listeners = None if exposure is None else exposure.get("listeners") or []
+        measurements = {"cases": outcomes}
+        if exposure is not None:
+            measurements["listeners_beyond_loopback"] = listeners
         results.append(Result(
             probe=PROBE, platform=platform, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
             verdict=scored["verdict"], mechanism=VALIDATION.get(platform, ("native", ""))[0],
-            scores=scored["scores"], measurements={"cases": outcomes},
+            scores={**scored["scores"], **exposure_scores(listeners)}, measurements=measurements,
             evidence={"infer_url": endpoint.infer_url, "validation": VALIDATION.get(platform, ("", "unknown"))[1], "oversized_rows": rows, "seed": ctx.seed,
-                      "versions": ctx.versions.get(platform, {})},
+                      "versions": ctx.versions.get(platform, {}),
+                      **({"loopback_by_testbed": exposure.get("loopback_by_testbed") or []} if exposure else {})},
             run_id=ctx.run_id, repeat=ctx.repeat))
     return results

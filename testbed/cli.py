@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     images = sub.add_parser("images", help="every container image the kind backend runs (to pre-pull and `kind load`)")
     images.add_argument("--with-node-image", action="store_true", help="also print the kind node image first")
     images.add_argument("--json", action="store_true", help="grouped by component, with the node image")
+    images.add_argument("--arch", help="the kind node's CPU architecture: amd64 or arm64 (default: this machine's); "
+                        "arm64 gets the arm tags, and an error names the images that have none")
+    images.add_argument("--platforms", help="comma-separated subset: only the images those platforms need")
     probe = sub.add_parser("probe", help="measure the running testbed: outlier, drift, monitoring, explain, "
                            "robustness (or all)")
     backend_opt(probe)
@@ -251,9 +254,20 @@ def render_status(status: dict) -> str:
                      + (f"  rss {p['rss_mb']:.0f} MB" if p.get("rss_mb") else ""))
     exposed = (status.get("exposure") or {}).get("non_loopback_sockets", [])
     if exposed:
-        lines.append(f"exposure: {len(exposed)} listening sockets NOT bound to loopback:")
+        unexplained = sum(1 for x in exposed if not x.get("cause"))
+        lines.append(f"exposure: {len(exposed)} listening sockets NOT bound to loopback"
+                     + (f", {unexplained} unexplained" if unexplained else "") + ":")
+        causes: list[str] = []
         for x in exposed:
-            lines.append(f"  {x['platform']:<9} {x['address']}:{x['port']}  ({x['process']}, pid {x['pid']})")
+            cause = x.get("cause")
+            if cause and cause not in causes:
+                causes.append(cause)
+            why = f"  [{causes.index(cause) + 1}]" if cause else "  UNEXPLAINED"
+            lines.append(f"  {x.get('owner') or x['platform']:<9} {x['address']}:{x['port']}  "
+                         f"({x['process']}, pid {x['pid']}){why}")
+        lines += [f"  [{i}] {c}" for i, c in enumerate(causes, 1)]
+    for name, notes in ((status.get("exposure") or {}).get("loopback_by_testbed") or {}).items():
+        lines += [f"kept on loopback by the testbed ({name}): {note}" for note in notes]
     detection = status.get("detection") or {}
     if detection.get("state"):  # the kind backend's detector service (testbed/backends/kind/detection.py)
         lines.append(f"detection: {detection.get('service_url')}  {detection['state']}"
@@ -303,14 +317,20 @@ def cmd_results_exporter(args) -> int:
 
 
 def cmd_images(args) -> int:
+    from deployers import parse_platforms
+    from testbed.backends.kind import architecture
     from testbed.backends.kind.pins import pins
 
     p = pins()
+    arch = architecture.normalize(args.arch) if args.arch else architecture.host_arch()
+    platforms = parse_platforms(args.platforms) if args.platforms else None
+    listed = p.images(arch, platforms)  # ArchitectureUnsupported names what has no build for arch
     if args.json:
-        print(json.dumps({"node_image": p.node_image, "images": {k: list(v) for k, v in p.images_by_source.items()}},
-                         indent=2))
+        print(json.dumps({"node_image": p.node_image, "arch": arch,
+                          "images": {k: [p.image_for(i, arch) for i in p.images_by_source[k]]
+                                     for k in p.image_groups(platforms)}}, indent=2))
     else:
-        print("\n".join(([p.node_image] if args.with_node_image else []) + p.images()))
+        print("\n".join(([p.node_image] if args.with_node_image else []) + listed))
     return 0
 
 

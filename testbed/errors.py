@@ -152,7 +152,7 @@ class ManifestRejected(TestbedError):
     """The API server refused a manifest; `message` is its own words, verbatim."""
 
     def __init__(self, kind: str, name: str, namespace: str | None, status: int | None, message: str):
-        self.message = message
+        self.kind, self.name, self.namespace, self.status, self.message = kind, name, namespace, status, message
         where = f"{namespace}/{name}" if namespace else name
         super().__init__(
             f"The API server rejected {kind} {where} (HTTP {status}): {message}\n"
@@ -167,6 +167,30 @@ class ResourceNotReady(TestbedError):
         super().__init__(
             f"{what} did not become ready {waited}: {reason}"
             + (f"\nCluster state:\n{state}" if state else "")
+        )
+
+
+class NoScrapeTarget(TestbedError):
+    """A PodMonitor endpoint would scrape nothing on the pods the platform's operator generates."""
+
+    def __init__(self, monitor: str, endpoints: list[str], declared: str):
+        super().__init__(
+            f"{monitor} would give Prometheus no target for {', '.join(endpoints)}: no container port of the "
+            f"pods it selects matches (port-less containers are scraped on port 80). Those pods will declare: "
+            f"{declared}. Declare the port in the custom resource, or relabel __address__ in the PodMonitor "
+            f"(manifests/<platform>/podmonitor.yaml); `up` would otherwise wait out its scrape step."
+        )
+
+
+class ArchitectureUnsupported(TestbedError):
+    """Images the plan pulls publish no build for the node's CPU architecture."""
+
+    def __init__(self, arch: str, missing: dict[str, list[str]], fix: str):
+        self.missing = missing
+        listed = "\n".join(f"  - {platform}: {', '.join(images)}" for platform, images in missing.items())
+        super().__init__(
+            f"The kind node runs {arch}, and these images have no {arch} build (cluster/versions.yaml "
+            f"`architectures`, read from each project's release build):\n{listed}\n{fix}"
         )
 
 

@@ -156,7 +156,7 @@ def take_down(settings: Settings) -> None:
 def probe_context(status: dict, platforms: tuple[str, ...], *, seed: int, run_id: str, repeat: int,
                   options: dict):
     """A ProbeContext built from `status --json` data alone (the stable contract)."""
-    from probes.context import ProbeContext
+    from probes.context import ProbeContext, exposure_from_status
     from testbed import artifact as artifact_mod
     from testbed.endpoint import Endpoint
     from testbed.prometheus import PrometheusClient
@@ -174,7 +174,7 @@ def probe_context(status: dict, platforms: tuple[str, ...], *, seed: int, run_id
     return ProbeContext(endpoints=endpoints, prometheus=PrometheusClient(prom["url"]), artifact=art,
                         backend=status["backend"], seed=seed, run_id=run_id, repeat=repeat,
                         versions={p: status["platforms"][p].get("versions", {}) for p in platforms},
-                        options=dict(options))
+                        options=dict(options), exposure=exposure_from_status(status, platforms))
 
 
 # --- provenance ----------------------------------------------------------------------------------

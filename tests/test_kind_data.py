@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -117,17 +118,58 @@ def test_every_image_deployed_is_listed_once_and_pinned():
 
 
 def test_images_verb_lists_them(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "testbed", "images"], cwd=REPO, capture_output=True, text=True,
-                          timeout=60, check=True)
+    proc = subprocess.run([sys.executable, "-m", "testbed", "images", "--arch", "amd64"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=True)
     assert proc.stdout.split() == PINS.images()
-    proc = subprocess.run([sys.executable, "-m", "testbed", "images", "--with-node-image"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "testbed", "images", "--with-node-image", "--arch", "amd64"], cwd=REPO,
                           capture_output=True, text=True, timeout=60, check=True)
     assert proc.stdout.split() == [PINS.node_image, *PINS.images()]
 
 
+def injected_items() -> list[budget.Item]:
+    """What the operators inject into the pods of what `up` deploys (defaults, detection on)."""
+    items = []
+    for name, platform in PLATFORMS.items():
+        target = Target(namespace="testbed", node_port=PINS.node_port(name), model_name="reference-classifier",
+                        artifact_subpath="reference-classifier-0123456789ab", code_dir=runtime_code_dirname(),
+                        serving=PINS.serving[name], detector_service=detection.service_url("testbed"))
+        items += platform.deployments["kind"]().injected_requests(target)
+    return items
+
+
+def test_budget_counts_kserves_agent_sidecar_from_kserves_own_config():
+    """The agent KServe injects for the payload logger (detection) requests what inferenceservice-config's
+    `agent` entry says (agent_injector.go sizes it from agentConfig); the CR itself does not size it."""
+    configmap = yaml.safe_load((CLUSTER_DIR / "upstream" / f"kserve-{PINS.serving['kserve']['version']}" /
+                                "kserve-resources.configmap-patch.yaml").read_text())
+    agent = json.loads(configmap["data"]["agent"])
+    injected = injected_items()
+    assert [(i.cpu, i.memory) for i in injected if "agent sidecar" in i.what] == \
+        [(budget.cpu(agent["cpuRequest"]), budget.memory(agent["memoryRequest"]))] == [(0.1, 100 * 2**20)]
+    # The `logger` entry names the same 100m / 100Mi in v0.20.0, but it is not what sizes the container.
+    logger = json.loads(configmap["data"]["logger"])
+    assert (logger["cpuRequest"], logger["memoryRequest"]) == (agent["cpuRequest"], agent["memoryRequest"])
+    items = budget.cluster_items(PINS, rendered_objects(all_variants=False), injected)
+    assert any("agent sidecar" in i.what for i in items)
+    # No logger, no batcher: no agent.
+    target = Target(namespace="testbed", node_port=PINS.node_port("kserve"), model_name="m", artifact_subpath="a",
+                    code_dir="c", serving=PINS.serving["kserve"])
+    assert kserve.KServeKind(detection=False).injected_requests(target) == []
+    assert len(kserve.KServeKind(batcher={"maxBatchSize": 4, "maxLatency": 5}).injected_requests(target)) == 1
+
+
+def test_kubelet_monitor_only_if_something_reads_container_metrics():
+    """Either the cost criterion reads cAdvisor's container_* on kind, or the kubelet monitor is off."""
+    values = yaml.safe_load(PINS.chart("kube-prometheus-stack").values.read_text())
+    readers = [p for d in ("probes", "experiments", "testbed", "deployers") for p in (REPO / d).rglob("*.py")
+               if re.search(r"\bcontainer_(cpu|memory)_\w+", p.read_text())]
+    assert bool(values["kubelet"]["enabled"]) == bool(readers), readers
+    assert values["prometheusOperator"]["kubeletService"]["enabled"] == values["kubelet"]["enabled"]
+
+
 def test_resource_requests_fit_the_cluster():
     """All three platforms plus everything the charts run fit the preflight's minimum, and 8 CPU / 16 GB."""
-    items = budget.cluster_items(PINS, rendered_objects(all_variants=False))
+    items = budget.cluster_items(PINS, rendered_objects(all_variants=False), injected_items())
     cores, gib = budget.total(items)
     assert any(i.what.startswith("RayService") for i in items) and any(i.what.startswith("SeldonDeployment") for i in items)
     assert any(i.what.startswith("Deployment detector-service") for i in items)

@@ -149,3 +149,27 @@ def test_platform_subset_renders_only_that_platform(tmp_path):
     kinds = re.findall(r"^--- apply (\S+) ", proc.stdout, flags=re.M)
     assert "SeldonDeployment" in kinds and "InferenceService" not in kinds and "RayService" not in kinds
     assert 'up{job="seldon",namespace="testbed"}' in proc.stdout and 'job="kserve"' not in proc.stdout
+
+
+def test_plan_shows_what_each_podmonitor_scrapes_next_to_the_ports_the_pods_declare(plan):
+    proc, _, out = plan
+    monitors = [yaml.safe_load(f.read_text()) for f in sorted((out / "manifests").glob("*-podmonitor-*.yaml"))]
+    assert len(monitors) == len(PLATFORM_OBJECTS) + 1  # the detector service's too
+    for monitor in monitors:
+        where = f"{monitor['metadata']['namespace']}/{monitor['metadata']['name']}"
+        n = len(monitor["spec"]["podMetricsEndpoints"])
+        block = re.search(rf"^((?:# PodMonitor {re.escape(where)} endpoint \d+ .*\n){{{n}}})"
+                          rf"#   the pods it selects will declare: (.+)$", proc.stdout, flags=re.M)
+        assert block, f"no scrape plan for PodMonitor {where}"
+        assert "NOTHING" not in block.group(1)
+    text = proc.stdout
+    assert re.search(r"^# PodMonitor testbed/testbed-kserve endpoint 0 \(port http1\): scrapes kserve-container "
+                     r"<pod IP>:8080/metrics$", text, re.M)
+    assert re.search(r"^#   the pods it selects will declare: InferenceService predictor pod: kserve-container "
+                     r"\[http1:8080\], agent \[agent-port:9081\]$", text, re.M)
+    assert re.search(r"^# PodMonitor testbed/testbed-seldon endpoint 1 \(port http\): scrapes reference-classifier "
+                     r"<pod IP>:6000/prometheus$", text, re.M)
+    assert re.search(r"reference-classifier \[grpc:9500, http:9000\], seldon-container-engine "
+                     r"\[http:8000, metrics:8000, grpc:5001\]$", text, re.M)
+    # The scrape step then waits for as many `up` series as targets: Seldon's pod has two.
+    assert 'up{job="seldon",namespace="testbed"} == 1 on 2 target(s)' in text

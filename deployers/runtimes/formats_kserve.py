@@ -17,6 +17,7 @@ import kserve  # noqa: E402
 from kserve.utils.utils import get_predict_input, get_predict_response  # noqa: E402
 
 from format_models import FILES, loader  # noqa: E402
+from kserve_loopback import LoopbackModelServer  # noqa: E402
 
 
 class FormatModel(kserve.Model):
@@ -49,7 +50,7 @@ def main() -> None:
         except Exception as exc:
             errors[fmt] = f"{type(exc).__name__}: {exc}"
     Path(opts.status).write_text(json.dumps({"loaded": [m.name for m in models], "errors": errors}))
-    kserve.ModelServer(http_port=opts.http_port, enable_grpc=False, workers=1).start(models)
+    LoopbackModelServer(http_port=opts.http_port, enable_grpc=False, workers=1).start(models)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import kserve  # noqa: E402
 from kserve.utils.utils import get_predict_input, get_predict_response  # noqa: E402
 
 from artifact_io import load_verified  # noqa: E402
+from kserve_loopback import LoopbackModelServer  # noqa: E402
 
 
 class ArtifactModel(kserve.Model):
@@ -74,7 +75,7 @@ def main() -> None:
     model = ArtifactModel(opts.model_name, opts.artifact, with_explainer=not opts.no_explainer)
     model.load()
     # gRPC is off: the testbed speaks REST V2, and KServe's gRPC server binds [::] by default.
-    kserve.ModelServer(http_port=opts.http_port, enable_grpc=False, workers=1).start([model])
+    LoopbackModelServer(http_port=opts.http_port, enable_grpc=False, workers=1).start([model])
 
 
 if __name__ == "__main__":

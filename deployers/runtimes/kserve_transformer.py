@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import httpx  # noqa: E402
 import kserve  # noqa: E402
 from kserve.predictor_config import PredictorConfig  # noqa: E402
+from kserve_loopback import LoopbackModelServer  # noqa: E402
 
 
 class PayloadLogger:
@@ -86,8 +87,8 @@ def main() -> None:
     logger = PayloadLogger(opts.sink, opts.model_name, opts.queue)
     model = DetectingTransformer(opts.model_name, logger)
     config = PredictorConfig(predictor_host=opts.predictor_host, predictor_protocol="v2")
-    kserve.ModelServer(http_port=opts.http_port, enable_grpc=False, workers=1,
-                       predictor_config=config).start([model])
+    LoopbackModelServer(http_port=opts.http_port, enable_grpc=False, workers=1,
+                        predictor_config=config).start([model])
 
 
 if __name__ == "__main__":

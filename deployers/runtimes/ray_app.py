@@ -281,6 +281,12 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     ray.init(num_cpus=opts.num_cpus, include_dashboard=False, _metrics_export_port=opts.metrics_port,
              _temp_dir=opts.temp_dir, configure_logging=False)
+    # Ray's servers bind loopback only when the node address is loopback (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+    # in the environment, deployers/rayserve.py): say which it got, for the log a reader of `status` opens.
+    node_ip = ray.util.get_node_ip_address()
+    print(f"ray node address: {node_ip}" + ("" if node_ip.startswith("127.") or node_ip == "::1" else
+          " (not loopback: Ray's servers listen beyond loopback; is RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 set?)"),
+          flush=True)
     serve.start(http_options={"host": "127.0.0.1", "port": opts.http_port})
     reference = build_app({"artifact_dir": opts.artifact, "model_name": opts.model_name,
                            "explainer": not opts.no_explainer, "batching": batching})

@@ -34,6 +34,14 @@ class Criterion:
     """Key of the documented cell (testbed/report/documented.yaml) shown when nothing is measured;
     None means this criterion's own key."""
 
+    causes_from: str | None = None
+    """Result.measurements key holding a list of {..., "cause": str | None}: the cell names each cause once, with
+    how many items it explains (the most in any one Result); items without a cause count as unexplained."""
+
+    notes_from: str | None = None
+    """Result.evidence key holding a list of sentences the cell shows once each (what a number owes to the
+    testbed rather than to the platform)."""
+
     @property
     def experiments(self) -> tuple[str, ...]:
         return ((self.experiment,) if self.experiment else ()) + self.also_from
@@ -60,7 +68,9 @@ CRITERIA: tuple[Criterion, ...] = (
               (("ready_s", "ready s"), ("config_lines", "config lines"), ("components", "packages"))),
     Criterion("robustness", "Robustness", "robustness",
               (("client_errors_as_4xx", "client errors as 4xx"), ("server_error_5xx", "5xx answers"),
-               ("next_request_failed", "next request failed"))),
+               ("next_request_failed", "next request failed"),
+               ("listeners_beyond_loopback", "listeners beyond loopback")),
+              causes_from="listeners_beyond_loopback", notes_from="loopback_by_testbed"),
     # Fault probes (experiments/faults.py): kill, overload and detector outage, one Result each.
     Criterion("faults", "Resilience under faults", "kill", also_from=("overload", "detector-outage"),
               scores=(("self_recovered", "self-recovered after kill"), ("requests_lost", "lost after kill"),
@@ -108,7 +118,7 @@ FRACTIONS = {"f1", "precision", "recall", "fpr", "coverage", "count_accuracy", "
 
 # Scores that cannot be negative (counts, durations, growth ratios): their lower bound is clipped at 0
 # (three noisy p99-growth repeats gave 393 [-392, 1180] otherwise).
-NON_NEGATIVE = {"requests_lost", "latency_growth_p99", "time_to_recover_s", "recovery_s"}
+NON_NEGATIVE = {"requests_lost", "latency_growth_p99", "time_to_recover_s", "recovery_s", "listeners_beyond_loopback"}
 
 
 def interval(values: list[float], key: str) -> tuple[float, float | None, float | None]:
@@ -166,6 +176,15 @@ def score_lines(criterion: Criterion, results: list[Result]) -> list[str]:
     return lines
 
 
+def cause_lines(key: str, results: list[Result]) -> list[str]:
+    """One line per distinct cause in measurements[key] (Criterion.causes_from), with its largest count."""
+    most: dict[str, int] = {}
+    for r in results:
+        for cause, n in Counter(x.get("cause") or "unexplained" for x in r.measurements.get(key) or []).items():
+            most[cause] = max(most.get(cause, 0), n)
+    return [f"{key.replace('_', ' ')}: {n} × {cause}" for cause, n in most.items()]
+
+
 def format_lines(results: list[Result]) -> list[str]:
     """Formats cell: per format, how it was served and whether predictions matched, over repeats.
 
@@ -202,6 +221,11 @@ def measured_cell(criterion: Criterion, results: list[Result], runs_meta: dict[s
         by_backend.setdefault(r.backend, []).append(r)
     for backend, rs in sorted(by_backend.items()):
         body = format_lines(rs) if criterion.kind == "formats" else score_lines(criterion, rs)
+        if criterion.causes_from:
+            body += cause_lines(criterion.causes_from, rs)
+        if criterion.notes_from:
+            notes = dict.fromkeys(n for r in rs for n in r.evidence.get(criterion.notes_from) or [])
+            body += [f"{criterion.notes_from.replace('_', ' ')}: {n}" for n in notes]
         if len(by_backend) > 1:
             body[0] = f"{backend}: {body[0]}"
         cell.lines.extend(body)

@@ -27,11 +27,12 @@ from testbed.settings import Settings
 from kind_cli import PINS, READY_TIMEOUT_S, cli
 
 PLATFORM_NAMES = sorted(PLATFORMS)
-# A request counter each platform exports itself (the platform's own metric names).
+# Request counters each platform exports itself (the platform's own metric names), per metrics source.
 SERVED_REQUESTS = {
-    "kserve": "request_predict_seconds_count",
-    "seldon": "seldon_api_executor_server_requests_seconds_count",  # the executor's (see seldon/podmonitor.yaml)
-    "rayserve": "ray_serve_num_http_requests_total",
+    "kserve": ("request_predict_seconds_count",),
+    # Seldon's pod has two sources (manifests/seldon/podmonitor.yaml): the executor and MLServer.
+    "seldon": ("seldon_api_executor_server_requests_seconds_count", "model_infer_request_success_total"),
+    "rayserve": ("ray_serve_num_http_requests_total",),
 }
 
 
@@ -82,12 +83,16 @@ def test_inference_through_each_endpoint(kind_up, reference, platform):
 @pytest.mark.parametrize("platform", PLATFORM_NAMES)
 def test_prometheus_scrapes_each_platform(kind_up, reference, platform):
     rows, _ = reference
-    wait_for(f'up{{job="{platform}",namespace="testbed"}}', lambda rs: all(r["value"] == 1 for r in rs))
-    metric = f'sum({SERVED_REQUESTS[platform]}{{job="{platform}",namespace="testbed"}})'
-    before = sum(r["value"] for r in PrometheusClient(f"http://127.0.0.1:{PINS.prometheus_port}").query(metric))
+    targets = len(SERVED_REQUESTS[platform])  # one `up` series per metrics source of the platform's one pod
+    wait_for(f'up{{job="{platform}",namespace="testbed"}}',
+             lambda rs: len(rs) >= targets and all(r["value"] == 1 for r in rs))
+    client = PrometheusClient(f"http://127.0.0.1:{PINS.prometheus_port}")
+    metrics = [f'sum({name}{{job="{platform}",namespace="testbed"}})' for name in SERVED_REQUESTS[platform]]
+    before = {m: sum(r["value"] for r in client.query(m)) for m in metrics}
     for _ in range(5):
         infer(kind_up["platforms"][platform]["infer_url"], rows[:1], platform)
-    wait_for(metric, lambda rs: rs[0]["value"] >= before + 5)
+    for metric in metrics:
+        wait_for(metric, lambda rs, m=metric: rs[0]["value"] >= before[m] + 5)
 
 
 @pytest.mark.parametrize("platform", PLATFORM_NAMES)

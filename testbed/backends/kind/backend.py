@@ -19,7 +19,8 @@ from pathlib import Path
 from deployers import get_platform
 from testbed import artifact as artifact_mod
 from testbed import state as state_io
-from testbed.backends.kind import budget, cluster, failure, helm, infrastructure, preflight, templates
+from testbed.backends.kind import architecture, budget, cluster, failure, helm, infrastructure, preflight, \
+    scrape_targets, templates
 from testbed.backends.kind import detection as kind_detection
 from testbed.backends.kind.context import KindRun, runtime_code_dirname, stage_runtime_code
 from testbed.backends.kind.kube import wait_until
@@ -46,7 +47,8 @@ class KindBackend:
         pins = load_pins()
         plan = Plan(dry_run=ctx.dry_run, out=ctx.extra.get("plan_out") or sys.stdout, log=ctx.out)
         ctx.extra["kind"] = KindRun(pins=pins, files=cluster.files(ctx.settings, pins), plan=plan,
-                                    namespace=ctx.extra.get("namespace") or "testbed")
+                                    namespace=ctx.extra.get("namespace") or "testbed",
+                                    platforms=tuple(ctx.settings.platforms))
         ctx.deployments = {name: get_platform(name).deployment_for(self.name) for name in ctx.settings.platforms}
         steps = [
             Step("preflight", self._preflight),
@@ -55,7 +57,7 @@ class KindBackend:
             Step("kind cluster", self._cluster),
             Step("pre-load images", self._load_images),
             *[Step(f"helm {chart.release} {chart.version}", lambda c, chart=chart: self._helm(c, chart))
-              for chart in pins.charts],
+              for chart in pins.charts_for(tuple(ctx.settings.platforms))],
             Step("wait for CRDs, webhooks and controllers", self._wait_infrastructure),
             Step("namespace and model volume", self._namespace),
             Step("detector service", lambda c: kind_detection.step_service(c, self._save)),
@@ -88,18 +90,24 @@ class KindBackend:
                   f">= {run_.pins.minimum_memory_gib:g} GiB; "
                   + ", ".join(f"{t.name} >= {t.minimum}" for t in run_.pins.tools.values() if t.name != "docker")
                   + f"; 127.0.0.1 ports {_ports_text(run_.pins)} free unless the cluster exists")
+        checks += "; every image the plan pulls has a build for the engine's CPU architecture"
         if run_.plan.dry_run:
             run_.plan.note(f"checks: {checks}")
             for name in run_.pins.tools:
                 found = shutil.which(name)
                 run_.plan.note(f"{name}: {found or 'NOT FOUND on PATH - a real run stops here; install: ' + run_.pins.tools[name].install}")
+            run_.node_arch, source = architecture.planned_arch()
+            run_.plan.note(f"node architecture: {run_.node_arch}, from {source}; a real run reads `docker info` and "
+                           f"then the Nodes")
+            run_.pins.images(run_.node_arch, run_.platforms)  # ArchitectureUnsupported: a real run refuses too
             return
-        report = preflight.check(run_.pins)
+        report = preflight.check(run_.pins, run_.platforms)
         ctx.extra.setdefault("versions", {})["tools"] = report.versions
         if report.problems:
             raise PreflightFailed(report.problems)
+        run_.node_arch = report.docker_arch
         ctx.say(f"  {', '.join(f'{k} {v}' for k, v in report.versions.items())}; Docker: {report.docker_cpus} CPUs, "
-                f"{report.docker_memory_gib} GiB")
+                f"{report.docker_memory_gib} GiB, {report.docker_arch}")
 
     def _artifact(self, ctx: UpContext) -> None:
         run_ = ctx.extra["kind"]
@@ -135,7 +143,15 @@ class KindBackend:
             plan.command(cluster.create_command(cf, pins), timeout_s=600,
                          hint="Is Docker running, with enough memory? The output of `kind create cluster` is above.")
         plan.apply_fn = run_.kube.apply
+        self._check_node_arch(run_)
         self._save(ctx)
+
+    @staticmethod
+    def _check_node_arch(run_: KindRun) -> None:
+        """The Nodes run the architecture the images were chosen for (any API server: kind, kwok, ...)."""
+        problem = architecture.nodes_problem(architecture.node_architectures(run_.kube), run_.node_arch)
+        if problem:
+            raise ClusterConflict(run_.files.name, problem)
 
     def _check_reusable(self, run_: KindRun, settings: Settings) -> None:
         cf, pins = run_.files, run_.pins
@@ -158,7 +174,7 @@ class KindBackend:
 
     def _load_images(self, ctx: UpContext) -> None:
         run_ = ctx.extra["kind"]
-        images = run_.pins.images()
+        images = run_.pins.images(run_.node_arch, run_.platforms)
         if run_.plan.dry_run:
             for image in images:
                 run_.plan.note(f"if present in the local Docker engine: "
@@ -186,9 +202,9 @@ class KindBackend:
         run_ = ctx.extra["kind"]
         pins, plan = run_.pins, run_.plan
         kube = None if plan.dry_run else run_.kube
-        namespaces = pins.controller_namespaces
-        plan.wait(f"CRDs Established: {', '.join(pins.crds)}",
-                  lambda: wait_until("CRDs", INFRA_TIMEOUT_S, infrastructure.crds_established(kube, pins.crds)))
+        namespaces, crds = pins.controller_namespaces_for(run_.platforms), pins.crds_for(run_.platforms)
+        plan.wait(f"CRDs Established: {', '.join(crds)}",
+                  lambda: wait_until("CRDs", INFRA_TIMEOUT_S, infrastructure.crds_established(kube, crds)))
         plan.wait(f"admission webhooks served by {', '.join(namespaces)} have a CA bundle and a ready endpoint",
                   lambda: wait_until("admission webhooks", INFRA_TIMEOUT_S,
                                      infrastructure.webhooks_served(kube, namespaces)))
@@ -205,9 +221,13 @@ class KindBackend:
         run_ = ctx.extra["kind"]
         objects = [*run_.detection_objects,
                    *[obj for dep in ctx.deployments.values() for obj in dep.manifests(dep.target(ctx))]]
+        injected = [item for dep in ctx.deployments.values() for item in dep.injected_requests(dep.target(ctx))]
+        items = budget.cluster_items(run_.pins, objects, injected,
+                                     releases=[c.release for c in run_.pins.charts_for(run_.platforms)])
         run_.plan.note(f"resource budget with these platforms{' and the detector service' if run_.detection_objects else ''}: "
-                       f"{budget.summary(budget.cluster_items(run_.pins, objects))} (scheduler requests, "
-                       f"control plane estimated); the preflight asks Docker for >= {run_.pins.minimum_cpus} CPUs, "
+                       f"{budget.summary(items)} (scheduler requests, control plane estimated"
+                       + (f"; injected by operators: {', '.join(i.what for i in injected)}" if injected else "")
+                       + f"); the preflight asks Docker for >= {run_.pins.minimum_cpus} CPUs, "
                        f">= {run_.pins.minimum_memory_gib:g} GiB")
         for name, dep in ctx.deployments.items():
             dep.deploy(ctx)
@@ -260,20 +280,27 @@ class KindBackend:
 
         run_ = ctx.extra["kind"]
         url = f"http://127.0.0.1:{run_.pins.prometheus_port}"
-        queries = {name: f'up{{job="{name}",namespace="{run_.namespace}"}}' for name in ctx.deployments}
+        # How many targets each PodMonitor yields on the pods the operators generate (scrape_targets): a
+        # missing endpoint (Seldon's MLServer beside its executor) shows as too few `up` series.
+        queries = {name: (f'up{{job="{name}",namespace="{run_.namespace}"}}', dep.expected_targets(dep.target(ctx)))
+                   for name, dep in ctx.deployments.items()}
         if run_.detector_service:
-            queries["detector service"] = f'up{{job="{kind_detection.PODMONITOR_JOB}",namespace="{run_.namespace}"}}'
+            queries["detector service"] = (f'up{{job="{kind_detection.PODMONITOR_JOB}",namespace="{run_.namespace}"}}',
+                                           len(scrape_targets.endpoint_targets(
+                                               run_.detection_objects[2], 0,
+                                               scrape_targets.deployment_pods(run_.detection_objects[0]))))
         if run_.plan.dry_run:
-            run_.plan.wait(f"Prometheus at {url}: " + ", ".join(f"{q} == 1" for q in queries.values()))
+            run_.plan.wait(f"Prometheus at {url}: " + ", ".join(f"{q} == 1 on {n} target(s)" for q, n in queries.values()))
             return
         client = PrometheusClient(url)
 
         def probe():
             missing = []
-            for name, promql in queries.items():
+            for name, (promql, wanted) in queries.items():
                 rows = client.query(promql)
-                if not rows or any(r["value"] != 1.0 for r in rows):
-                    missing.append(f"{promql} -> {[r['value'] for r in rows] or 'no series'}")
+                if len(rows) < wanted or any(r["value"] != 1.0 for r in rows):
+                    missing.append(f"{promql} -> {[r['value'] for r in rows] or 'no series'} (want {wanted} target(s) "
+                                   f"at 1)")
             return not missing, "; ".join(missing)
 
         wait_until(f"Prometheus ({url}) scraping every platform", SCRAPE_TIMEOUT_S, probe)
@@ -314,7 +341,8 @@ class KindBackend:
             "complete": bool(ctx.extra.get("complete")),
             "model": ctx.artifact.summary() if ctx.artifact else None,
             "prometheus": {"url": f"http://127.0.0.1:{run_.pins.prometheus_port}"},
-            "platforms": {name: {**dep.to_state(ctx), "versions": run_.pins.serving[name]}
+            "node_arch": run_.node_arch,
+            "platforms": {name: {**dep.to_state(ctx), "versions": run_.pins.serving_for(name, run_.node_arch)}
                           for name, dep in ctx.deployments.items() if dep.started_at is not None},
             "parity": ctx.extra.get("parity"),
             "detection": self._detection_state(ctx),
@@ -350,6 +378,10 @@ class KindBackend:
         run_ = KindRun(pins=pins, files=cf, plan=Plan(dry_run=False, out=out or sys.stderr, log=out or sys.stderr),
                        namespace=namespace)
         run_.plan.apply_fn = run_.kube.apply
+        arches = set(architecture.node_architectures(run_.kube).values())
+        if len(arches) != 1:
+            raise ClusterConflict(cf.name, f"its Nodes run {sorted(arches) or 'no architecture'}; the testbed needs one")
+        run_.node_arch = arches.pop()
         run_.plan.begin(f"attach {namespace}")
         ctx = UpContext(settings=settings, out=out or sys.stderr, extra={"kind": run_})
         ctx.artifact = artifact_mod.ensure(settings.artifacts_dir, settings.artifact_seed)
@@ -416,7 +448,7 @@ class KindBackend:
         return {"backend": self.name, "state": "planned", "model": ctx.artifact.summary(),
                 "prometheus": {"url": f"http://127.0.0.1:{run_.pins.prometheus_port}", "state": "planned"},
                 "platforms": {name: {"state": "planned", "endpoint": ep.to_json(),
-                                     "versions": run_.pins.serving.get(name, {})}
+                                     "versions": run_.pins.serving_for(name, run_.node_arch)}
                               for name, ep in endpoints.items()}}
 
     def status(self, settings: Settings) -> dict:

@@ -1,8 +1,10 @@
 """The cluster's resource budget: what everything the testbed installs requests, summed.
 
 Counted: the long-running containers the Helm values size (paths below), the platforms' custom
-resources (every `resources.requests` in them), and the kind node's own control plane. This is
-what the scheduler must fit; the preflight's minimum and the README's 8 CPU / 16 GB come from it.
+resources (every `resources.requests` in them), the containers an operator injects beside what the
+resource sizes (each kind deployment's `injected_requests`: KServe's agent sidecar), and the kind
+node's own control plane. This is what the scheduler must fit; the preflight's minimum and the
+README's 8 CPU / 16 GB come from it.
 """
 
 from __future__ import annotations
@@ -60,9 +62,12 @@ def _get(data: dict, dotted: str):
     return data
 
 
-def chart_items(pins: Pins) -> list[Item]:
+def chart_items(pins: Pins, releases: list[str] | None = None) -> list[Item]:
+    """What the charts' long-running containers request; `releases`: only these (default: every chart)."""
     items = []
     for release, paths in VALUE_PATHS.items():
+        if releases is not None and release not in releases:
+            continue
         values = yaml.safe_load(pins.chart(release).values.read_text()) or {}
         for path in paths:
             if isinstance(path, tuple):
@@ -99,12 +104,14 @@ def manifest_items(obj: dict) -> list[Item]:
     return found
 
 
-def cluster_items(pins: Pins, platform_objects: list[dict]) -> list[Item]:
-    """Everything: control plane, chart-installed controllers, and the platforms' objects."""
-    items = [Item("kind control plane (estimate)", CONTROL_PLANE_CPU, CONTROL_PLANE_MEMORY), *chart_items(pins)]
+def cluster_items(pins: Pins, platform_objects: list[dict], injected: list[Item] = (),
+                  releases: list[str] | None = None) -> list[Item]:
+    """Everything: control plane, chart-installed controllers (of `releases`, default all), the platforms'
+    objects, and the containers operators inject into their pods (`injected`)."""
+    items = [Item("kind control plane (estimate)", CONTROL_PLANE_CPU, CONTROL_PLANE_MEMORY), *chart_items(pins, releases)]
     for obj in platform_objects:
         items += manifest_items(obj)
-    return items
+    return items + list(injected)
 
 
 def total(items: list[Item]) -> tuple[float, float]:

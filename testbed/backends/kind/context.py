@@ -37,6 +37,12 @@ class KindRun:
     detection_objects: list = field(default_factory=list)
     """The detector service's Deployment, Service and PodMonitor as applied (the resource budget counts them)."""
 
+    node_arch: str = "amd64"
+    """The kind node's CPU architecture (testbed/backends/kind/architecture.py): which image tags are pulled."""
+
+    platforms: tuple[str, ...] | None = None
+    """The platforms `up` deploys (their charts, CRDs, namespaces and images only); None: all."""
+
     _kube: object | None = field(default=None, repr=False)
 
     @property
@@ -47,7 +53,7 @@ class KindRun:
         if self._kube is None:
             from testbed.backends.kind.kube import Kube
 
-            self._kube = Kube(self.files.kubeconfig)
+            self._kube = Kube(self.files.kubeconfig, progress=self.plan.progress)
         return self._kube
 
 

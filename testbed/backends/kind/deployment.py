@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from testbed.backends.kind import diagnostics, templates
+from testbed.backends.kind import diagnostics, scrape_targets, templates
+from testbed.backends.kind.budget import Item
 from testbed.backends.kind.kube import wait_http_ok, wait_until
+from testbed.backends.kind.scrape_targets import GeneratedPod
 from testbed.endpoint import Endpoint
 from testbed.errors import ResourceNotReady
 from testbed.steps import UpContext
@@ -94,6 +96,29 @@ class KindDeployment:
     def readiness(self, obj: dict) -> Readiness:
         raise NotImplementedError
 
+    def generated_pods(self, target: Target) -> list[GeneratedPod]:
+        """The pods the platform's operator creates from render_resource(target), with the ports each
+        container declares: what the PodMonitor can select (testbed/backends/kind/scrape_targets.py).
+        Written from the operator's source at the pinned tag (cited in each subclass)."""
+        raise NotImplementedError
+
+    def injected_requests(self, target: Target) -> list[Item]:
+        """Resource requests of containers the operator adds to the pods that the custom resource does not
+        size (the resource budget counts them beside every `resources.requests` of the resource itself)."""
+        return []
+
+    def scrape_plan(self, target: Target) -> list[str]:
+        """Per PodMonitor endpoint: what Prometheus will scrape, next to the ports the generated pods
+        declare. NoScrapeTarget (before anything is applied) when an endpoint would scrape nothing."""
+        return scrape_targets.check(self.render_podmonitor(target), self.generated_pods(target))
+
+    def expected_targets(self, target: Target) -> int:
+        """How many `up` series the PodMonitor yields once every generated pod runs."""
+        monitor = self.render_podmonitor(target)
+        pods = self.generated_pods(target)
+        return sum(len(scrape_targets.endpoint_targets(monitor, i, pods))
+                   for i in range(len(monitor["spec"]["podMetricsEndpoints"])))
+
     def make_endpoint(self, base_url: str, model_name: str) -> Endpoint:
         raise NotImplementedError
 
@@ -145,7 +170,7 @@ class KindDeployment:
                 namespace=namespace,
                 node_port=self.node_port or run.pins.node_port(self.platform),
                 model_name=ctx.artifact.name, artifact_subpath=run.artifact_subpath, code_dir=run.code_dir,
-                serving=run.pins.serving[self.platform], model_sha256=ctx.artifact.sha256,
+                serving=run.pins.serving_for(self.platform, run.node_arch), model_sha256=ctx.artifact.sha256,
                 n_features=len(ctx.artifact.feature_names),
                 detectors_subpath=run.detectors_subpath or dirname_for(run.artifact_subpath),
                 detector_service=run.detector_service if namespace == run.namespace else None)
@@ -164,6 +189,8 @@ class KindDeployment:
     def deploy(self, ctx: UpContext) -> None:
         target = self.target(ctx)
         plan = ctx.extra["kind"].plan
+        for line in self.scrape_plan(target):
+            plan.note(line)
         self.started_at = time.monotonic()
         for obj in self.manifests(target):
             if plan.dry_run:

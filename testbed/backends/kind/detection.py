@@ -20,7 +20,7 @@ import time
 import httpx
 
 from testbed import detectors
-from testbed.backends.kind import diagnostics, templates
+from testbed.backends.kind import diagnostics, scrape_targets, templates
 from testbed.backends.kind.kube import condition, label_selector, wait_http_ok, wait_until
 from testbed.backends.kind.pins import Pins
 from testbed.detection_path import describe, sink_urls
@@ -117,9 +117,9 @@ def ray_pip(ray_pins, env=detectors.ENV) -> list[str]:
 
 
 def objects(namespace: str, pins: Pins, *, code_dir: str, detectors_subpath: str, model_sha256: str,
-            n_features: int) -> list[dict]:
-    """Deployment, Service, PodMonitor of the detector service (apply in this order)."""
-    image = pins.detection["image"]
+            n_features: int, arch: str = "amd64") -> list[dict]:
+    """Deployment, Service, PodMonitor of the detector service (apply in this order), for an `arch` node."""
+    image = pins.image_for(pins.detection["image"], arch)
     command = ["python", f"{templates.MOUNT_PATH}/{code_dir}/detector_service.py",
                "--detectors", f"{templates.MOUNT_PATH}/{detectors_subpath}", "--host", "0.0.0.0",
                "--port", str(PORT), "--model-sha256", model_sha256, "--n-features", str(int(n_features))]
@@ -171,9 +171,11 @@ def step_service(ctx: UpContext, save) -> None:
     if not ctx.settings.detection:
         return
     objs = objects(run.namespace, run.pins, code_dir=run.code_dir, detectors_subpath=run.detectors_subpath,
-                   model_sha256=ctx.artifact.sha256, n_features=len(ctx.artifact.feature_names))
+                   model_sha256=ctx.artifact.sha256, n_features=len(ctx.artifact.feature_names), arch=run.node_arch)
     run.detection_objects = objs
     run.detector_service = service_url(run.namespace)
+    for line in scrape_targets.check(objs[2], scrape_targets.deployment_pods(objs[0])):
+        run.plan.note(line)
     started = time.monotonic()
     for obj in objs:
         run.plan.apply(obj)

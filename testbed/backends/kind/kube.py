@@ -7,15 +7,21 @@ or duplicate fields (as `kubectl apply --validate=strict` would); its message is
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from testbed.backends.kind.templates import object_id
 from testbed.errors import ManifestRejected, ResourceNotReady
 
 FIELD_MANAGER = "ml-deployment-testbed"
 POLL_S = 3.0
+WEBHOOK_TLS_RETRY_S = 180.0
+"""How long an apply is retried while the API server cannot verify an admission webhook's certificate."""
+
+WEBHOOK_TLS_POLL_S = 5.0
+T = TypeVar("T")
 
 
 def rejection_message(body) -> tuple[str, list[str]]:
@@ -31,19 +37,74 @@ def rejection_message(body) -> tuple[str, list[str]]:
     return status.get("message") or str(body).strip(), causes
 
 
+def webhook_certificate_error(message: str) -> tuple[str, str] | None:
+    """(webhook name, TLS error) when the API server could not verify an admission webhook's serving
+    certificate, else None. The API server words it (k8s.io/apiserver webhook dispatchers, util/webhook
+    ErrCallingWebhook) as: failed calling webhook "<name>": failed to call webhook: Post "https://...":
+    tls: failed to verify certificate: x509: certificate signed by unknown authority."""
+    match = re.search(r'failed calling webhook "([^"]+)": failed to call webhook: .*?((?:tls: [^:]*: )?x509: .*)$',
+                      message, flags=re.S)
+    return (match.group(1), match.group(2).strip()) if match else None
+
+
+def retry_webhook_tls(apply_once: Callable[[], T], what: str, timeout_s: float = WEBHOOK_TLS_RETRY_S,
+                      poll_s: float = WEBHOOK_TLS_POLL_S, say: Callable[[str], None] = lambda _: None) -> T:
+    """apply_once(), retried for at most timeout_s while it is rejected because an admission webhook's
+    certificate cannot be verified; each retry says so through say(). Other rejections are raised at once.
+
+    Seldon Core v1's chart generates a new webhook certificate (genCA) on every `helm upgrade`: the
+    webhook configuration gets the new CA at once, while the operator pod serves the old certificate
+    until the kubelet has synced the new Secret into it (a minute or two). A re-run of `up` meets that
+    window; anything else keeps its first error.
+    """
+    deadline, attempt = None, 0
+    while True:
+        try:
+            return apply_once()
+        except ManifestRejected as exc:
+            cause = webhook_certificate_error(exc.message)
+            now = time.monotonic()
+            deadline = deadline if deadline is not None else now + timeout_s
+            if cause is None:
+                raise
+            hook, tls_error = cause
+            if now >= deadline:
+                raise ManifestRejected(
+                    exc.kind, exc.name, exc.namespace, exc.status,
+                    f"{exc.message}\n(Retried for {timeout_s:.0f}s: the certificate webhook {hook!r} serves is still "
+                    f"not signed by the CA in its webhook configuration. Restart the Deployment behind the webhook's "
+                    f"Service, e.g. `kubectl -n seldon-system rollout restart deployment seldon-controller-manager`, "
+                    f"then run `up` again.)") from None
+            attempt += 1
+            say(f"  {what}: the API server cannot verify webhook {hook!r}'s certificate yet ({tls_error}). A "
+                f"certificate just regenerated (Seldon's chart does so on every helm upgrade) reaches the webhook's "
+                f"pod with the kubelet's next Secret sync: retry {attempt} in {poll_s:.0f}s, "
+                f"{max(0.0, deadline - now):.0f}s left")
+            time.sleep(poll_s)
+
+
 class Kube:
-    def __init__(self, kubeconfig: Path, context: str | None = None):
+    def __init__(self, kubeconfig: Path, context: str | None = None, progress: Callable[[str], None] | None = None):
         from kubernetes import config, dynamic
 
         self.kubeconfig = Path(kubeconfig)
         api_client = config.new_client_from_config(config_file=str(kubeconfig), context=context)
         self.dyn = dynamic.DynamicClient(api_client)
+        self.progress = progress or (lambda _: None)
+        """Where apply reports its retries (the Plan's progress view in `up`)."""
+
+        self.webhook_tls_retry_s = WEBHOOK_TLS_RETRY_S
 
     def resource(self, api_version: str, kind: str):
         """The API resource for (apiVersion, kind), from discovery (cached; refreshed when unknown)."""
         return self.dyn.resources.get(api_version=api_version, kind=kind)
 
     def apply(self, obj: dict) -> dict:
+        """Server-side apply (field validation Strict); retried while a webhook's certificate cannot be verified."""
+        return retry_webhook_tls(lambda: self._apply_once(obj), f"apply {object_id(obj)}", self.webhook_tls_retry_s,
+                                 say=self.progress)
+
+    def _apply_once(self, obj: dict) -> dict:
         from kubernetes.dynamic.exceptions import DynamicApiError
 
         meta = obj["metadata"]
@@ -109,12 +170,20 @@ class Kube:
 
 def wait_until(what: str, timeout_s: float, probe: Callable[[], tuple[bool, str]],
                state: Callable[[], str] | None = None, poll_s: float = POLL_S) -> None:
-    """Poll probe() -> (done, reason) until done; ResourceNotReady with the last reason on timeout."""
+    """Poll probe() -> (done, reason) until done; ResourceNotReady with the last reason on timeout.
+
+    A probe raises ResourceNotReady itself for a state the resource will not leave (DEPLOY_FAILED,
+    InvalidSpec, image pull back-off, pip failing again and again): that stops the wait at once, with
+    its cause. Any other exception is taken as transient (the API server restarts while components
+    install) and polled again.
+    """
     deadline = time.monotonic() + timeout_s
     reason = "not checked yet"
     while True:
         try:
             done, reason = probe()
+        except ResourceNotReady:
+            raise
         except Exception as exc:  # the API server may restart while components install
             done, reason = False, f"{type(exc).__name__}: {exc}"
         if done:

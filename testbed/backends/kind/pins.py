@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from testbed.errors import ArchitectureUnsupported
 from testbed.settings import REPO_ROOT
 
 CLUSTER_DIR = REPO_ROOT / "cluster"
@@ -60,13 +61,92 @@ class Pins:
     detection: dict = field(default_factory=dict)
     """cluster/versions.yaml `detection`: the detector service's image."""
 
-    def images(self) -> list[str]:
-        """Every image the testbed runs in the cluster, once each, in versions.yaml order."""
+    platform_parts: dict[str, dict] = field(default_factory=dict)
+    """Platform -> the charts, CRDs, controller namespaces and image group only it needs."""
+
+    architectures: dict[str, dict] = field(default_factory=dict)
+    """Image (as listed, the amd64 tag) -> {arch: `same` | another tag | `none`, checked: how it was verified}."""
+
+    def images(self, arch: str | None = None, platforms: tuple[str, ...] | None = None) -> list[str]:
+        """Every image the testbed runs in the cluster, once each, in versions.yaml order: the listed tags, or
+        those an `arch` node pulls for `platforms` (ArchitectureUnsupported when one has no such build)."""
+        if arch is not None:
+            missing = self.unavailable(arch, platforms)
+            if missing:
+                raise ArchitectureUnsupported(arch, missing, self.refusal_fix(arch, platforms))
         seen: dict[str, None] = {}
-        for images in self.images_by_source.values():
-            for image in images:
-                seen.setdefault(image, None)
+        for group in self.image_groups(platforms):
+            for image in self.images_by_source[group]:
+                seen.setdefault(image if arch is None else self.image_for(image, arch), None)
         return list(seen)
+
+    def image_groups(self, platforms: tuple[str, ...] | None = None) -> list[str]:
+        """The image groups (versions.yaml `images` keys) pulled when `platforms` are deployed (None: all)."""
+        skipped = {part["images"] for name, part in self.platform_parts.items()
+                   if platforms is not None and name not in platforms}
+        return [group for group in self.images_by_source if group not in skipped]
+
+    def image_for(self, image: str, arch: str) -> str | None:
+        """The tag an `arch` node pulls for `image` (listed = amd64); None when there is no such build."""
+        if arch == "amd64":
+            return image
+        entry = self.architectures.get(image)
+        if entry is None:
+            raise KeyError(f"{image}: no entry in cluster/versions.yaml `architectures`")
+        choice = entry.get(arch)
+        if choice in (None, "none"):
+            return None
+        return image if choice == "same" else choice
+
+    def unavailable(self, arch: str, platforms: tuple[str, ...] | None = None) -> dict[str, list[str]]:
+        """Who needs what has no `arch` build: {platform, or "every platform": [images]}."""
+        owner = {part["images"]: name for name, part in self.platform_parts.items()}
+        missing: dict[str, list[str]] = {}
+        for group in self.image_groups(platforms):
+            for image in self.images_by_source[group]:
+                if self.image_for(image, arch) is None:
+                    missing.setdefault(owner.get(group, "every platform"), []).append(image)
+        return missing
+
+    def refusal_fix(self, arch: str, platforms: tuple[str, ...] | None) -> str:
+        recorded = {"amd64"} | {a for entry in self.architectures.values() for a in entry if a != "checked"}
+        if arch not in recorded:
+            return (f"cluster/versions.yaml records amd64 and {', '.join(sorted(recorded - {'amd64'}))} builds only: "
+                    f"run the kind backend on an amd64 machine (or the local backend here), or add {arch} to "
+                    f"`architectures` after checking each image's release build.")
+        wanted = list(platforms or self.serving)
+        usable = [p for p in wanted if p not in self.unavailable(arch, (p,))]
+        if self.unavailable(arch, ()):
+            return (f"Images every run needs have no {arch} build: run the kind backend on an amd64 machine "
+                    f"(or the local backend here).")
+        if usable:
+            return (f"Leave the other platforms out: `python -m testbed up --backend kind --platforms "
+                    f"{','.join(usable)}`, or run the kind backend on an amd64 machine (the local backend runs every "
+                    f"platform here).")
+        return f"Run the kind backend on an amd64 machine (the local backend runs every platform here)."
+
+    def serving_for(self, platform: str, arch: str = "amd64") -> dict:
+        """cluster/versions.yaml `serving.<platform>` with the image an `arch` node pulls."""
+        serving = dict(self.serving[platform])
+        if "image" in serving:
+            serving["image"] = self.image_for(serving["image"], arch) or serving["image"]
+        return serving
+
+    def charts_for(self, platforms: tuple[str, ...] | None = None) -> tuple[Chart, ...]:
+        """The charts `up` installs for `platforms` (None: all), in install order."""
+        skipped = {c for name, part in self.platform_parts.items() if platforms is not None and name not in platforms
+                   for c in part["charts"]}
+        return tuple(c for c in self.charts if c.release not in skipped)
+
+    def crds_for(self, platforms: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        skipped = {c for name, part in self.platform_parts.items() if platforms is not None and name not in platforms
+                   for c in part["crds"]}
+        return tuple(c for c in self.crds if c not in skipped)
+
+    def controller_namespaces_for(self, platforms: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        skipped = {n for name, part in self.platform_parts.items() if platforms is not None and name not in platforms
+                   for n in part["namespaces"]}
+        return tuple(n for n in self.controller_namespaces if n not in skipped)
 
     def chart(self, release: str) -> Chart:
         for chart in self.charts:
@@ -115,7 +195,8 @@ def load(cluster_dir: Path = CLUSTER_DIR) -> Pins:
         minimum_memory_gib=float(kind["minimum_memory_gib"]), tools=tools, charts=charts,
         crds=tuple(data["crds"]), controller_namespaces=tuple(data["controller_namespaces"]),
         serving=data["serving"], images_by_source={k: tuple(v) for k, v in data["images"].items()}, ports=ports,
-        detection=data.get("detection") or {},
+        detection=data.get("detection") or {}, platform_parts=data.get("platform_parts") or {},
+        architectures=data.get("architectures") or {},
     )
 
 

@@ -110,6 +110,11 @@ class Plan:
         self._log(f"  {description}")
         return fn()
 
+    def progress(self, text: str) -> None:
+        """A line of a real run's progress view (retries, waits); nothing in a dry run."""
+        if not self.dry_run:
+            self._log(text)
+
     def note(self, text: str) -> None:
         self.actions.append(Action(self.step, "note", text))
         if self.dry_run:

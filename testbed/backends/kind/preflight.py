@@ -8,13 +8,16 @@ connect() to each host port.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
 from dataclasses import dataclass, field
 
+from testbed.backends.kind import architecture
 from testbed.backends.kind.pins import Pins
 from testbed.backends.kind.plan import run
+from testbed.errors import ArchitectureUnsupported
 
 VERSION_COMMANDS = {
     "kind": ["kind", "version"],
@@ -31,6 +34,8 @@ class Report:
 
     docker_cpus: int | None = None
     docker_memory_gib: float | None = None
+    docker_arch: str | None = None
+    """The engine's CPU architecture (Go spelling: amd64, arm64), which the kind node runs."""
     cluster_exists: bool | None = None
     """None when kind is missing (unknown)."""
 
@@ -49,9 +54,14 @@ def parse_version(text: str) -> tuple[int, ...] | None:
     return tuple(int(x or 0) for x in match.groups())
 
 
-def check(pins: Pins) -> Report:
+def check(pins: Pins, platforms: tuple[str, ...] | None = None) -> Report:
     report = Report()
     _check_docker(pins, report)
+    if report.docker_arch:
+        _check_architecture(pins, platforms, report)
+    elif "docker" in report.versions:
+        report.problems.append("docker: `docker info` reports no Architecture, so the images for the kind node cannot "
+                               "be chosen. Upgrade the Docker engine.")
     for name in ("kind", "kubectl", "helm"):
         _check_tool(pins, name, report)
     if "kind" in report.versions:
@@ -82,6 +92,7 @@ def _check_docker(pins: Pins, report: Report) -> None:
                                f"it (`docker info`).")
         return
     report.versions["docker"] = info["ServerVersion"]
+    report.docker_arch = architecture.normalize(info.get("Architecture") or "") or None
     report.docker_cpus = int(info.get("NCPU") or 0)
     report.docker_memory_gib = round(int(info.get("MemTotal") or 0) / 2**30, 1)
     if report.docker_cpus < pins.minimum_cpus:
@@ -92,6 +103,19 @@ def _check_docker(pins: Pins, report: Report) -> None:
         report.problems.append(f"docker: the engine has {report.docker_memory_gib} GiB of memory, the testbed needs "
                                f"at least {pins.minimum_memory_gib:g} GiB (16 recommended). Give Docker more memory "
                                f"(Docker Desktop: Settings > Resources) or use a bigger machine.")
+
+
+def _check_architecture(pins: Pins, platforms: tuple[str, ...] | None, report: Report) -> None:
+    """Every image the plan pulls must have a build for the engine's architecture (the kind node's)."""
+    arch = report.docker_arch
+    wanted = os.environ.get(architecture.ENV_VAR)
+    if wanted and architecture.normalize(wanted) != arch:
+        report.problems.append(f"architecture: ${architecture.ENV_VAR}={wanted}, but the Docker engine (so the kind "
+                               f"node) runs {arch}. Unset it: it only chooses what a --dry-run plans for.")
+    try:
+        pins.images(arch, platforms)
+    except ArchitectureUnsupported as exc:
+        report.problems.append(f"architecture: {exc}")
 
 
 def _check_tool(pins: Pins, name: str, report: Report) -> None:

@@ -274,14 +274,11 @@ class LocalBackend:
                     prom_status["error"] = str(exc)
         healthy = (current.get("complete") and platforms and all(p["state"] == "ready" for p in platforms.values())
                    and prom_status and prom_status["state"] == "ready")
-        exposed = [{"platform": name, **sock} for name, p in platforms.items()
-                   for sock in p["listening"] if not sock["loopback"]]
         return {
             "schema": "testbed.status/v1",
             "backend": self.name,
             "state": "running" if healthy else "degraded",
-            "exposure": {"non_loopback_sockets": exposed,
-                         "note": "listening sockets of the testbed's processes not bound to loopback"},
+            "exposure": _exposure(current, platforms),
             "model": current.get("model"),
             "prometheus": prom_status,
             "platforms": platforms,
@@ -289,6 +286,41 @@ class LocalBackend:
             "timings": current.get("timings", {}),
             "results_exporter": current.get("results_exporter"),
         }
+
+
+def _exposure(current: dict, platforms: dict) -> dict:
+    """Every listening socket beyond loopback of every process `up` started, each with its cause when the
+    platform offers no way to close it (LocalProcess.known_listeners); the rest are unexplained."""
+    exposed = [{"owner": name, "platform": name, **sock} for name, p in platforms.items()
+               for sock in p["listening"] if not sock["loopback"]]
+    helpers = {f"detection {name}": info for name, info in ((current.get("detection") or {}).get("processes")
+                                                            or {}).items()}
+    helpers["results exporter"] = current.get("results_exporter") or {}
+    helpers["prometheus"] = current.get("prometheus") or {}
+    for owner, info in helpers.items():
+        if processes.is_ours(info.get("pid"), info.get("pid_start")):
+            exposed += [{"owner": owner, "platform": None, **sock}
+                        for sock in _sockets(processes.session_members(info["pid"])) if not sock["loopback"]]
+    return {"non_loopback_sockets": exposed, "count": len(exposed),
+            "unexplained": sum(1 for x in exposed if not x.get("cause")),
+            "loopback_by_testbed": {name: p["loopback_by_testbed"] for name, p in platforms.items()
+                                    if p.get("loopback_by_testbed")},
+            "note": "listening sockets of the testbed's processes not bound to loopback; `cause` says why one "
+                    "stays open (the platform has no option that closes it); loopback_by_testbed: what the testbed "
+                    "does beyond a platform's bind settings to keep it on loopback"}
+
+
+def _sockets(members: list[int], known=None) -> list[dict]:
+    """The listening sockets of these processes; `cause` on those beyond loopback that `known` explains."""
+    out = []
+    for pid, socks in processes.listening_sockets(members).items():
+        cmdline = processes.command_line(pid)
+        for addr, port in socks:
+            loopback = processes.is_loopback(addr)
+            out.append({"pid": pid, "process": processes.command_name(pid), "address": addr, "port": port,
+                        "loopback": loopback,
+                        **({} if loopback else {"cause": known(cmdline, addr) if known else None})})
+    return sorted(out, key=lambda x: (x["loopback"], x["port"]))
 
 
 def _platform_status(name: str, info: dict, client: httpx.Client) -> dict:
@@ -305,9 +337,8 @@ def _platform_status(name: str, info: dict, client: httpx.Client) -> dict:
             except httpx.HTTPError:
                 pass
     members = processes.session_members(pid) if pid else []
-    sockets = [{"pid": p, "process": processes.command_name(p), "address": addr, "port": port,
-                "loopback": processes.is_loopback(addr)}
-               for p, socks in processes.listening_sockets(members).items() for addr, port in socks]
+    deployment = get_platform(name).deployments["local"]
+    sockets = _sockets(members, deployment.listener_cause)
     return {
         "state": state_,
         "v2_base_url": ep.base_url if ep else None,
@@ -322,5 +353,6 @@ def _platform_status(name: str, info: dict, client: httpx.Client) -> dict:
         "ready_after_s": info.get("ready_after_s"),
         "versions": info.get("versions", {}),
         "endpoint": info.get("endpoint"),
-        "listening": sorted(sockets, key=lambda x: (x["loopback"], x["port"])),
+        "listening": sockets,
+        "loopback_by_testbed": list(deployment.loopback_by_testbed),
     }

@@ -21,6 +21,20 @@ from testbed.steps import UpContext
 RUNTIMES_DIR = REPO_ROOT / "deployers" / "runtimes"
 
 
+@dataclasses.dataclass(frozen=True)
+class KnownListener:
+    """A listening socket beyond loopback that the platform gives no way to close, and why."""
+
+    process: str
+    """Start of the process's command line (Ray names its worker processes, e.g. "ray::ServeReplica")."""
+
+    address: str
+    """The address it binds ("::" is every interface, IPv4 included)."""
+
+    cause: str
+    """Why it stays open: the upstream code that binds it, and the options that were tried."""
+
+
 class LocalProcess:
     platform: str = ""
     env: envs.EnvSpec
@@ -29,6 +43,22 @@ class LocalProcess:
 
     version_packages: tuple[str, ...] = ()
     """Distributions whose versions go into status and results as evidence."""
+
+    known_listeners: tuple[KnownListener, ...] = ()
+    """Sockets of this runtime that stay beyond loopback whatever the testbed sets; `status` shows the cause beside
+    each, and calls any other socket beyond loopback unexplained."""
+
+    loopback_by_testbed: tuple[str, ...] = ()
+    """What the testbed does, beyond the platform's documented bind settings, to keep this runtime on loopback
+    (with the upstream code that needs it), so that no result credits the platform with it."""
+
+    @classmethod
+    def listener_cause(cls, command_line: str, address: str) -> str | None:
+        """The cause of a socket beyond loopback when it is a known one, else None."""
+        for known in cls.known_listeners:
+            if command_line.startswith(known.process) and address == known.address:
+                return known.cause
+        return None
 
     # --- hooks -------------------------------------------------------------------------------
     def command(self, python: Path, ports: dict[str, int], workdir: Path, ctx: UpContext) -> list[str]:

@@ -40,7 +40,7 @@ def port_is_free(port: int) -> bool:
             s.bind(("127.0.0.1", port))
         except OSError:
             return False
-    # 0.0.0.0 listeners (KServe binds all interfaces) also make a loopback port unusable.
+    # Listeners on every interface (a Ray Serve replica's gRPC server) also make a loopback port unusable.
     return not is_listening(port)
 
 
@@ -72,6 +72,14 @@ def command_name(pid: int) -> str:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return "?"
+
+
+def command_line(pid: int) -> str:
+    """The process's argv joined by spaces (what `ps` shows; Ray retitles its workers), or '' when gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def _socket_table() -> dict[int, tuple[str, int]]:
