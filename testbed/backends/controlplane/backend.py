@@ -59,7 +59,8 @@ class ControlPlaneBackend:
         lay = layout(ctx.settings)
         namespace = ctx.extra.get("namespace") or "testbed"
         run = KindRun(pins=pins, files=ClusterFiles(name="testbed-controlplane", dir=lay.kind_dir),
-                      plan=Plan(dry_run=False, out=ctx.out, log=ctx.out), namespace=namespace)
+                      plan=Plan(dry_run=False, out=ctx.out, log=ctx.out), namespace=namespace,
+                      platforms=tuple(ctx.settings.platforms))
         ctx.extra["kind"] = run
         ctx.extra["cp"] = {"layout": lay, "records": {}, "not_applied": [], "operators": {}, "findings": {}}
         ctx.deployments = {name: get_platform(name).deployment_for("kind") for name in ctx.settings.platforms}
@@ -138,18 +139,17 @@ class ControlPlaneBackend:
         built = cp["built"]
         helm = built["helm"].binary("helm")
         kube_version = built[KUBERNETES].component.version
+        releases = [c.release for c in run.pins.charts_for(run.platforms)]  # what the kind path installs
         rendered: dict[str, charts.Rendered] = {}
-        for op_cls in OPERATORS:
-            op = op_cls()
-            if op.release is None:
-                continue
-            chart = run.pins.chart(op.release)
-            rendered[op.release] = charts.render(helm, chart, built[op.component].share / op.chart_path, kube_version)
+        for op in _operators(run):
+            if op.release is not None:
+                rendered[op.release] = charts.render(helm, run.pins.chart(op.release),
+                                                     built[op.component].share / op.chart_path, kube_version)
         # kserve-crd and kserve-runtime-configs: the other two KServe charts the kind backend installs.
-        share = built["kserve"].share / "charts"
         for release in ("kserve-crd", "kserve-runtime-configs"):
-            chart = run.pins.chart(release)
-            rendered[release] = charts.render(helm, chart, share / release, kube_version)
+            if release in releases:
+                rendered[release] = charts.render(helm, run.pins.chart(release),
+                                                  built["kserve"].share / "charts" / release, kube_version)
         crds, cp["findings"]["crds"] = crds_mod.plan([c for r in rendered.values() for c in r.crds],
                                                      prometheus.operator_crds(built["prometheus-operator"].share),
                                                      vendored_groups=(prometheus.GROUP,))
@@ -180,8 +180,7 @@ class ControlPlaneBackend:
         pki: pki_mod.Pki = cp["pki"]
         ca_b64 = base64.b64encode(pki.ca_bundle()).decode()
         rendered: dict[str, charts.Rendered] = cp["rendered"]
-        for op_cls in OPERATORS:
-            op: Operator = op_cls()
+        for op in _operators(run):
             built = cp["built"][op.component]
             workdir = lay.dir / "operators" / op.component
             ports = op.ports()
@@ -365,6 +364,12 @@ class ControlPlaneBackend:
 
     def faults(self, settings: Settings, dry_run: bool = False, out=None):
         raise TestbedError("The control-plane backend runs no pod: fault probes need `--backend local` or `kind`.")
+
+
+def _operators(run: KindRun) -> list[Operator]:
+    """The operators of the charts the kind path installs for these platforms (prometheus-operator always)."""
+    releases = {c.release for c in run.pins.charts_for(run.platforms)}
+    return [op for op in (cls() for cls in OPERATORS) if op.release is None or op.release in releases]
 
 
 def _node_ready(kube) -> tuple[bool, str]:
