@@ -88,8 +88,8 @@ def processes(layout: Layout, bins: dict[str, Path], kwok_stages: Path, pki: pki
         "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
         "--service-account-key-file", str(pki.sa_pub), "--service-account-signing-key-file", str(pki.sa_key),
         "--service-cluster-ip-range", pki_mod.SERVICE_CIDR, "--service-node-port-range", "30000-32767",
-        "--allow-privileged", "true", "--endpoint-reconciler-type", "none",  # 127.0.0.1 is no endpoint address
-        "--profiling", "false", "--v", "1"],
+        "--allow-privileged=true", "--endpoint-reconciler-type", "none",  # 127.0.0.1 is no endpoint address
+        "--profiling=false", "--v", "1"],
         log / "kube-apiserver.log", health=f"{server}/readyz", ports={"secure": api})
     manager = Proc("kube-controller-manager", [
         str(bins["kube-controller-manager"]), "--kubeconfig", str(layout.kubeconfig("controller-manager")),
