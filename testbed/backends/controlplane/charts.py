@@ -23,9 +23,16 @@ from testbed.backends.kind.pins import Chart
 from testbed.errors import TestbedError
 
 try:
-    from yaml import CSafeLoader as _Loader
+    from yaml import CSafeLoader as _Base
 except ImportError:  # pragma: no cover
-    from yaml import SafeLoader as _Loader
+    from yaml import SafeLoader as _Base
+
+
+class _Loader(_Base):
+    """PyYAML resolves a bare `=` (an enum value in a CRD) to its obsolete !!value tag: read it as a string."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:value", _Base.construct_yaml_str)
 
 API_VERSIONS = ("cert-manager.io/v1", "monitoring.coreos.com/v1")
 """Present on the kind cluster when these charts install (cert-manager and kube-prometheus-stack come
