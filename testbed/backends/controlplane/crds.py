@@ -16,10 +16,7 @@ import yaml
 
 from testbed.backends.kind import crd_schema
 
-try:
-    from yaml import CSafeLoader as _Loader
-except ImportError:  # pragma: no cover
-    from yaml import SafeLoader as _Loader
+from testbed.backends.controlplane.charts import _Loader
 
 
 def vendored() -> dict[str, dict]:
