@@ -23,6 +23,7 @@ import httpx
 import yaml
 
 from testbed.backends.controlplane import pki as pki_mod
+from testbed.backends.controlplane.charts import _Loader
 from testbed.backends.controlplane.operators import Launch
 from testbed.backends.controlplane.processes import Proc, free_port, start as start_proc, wait_healthy
 from testbed.backends.kind.kube import wait_until
@@ -56,7 +57,8 @@ def version(path: Path) -> str:
 def operator_crds(share: Path) -> list[dict]:
     crds = []
     for path in sorted((share / "example" / "prometheus-operator-crd").glob("*.yaml")):
-        crds += [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "CustomResourceDefinition"]
+        crds += [d for d in yaml.load_all(path.read_text(), Loader=_Loader)
+                 if d and d.get("kind") == "CustomResourceDefinition"]
     return crds
 
 
