@@ -175,6 +175,8 @@ class KServe(Operator):
     webhook = True
 
     def loopback_args(self, args, ports):
+        # Leader election finds its namespace only in a pod (service-account file) and has no flag for it.
+        args = drop_flag(args, "--leader-elect")
         args = set_flag(args, "--metrics-addr", f"127.0.0.1:{ports['metrics']}")
         args = set_flag(args, "--health-probe-addr", f"127.0.0.1:{ports['health']}")
         return set_flag(args, "--webhook-port", str(ports["webhook"]))
@@ -186,6 +188,7 @@ class Seldon(Operator):
     webhook = True
 
     def loopback_args(self, args, ports):
+        args = drop_flag(args, "--enable-leader-election")  # as KServe: no namespace outside a pod
         args = set_flag(args, "--metrics-addr", f"127.0.0.1:{ports['metrics']}")
         return set_flag(args, "--webhook-port", str(ports["webhook"]))
 
@@ -201,6 +204,7 @@ class KubeRay(Operator):
     container = "kuberay-operator"
 
     def loopback_args(self, args, ports):
+        args = set_flag(args, "--leader-election-namespace", "kuberay-system")  # found from the pod otherwise
         args = set_flag(args, "--metrics-addr", f"127.0.0.1:{ports['metrics']}")
         return set_flag(args, "--health-probe-bind-address", f"127.0.0.1:{ports['health']}")
 
