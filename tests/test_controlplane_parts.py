@@ -59,8 +59,8 @@ def test_go_version_comparison():
 def test_flags_are_replaced_not_duplicated():
     args = ["--metrics-addr=:8080", "--webhook-port", "443", "--leader-elect"]
     out = set_flag(set_flag(args, "--metrics-addr", "127.0.0.1:1"), "--webhook-port", "2")
-    assert out == ["--leader-elect", "--metrics-addr=127.0.0.1:1", "--webhook-port=2"]
-    assert drop_flag(out, "--leader-elect") == ["--metrics-addr=127.0.0.1:1", "--webhook-port=2"]
+    assert out == ["--webhook-port=2", "--metrics-addr=127.0.0.1:1", "--leader-elect"]
+    assert drop_flag(out, "--leader-elect") == ["--webhook-port=2", "--metrics-addr=127.0.0.1:1"]
 
 
 def _deployment(container: dict, volumes=None) -> dict:

@@ -161,7 +161,7 @@ def set_flag(args: list[str], flag: str, value: str) -> list[str]:
         if arg.startswith(flag + "="):
             continue
         out.append(arg)
-    return [*out, f"{flag}={value}"]
+    return [f"{flag}={value}", *out]  # first: Go's flag package stops at the first non-flag (Seldon's chart ends on '')
 
 
 def drop_flag(args: list[str], flag: str) -> list[str]:
