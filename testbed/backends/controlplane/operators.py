@@ -193,8 +193,8 @@ class Seldon(Operator):
         return set_flag(args, "--webhook-port", str(ports["webhook"]))
 
     def health_url(self, ports):
-        # The v1 operator serves no probe endpoint: its webhook server answering TLS is its readiness.
-        return f"https://127.0.0.1:{ports['webhook']}/"
+        # The v1 operator serves no probe endpoint; its metrics server answers once the manager runs.
+        return f"http://127.0.0.1:{ports['metrics']}/metrics"
 
 
 
