@@ -258,6 +258,14 @@ class ControlPlaneBackend:
             what = f"{dep.kind} {target.namespace}/{target.model_name}"
             reachable = verify.ready_reachable(dep)
             if not reachable:
+                # What it can reach here: its operator making the pods (then the checks see them).
+                try:
+                    wait_until(f"{what}: its operator creates pods", READY_TIMEOUT_S, lambda: (
+                        any(o["kind"] == "Pod" for o in verify.owned(run.kube, dep.api_version, dep.kind,
+                                                                      target.model_name, target.namespace)["objects"]),
+                        "no pod yet"))
+                except TestbedError:
+                    pass  # the `owned` check reports it
                 readiness[name] = verify.unreachable_readiness(run.kube, dep, target)
                 ctx.say(f"  {name}: {readiness[name]['text']}")
                 continue
