@@ -3,15 +3,20 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: up test setup prometheus down status bench-loadgen perf controlplane test-controlplane
+.PHONY: up test test-fast setup system-packages down status bench-loadgen perf controlplane test-controlplane
 
 up: setup
 	$(PY) -m testbed up
 
+# Everything that runs here: the fast tier and the integration tier (real runtimes, own state dir and ports).
 test: setup
 	$(PY) -m pytest -q
 
-setup: $(STAMP) prometheus
+# The fast tier alone: starts no runtime and builds no runtime environment.
+test-fast: setup
+	$(PY) -m pytest -q -m "not integration"
+
+setup: system-packages $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -19,17 +24,35 @@ $(STAMP): pyproject.toml
 	.venv/bin/uv pip install -q --python $(PY) -e '.[test]'
 	touch $(STAMP)
 
-# Prometheus is a server binary, not a Python package: the Debian package provides it.
-prometheus:
-	@command -v prometheus >/dev/null 2>&1 || test -n "$$TESTBED_PROMETHEUS" || \
-	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; \
-	    else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends prometheus; fi; }
+# Programs the testbed and its tests run that are not Python packages, as Debian packages:
+#   prometheus         the server `up` starts and every probe queries ($$TESTBED_PROMETHEUS names another binary)
+#   nginx-light, wrk   the load generator's tests and benchmark (a static nginx, wrk as the reference client)
+#   gcc, libc6-dev     the load generator's engine is C, compiled on first use
+#   python3-venv       `python3 -m venv .venv`
+#   chromium           the report test renders the HTML headless and checks the screenshot
+# Only what is missing is installed (`apt-get update` first), as root or through sudo.
+system-packages:
+	@missing=""; \
+	{ command -v prometheus >/dev/null 2>&1 || test -n "$$TESTBED_PROMETHEUS"; } || missing="$$missing prometheus"; \
+	{ command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx; } || missing="$$missing nginx-light"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	{ command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || test -n "$$CC"; } || missing="$$missing gcc"; \
+	test -f /usr/include/stdio.h || test -n "$$CC" || missing="$$missing libc6-dev"; \
+	python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || test -x $(PY) || missing="$$missing python3-venv"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  command -v apt-get >/dev/null 2>&1 || { echo "error: install these (Debian package names):$$missing" >&2; exit 1; }; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 down status:
 	$(PY) -m testbed $@
 
-# Performance (issue 6): the load generator against wrk on a static nginx (needs the Debian packages
-# wrk and nginx-light), then the full performance experiment (brings the testbed up and down itself).
+# Performance (issue 6): the load generator against wrk on a static nginx, then the full performance
+# experiment (brings the testbed up and down itself).
 bench-loadgen: setup
 	$(PY) experiments/loadgen_vs_wrk.py
 

@@ -38,15 +38,17 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
+from deployers import rayserve, seldon  # noqa: E402
 from probes import performance as perf  # noqa: E402
 from testbed import artifact as artifact_mod  # noqa: E402
 from testbed import results  # noqa: E402
+from testbed.backends.local import envs  # noqa: E402
 from testbed.endpoint import Endpoint  # noqa: E402
 from testbed.errors import TestbedError  # noqa: E402
+from testbed.experiment import Run, repeat_seed, seeds_for  # noqa: E402
 from testbed.population import Population  # noqa: E402
 from testbed.procstats import Prices  # noqa: E402
 from testbed.settings import Batching, Settings  # noqa: E402
-from testbed.state import atomic_write_json  # noqa: E402
 
 EXPERIMENT = "performance"
 BATCHING_AVAILABLE = {"kserve": False, "seldon": True, "rayserve": True}
@@ -128,7 +130,7 @@ def measure_phase(mode: str, status: dict, opts, art, model, row: np.ndarray, X:
         if mode == "off":
             inproc = perf.inprocess_latencies(model, row, n=opts.overhead_requests)
             served = perf.served_latencies(ep, body, n=opts.overhead_requests)
-            sc = perf.overhead_scores(served["latency_s"], inproc, seed=opts.seed + repeat)
+            sc = perf.overhead_scores(served["latency_s"], inproc, seed=repeat_seed(opts.seed, repeat))
             rec["overhead"].append({"repeat": repeat, "served_s": served["latency_s"], "inprocess_s": inproc,
                                     "summary": served["summary"], "scores": sc})
             say(f"  [{mode}] {name}: one row p50 {sc['served_p50_ms']:.2f} ms served vs "
@@ -183,13 +185,13 @@ def batching_evidence(name: str, ep: Endpoint, art, settings: Settings, ray_befo
 def offline(name: str, ep: Endpoint, art, X: np.ndarray, expected: np.ndarray, settings: Settings, opts) -> dict:
     out = {"v2": perf.offline_v2(ep, X, chunk=opts.offline_chunk)}
     if name == "seldon":
-        out["native"] = perf.offline_mlserver_infer(settings.envs_dir / "mlserver" / "bin" / "mlserver", ep, X,
+        out["native"] = perf.offline_mlserver_infer(envs.env_dir(seldon.ENV, settings.envs_dir) / "bin" / "mlserver", ep, X,
                                                     rows_per_line=opts.offline_chunk // 5)
     elif name == "rayserve":
         import hashlib
 
         tmp = Path("/tmp") / f"testbed-raybatch-{hashlib.sha256(str(REPO).encode()).hexdigest()[:8]}"
-        out["native"] = perf.offline_ray_job(settings.envs_dir / "rayserve" / "bin" / "python",
+        out["native"] = perf.offline_ray_job(envs.python_of(envs.env_dir(rayserve.ENV, settings.envs_dir)),
                                              REPO / "deployers" / "runtimes" / "ray_batch.py", art.path, X, tmp)
     for k, v in out.items():
         v["agreement"] = perf.agreement(v.pop("labels", None), expected)
@@ -432,20 +434,25 @@ def main(argv=None) -> int:
     run_dir = results.RESULTS_DIR / run_id
     hw = results.hardware()
     started = time.time()
-    from testbed.experiment import RUN_SCHEMA
 
-    # The report reads runs by this schema: name the artifact as the harness does.
-    atomic_write_json(run_dir / "run.json", {
-        "schema": RUN_SCHEMA, "created_at": started, "artifact": {"name": art.name, "sha256": art.sha256},
-        "run_id": run_id, "experiment": EXPERIMENT, "backend": opts.backend, "platforms": opts.platforms,
-        "seed": opts.seed, "repeats": opts.repeats, "artifact_sha256": art.sha256, "hardware": hw,
+    # The harness's run.json (the report reads runs by it): this experiment brings the testbed up and
+    # down itself (batching off and on), so it records its units here rather than through the harness.
+    run = Run.create(results.RESULTS_DIR, run_id, {
+        "kind": "experiment", "artifact": {"name": art.name, "sha256": art.sha256}, "experiment": EXPERIMENT,
+        "backend": opts.backend, "platforms": opts.platforms, "seed": opts.seed, "repeats": opts.repeats,
+        "seeds": seeds_for(opts.seed, opts.repeats), "hardware": hw,
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
         "options": {k: v for k, v in vars(opts).items()}, "batching_on": batching.describe(),
-        "prices": {"vcpu_hour": prices.vcpu_hour, "gb_hour": prices.gb_hour}, "started_at": started})
+        "prices": {"vcpu_hour": prices.vcpu_hour, "gb_hour": prices.gb_hour}})
+    exp = run.experiment(EXPERIMENT)
+    exp.update({"probe": "probes.performance", "state": "running"})
+    run.save()
     say(f"run {run_id}: {', '.join(opts.platforms)}; {opts.repeats} repeats; levels {opts.levels}; "
         f"{hw['cpu']} x{hw['cores']}")
     store: dict = {}
     inproc_offline = []
     ups = []
+    finished_repeats: list[int] = []
     client = None
     if not opts.skip_wrk:
         # Before any runtime is up: the client's own top rate on this machine, vs wrk, same settings.
@@ -476,6 +483,7 @@ def main(argv=None) -> int:
                     measure_phase(mode, status, opts, art, model, row, X, expected, repeat, store, prices)
                 finally:
                     cli("down", "--backend", opts.backend, check=False)
+            finished_repeats.append(repeat)
     finally:
         rs = build_results(store, inproc_offline, opts, run_id, art, prices, batching, hw) if store else []
         if client is not None:
@@ -493,7 +501,13 @@ def main(argv=None) -> int:
                 run_id=run_id))
         for r in rs:
             r.evidence["testbed_ups"] = ups
-            results.write(r, run_dir, EXPERIMENT)
+            exp.setdefault("files", []).append(str(results.write(r, run_dir, EXPERIMENT).relative_to(run_dir)))
+        exp["completed_units"] = [f"r{r}/{p}" for r in finished_repeats for p in opts.platforms]
+        exp["state"] = run.data["state"] = "complete" if len(exp["completed_units"]) == opts.repeats * len(
+            opts.platforms) else "incomplete"
+        exp["wall_s"] = round(time.time() - started, 1)
+        run.data["finished_at"] = time.time()
+        run.save()
         made = plots(rs, run_dir / EXPERIMENT / "plots") if rs else []
         say(f"wrote {len(rs)} results and plots {made} under {run_dir / EXPERIMENT} "
             f"in {time.time() - started:.0f} s")

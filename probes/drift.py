@@ -1,9 +1,12 @@
 """Drift probe: a no-drift control stream and graded drifts with known onsets, through each platform's
-detection path; scores the false-positive rate on control windows, the detection delay (rows and
-seconds after onset) per kind and magnitude, and the smallest magnitude detected per kind.
+detection path. Scores, per window class (probes/scoring.py: window_class): alarms on control windows
+(false-positive rate), alarms on windows wholly drifted by one stream (power per kind and magnitude), and
+per stream the first alarm after onset (delay in rows and seconds). Counts are kept so the report pools
+repeats before it takes intervals (probes/stats.py) and decides which magnitudes are detected.
 
 `run(ctx)` -> one Result per platform. ctx.options: {"reference_csv": path|None, "data_csv": path|None,
-"control_n": 4000, "drift_n": 1200, "onset": 500, "kinds": [...], "magnitudes": {kind: [...]}}.
+"control_n": 4000, "drift_n": 1400, "onset": 300, "randomise_onset": True, "window_rows": the detectors'
+window, "kinds": [...], "magnitudes": {kind: [...]}}.
 User data: the reference rows are sent first as a control segment and the data rows after them, as
 one stream whose onset is the first data row; the detectors are the deployed ones (fitted on the
 artifact's reference sample), so the question answered is "does this platform's path flag the data".
@@ -17,18 +20,27 @@ import httpx
 import numpy as np
 
 from probes import detection_io as dio
-from probes import scoring
+from probes import scoring, stats
 from probes.context import ProbeContext
+from probes.stats import derive_seed
 from probes.scenarios import DRIFT_KINDS, DRIFT_MAGNITUDES, Stream, control_stream, drift_suite, user_stream
+from testbed.detectors import CONFIG as DETECTOR_CONFIG
 from testbed.errors import EmptyScenario, TestbedError
 from testbed.population import Population
 from testbed.results import Result
 
 PROBE = "drift"
 FPR_QUANTILE = 0.999
+CONTROL_N = 4000
+DRIFT_N = 1400
+ONSET = 300
+"""Each drift stream: 300-499 undrifted rows (onset at a seeded phase of the window), then 901-1100 drifted
+rows: 3-5 windows of 200 rows wholly drifted per stream and repeat."""
 
 
-def scenario(ctx: ProbeContext) -> list[Stream]:
+def scenario(ctx: ProbeContext, window_rows: int = 200) -> list[Stream]:
+    """The streams in the order they are sent. Seeds: a hash of (ctx.seed, ctx.repeat, kind, magnitude)
+    per stream; onsets at onset + a seeded 0..window_rows-1 rows; the order shuffled per repeat."""
     opts = ctx.options or {}
     names = ctx.artifact.feature_names
     if opts.get("data_csv") or opts.get("reference_csv"):
@@ -45,35 +57,50 @@ def scenario(ctx: ProbeContext) -> list[Stream]:
     magnitudes = opts.get("magnitudes") or DRIFT_MAGNITUDES
     kinds = opts.get("kinds") or DRIFT_KINDS
     magnitudes = {k: tuple(v) for k, v in magnitudes.items() if k in kinds}
-    control = control_stream(population, int(opts.get("control_n", 4000)), seed=ctx.seed)
-    return [control, *drift_suite(population, ctx.seed, n=int(opts.get("drift_n", 1200)),
-                                  onset=int(opts.get("onset", 500)), magnitudes=magnitudes)]
+    control = control_stream(population, int(opts.get("control_n", CONTROL_N)),
+                             seed=derive_seed(ctx.seed, ctx.repeat, "control"))
+    drifts = drift_suite(population, ctx.seed, n=int(opts.get("drift_n", DRIFT_N)),
+                         onset=int(opts.get("onset", ONSET)), magnitudes=magnitudes, repeat=ctx.repeat,
+                         onset_jitter=window_rows if opts.get("randomise_onset", True) else 0)
+    order = np.random.default_rng(derive_seed(ctx.seed, ctx.repeat, "order")).permutation(len(drifts))
+    return [control, *(drifts[i] for i in order)]
 
 
 def score(streams: list[Stream], windows: list[scoring.Window], sent_at: dict, tag: str, p_val: float) -> dict:
-    """Pure: FPR on control windows, delay per drifted stream, smallest magnitude detected per kind."""
+    """Pure. Per window class (scoring.window_class): false alarms on control windows; alarms on windows wholly
+    drifted by one stream (power), per kind and magnitude; per stream, the first alarm on a window holding any
+    of its post-onset rows (delay in rows and seconds). Counts are kept so the report can pool repeats;
+    intervals here are this repeat's alone (Clopper-Pearson)."""
     onsets = {s.name: s.onset for s in streams}
-    fpr = scoring.false_positive_rate(windows, onsets)
-    fpr["allowed_false_alarms"] = scoring.binomial_upper(fpr["control_windows"], p_val, FPR_QUANTILE)
-    fpr["within_configured"] = fpr["false_alarms"] <= fpr["allowed_false_alarms"]
-    per_stream, by_kind = {}, {}
+    counts = scoring.window_counts(windows, onsets)
+    fpr = stats.clopper_pearson(*counts["control"])
+    allowed = scoring.binomial_upper(fpr.n, p_val, FPR_QUANTILE)
+    per_stream, power = {}, {}
     for s in streams:
         if s.onset is None:
             continue
         onset_rid = _rid_of_row(tag, s, s.onset, sent_at)
         d = scoring.detection_delay(windows, s.name, s.onset, sent_at.get(onset_rid))
-        per_stream[s.name] = {"kind": s.kind, "magnitude": s.magnitude, "feature": s.feature, "onset": s.onset, **d}
-        by_kind.setdefault(s.kind, {})[s.magnitude] = d["detected"]
-    smallest = {k: scoring.smallest_detected(v) for k, v in by_kind.items()}
-    delays = sorted(s["delay_samples"] for s in per_stream.values() if s.get("delay_samples") is not None)
-    # Flat numbers for tables and Prometheus (the nested dicts above keep the detail).
-    flat = {f"min_{k}_detected": v for k, v in smallest.items() if v is not None}
-    if delays:
-        flat["median_delay_samples"] = float(np.median(delays))
-    return {**flat, "fpr": fpr["fpr"], "control_windows": fpr["control_windows"], "false_alarms": fpr["false_alarms"],
-            "allowed_false_alarms": fpr["allowed_false_alarms"], "fpr_within_configured": fpr["within_configured"],
-            "windows": len(windows), "streams": per_stream, "smallest_magnitude_detected": smallest,
-            "detected_by_kind": {k: {f"{m:g}": d for m, d in sorted(v.items())} for k, v in by_kind.items()}}
+        k, n = counts["drifted"].get(s.name, [0, 0])
+        per_stream[s.name] = {"kind": s.kind, "magnitude": s.magnitude, "feature": s.feature, "onset": s.onset,
+                              "seed": s.seed, "drifted_windows": n, "drifted_alarms": k, **d}
+        slot = power.setdefault(s.kind, {}).setdefault(f"{s.magnitude:g}", [0, 0])
+        slot[0] += k
+        slot[1] += n
+    rates = {kind: {m: stats.clopper_pearson(*kn) for m, kn in by_m.items()} for kind, by_m in power.items()}
+    smallest = {kind: stats.smallest_detected({float(m): r for m, r in by_m.items()}, fpr)
+                for kind, by_m in rates.items()}
+    out = {"fpr": fpr.rate, "fpr_lo": fpr.lo, "fpr_hi": fpr.hi, "control_windows": fpr.n, "false_alarms": fpr.k,
+           "allowed_false_alarms": allowed, "fpr_within_configured": fpr.k <= allowed,
+           "interval_method": stats.CLOPPER_PEARSON,
+           "windows": len(windows), "partial_windows": counts["partial"][1], "foreign_windows": counts["foreign"],
+           "windows_mixing_streams": counts["mixing_streams"],
+           "power_counts": power,
+           "power": {kind: {m: r.to_json() for m, r in by_m.items()} for kind, by_m in rates.items()},
+           "streams": per_stream,
+           # This repeat alone; the report decides on counts pooled over repeats.
+           "smallest_magnitude_detected": smallest}
+    return out
 
 
 def _rid_of_row(tag: str, stream: Stream, row: int, sent_at: dict) -> str:
@@ -84,14 +111,14 @@ def _rid_of_row(tag: str, stream: Stream, row: int, sent_at: dict) -> str:
 
 
 def verdict_word(scores: dict) -> str:
-    detected = [s for s in scores["streams"].values() if s["detected"]]
     if not scores["streams"]:
         return "alarm" if scores["false_alarms"] else "no alarm"
-    return "detected" if detected else "missed"
+    return "detected" if any(v is not None for v in scores["smallest_magnitude_detected"].values()) else "missed"
 
 
 def run(ctx: ProbeContext) -> list[Result]:
-    streams = scenario(ctx)
+    window = int((ctx.options or {}).get("window_rows") or DETECTOR_CONFIG["drift"]["window_rows"])
+    streams = scenario(ctx, window)
     return [measure(ctx, endpoint, streams) for endpoint in ctx.endpoints.values()]
 
 
@@ -142,7 +169,9 @@ def measure(ctx: ProbeContext, endpoint, streams: list[Stream]) -> Result:
             "p_values": [r["p_vals"] for r in records if r["kind"] == "drift"],
             "failed_requests": sent.failed[:20], "verdict_wait_s": round(waited, 2),
             "send_seconds": round(sent.seconds, 3),
-            "per_magnitude": [{"kind": v["kind"], "magnitude": v["magnitude"], "delay_samples": v["delay_samples"]}
+            "per_magnitude": [{"kind": v["kind"], "magnitude": v["magnitude"], "delay_samples": v["delay_samples"],
+                               "delay_seconds": v["delay_seconds"], "drifted_windows": v["drifted_windows"],
+                               "drifted_alarms": v["drifted_alarms"]}
                               for v in result.scores.get("streams", {}).values()]}
         result.verdict = verdict_word(result.scores)
     except (TestbedError, httpx.HTTPError, KeyError, ValueError) as exc:

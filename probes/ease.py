@@ -64,29 +64,26 @@ def venv_distributions(env_dir: Path) -> int:
 
 
 def run(ctx) -> list[Result]:
-    from testbed import cli
-    from testbed.backends import get_backend
+    from dataclasses import replace
+
+    from testbed import lifecycle
 
     if ctx.backend != "local":
         raise RuntimeError("ease of deployment is measured on the local backend (kind: see `up --dry-run`)")
     settings = Settings(backend=ctx.backend)
-    backend = get_backend(ctx.backend)
     out = []
     for platform in ctx.endpoints:
-        cli.main(["down", "--backend", ctx.backend])
+        lifecycle.down(settings)
         started = time.time()
         t0 = time.monotonic()
-        code = cli.main(["up", "--backend", ctx.backend, "--platforms", platform])
+        status = lifecycle.up(replace(settings, platforms=(platform,))).status
         up_wall = time.monotonic() - t0
-        if code != 0:
-            raise RuntimeError(f"`up --platforms {platform}` exited {code}")
-        status = backend.status(settings)
         info = status["platforms"][platform]
         state = json.loads((settings.run_dir / "state.json").read_text())
-        env_name = state["platforms"][platform]["env"]
+        env_dir = Path(state["platforms"][platform]["env_dir"])
         lines, files = count_user_lines(platform, settings.run_dir, status["model"]["name"])
         timings = status.get("timings", {})
-        components = venv_distributions(settings.envs_dir / env_name)
+        components = venv_distributions(env_dir)
         out.append(Result(
             probe="ease", platform=platform, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
             verdict="ready",
@@ -96,7 +93,7 @@ def run(ctx) -> list[Result]:
             measurements={"timings": timings, "user_files": files},
             evidence={"how": "`down`, then `up --platforms <platform>` alone; ready_s is the backend's "
                              "ready:<platform> timing (process start to model ready route answering 200)",
-                      "env": env_name, "components": "distributions in the runtime's venv",
+                      "env": env_dir.name, "components": "distributions in the runtime's venv",
                       "versions": info.get("versions", {})},
             mechanism="config" if platform == "seldon" else "user code", started_at=started))
     return out

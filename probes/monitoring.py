@@ -1,10 +1,14 @@
 """Monitoring: after a known traffic pattern, which signals each platform exposes in Prometheus,
 and whether the counts Prometheus holds equal what was sent.
 
-The metric catalogue below is data: for each platform and signal, the PromQL that answers it
-(or None when the platform has no such metric), what it counts, and why. It was read off the
-real runtimes' /metrics pages (KServe 0.20.0, MLServer 1.7.1, Ray Serve 2.60.0) after known
-traffic; `python -m testbed probe monitoring` re-checks it on every run.
+The metric catalogue below says where to look: for each platform and signal, the PromQL that answers it
+(or None where none was found when it was written), what it counts, and why. It never decides the answer:
+a signal counts as exposed only when a series is found in the scrape AND it moved with the traffic the
+probe sent. Besides the catalogue's queries, every series of the platform is snapshotted before and after
+the traffic and searched by generic patterns (`discover`: a status-code label with a non-2xx value that
+grew, a queue or batch metric whose value changed, any series labelled with the model's name that grew, a
+latency histogram whose count grew), so a metric the catalogue does not know, or a catalogue entry set to
+None, is still found, and a catalogued series that does not move is not counted.
 
 Scoring (`score`) is pure: recorded query values before and after the traffic in, per-signal
 exposure and count accuracy out. `run` does the I/O: settle, send, wait for the scrape, query.
@@ -12,6 +16,7 @@ exposure and count accuracy out. `run` does the I/O: settle, send, wait for the 
 
 from __future__ import annotations
 
+import re
 import string
 import time
 from dataclasses import dataclass, field
@@ -170,28 +175,42 @@ def expected_counts(answered_ok: int, answered_failed: int) -> dict[str, int]:
 
 
 def score(catalogue: PlatformMetrics, before: dict[str, float | None], after: dict[str, float | None],
-          expected: dict[str, int]) -> dict:
+          expected: dict[str, int], discovered: dict[str, dict] | None = None) -> dict:
     """Exposure and count accuracy per signal, from query values before and after the traffic.
 
-    `before`/`after` map signal name -> the query's value (None: the query returned no series).
-    A count signal is exact when after - before equals the expected count of what it counts.
-    """
+    `before`/`after` map signal name -> the catalogue query's value (None: no series). A signal is exposed when
+    a series of it was found and moved with the traffic: the catalogue's count query grew (count signals), or
+    a series `discover` found moved (every signal). A count signal is exact when its growth equals the expected
+    count of what it counts. The catalogue only points; nothing is exposed on its word alone."""
+    discovered = discovered or {}
     per_signal = {}
     for name in SIGNALS:
         signal = catalogue.signals.get(name, Signal(None))
         value = after.get(name)
-        entry = {"exposed": signal.query is not None and value is not None, "counts": signal.counts,
-                 "note": signal.note}
-        if signal.counts and entry["exposed"]:
+        found_by = discovered.get(name, {"found": [], "moved": []})
+        entry = {"counts": signal.counts, "note": signal.note, "catalogue_query": signal.query is not None,
+                 "found": (signal.query is not None and value is not None) or bool(found_by["found"]),
+                 "discovered": found_by["found"][:5], "discovered_moving": found_by["moved"][:5]}
+        moved = bool(found_by["moved"])
+        if signal.counts and signal.query is not None and value is not None:
             observed = value - (before.get(name) or 0.0)
             entry.update(expected=expected[signal.counts], observed=observed,
                          exact=abs(observed - expected[signal.counts]) < 1e-9)
+            moved = moved or observed > 0
+        elif not signal.counts and signal.query is not None and value is not None and before.get(name) is not None:
+            moved = moved or value != before.get(name)
+        entry["moved"] = moved
+        entry["exposed"] = entry["found"] and moved
+        if entry["found"] and not moved:
+            entry["note"] = (entry["note"] + "; " if entry["note"] else "") + "found in the scrape, did not move " \
+                            "with the traffic sent"
         per_signal[name] = entry
     counted = [e for e in per_signal.values() if "exact" in e]
     exposed = sum(e["exposed"] for e in per_signal.values())
     scores = {
         "coverage": exposed / len(SIGNALS),
         "signals_exposed": exposed,
+        "signals_found": sum(e["found"] for e in per_signal.values()),
         "count_signals": len(counted),
         "count_accuracy": (sum(e["exact"] for e in counted) / len(counted)) if counted else None,
         "max_count_error": max((abs(e["observed"] - e["expected"]) for e in counted), default=None),
@@ -207,6 +226,67 @@ def counts_reached(catalogue: PlatformMetrics, before: dict, current: dict, expe
             if current.get(name) is None or current[name] - (before.get(name) or 0.0) < expected[signal.counts]:
                 return False
     return True
+
+
+# --- discovery: what the scrape holds, whatever the catalogue says -----------------------------
+STATUS_LABELS = ("code", "status", "status_code", "http_status", "response_code")
+QUEUE_NAME = re.compile(r"queue|batch|pending|ongoing|in_flight|inflight|concurren", re.I)
+LATENCY_NAME = re.compile(r"(latency|duration|seconds|_ms)[a-z_]*_bucket$", re.I)
+REQUEST_NAME = re.compile(r"request.*(_total|_count)$", re.I)
+
+
+def series_key(metric: dict) -> str:
+    labels = ",".join(f'{k}="{v}"' for k, v in sorted(metric.items()) if k != "__name__")
+    return f"{metric.get('__name__', '')}{{{labels}}}"
+
+
+def snapshot(prometheus, platform: str) -> dict[str, tuple[dict, float]]:
+    """Every series Prometheus holds for the platform's scrape: key -> (labels, value)."""
+    rows = prometheus.query(f'{{platform="{platform}"}}')
+    return {series_key(r["metric"]): (r["metric"], float(r["value"])) for r in rows if "value" in r}
+
+
+def discover(before: dict, after: dict, model: str, bad_sent: int, quiet: dict | None = None) -> dict[str, dict]:
+    """Per signal, series found by generic patterns and those among them that moved with the traffic:
+    {signal: {"found": [keys], "moved": [keys]}}. Pure.
+
+    `quiet` is a snapshot taken an idle interval before `before`: a series that changed while nothing was sent
+    (Ray's GCS timings, process gauges) moves by itself, so its change during the traffic is no evidence."""
+    out = {name: {"found": [], "moved": []} for name in SIGNALS}
+    background = {k for k, (_, v) in (quiet or {}).items() if k in before and before[k][1] != v}
+
+    def delta(key):
+        if key in background:
+            return 0.0
+        return after[key][1] - (before[key][1] if key in before else 0.0)
+
+    for key, (labels, value) in after.items():
+        name = labels.get("__name__", "")
+        if name.startswith(("testbed_", "up", "scrape_")):
+            continue  # the testbed's own exporters and Prometheus' synthetic series
+        grew = delta(key) > 0
+        status = next((labels[k] for k in STATUS_LABELS if k in labels), None)
+        if status is not None and not str(status).startswith("2"):
+            out["status_codes"]["found"].append(key)
+            if bad_sent and delta(key) >= 1:
+                out["status_codes"]["moved"].append(key)
+        if QUEUE_NAME.search(name):
+            out["queue_or_batch"]["found"].append(key)
+            if key not in background and (key not in before or before[key][1] != value):
+                out["queue_or_batch"]["moved"].append(key)
+        if model and any(v == model for k, v in labels.items() if k != "__name__"):
+            out["model_label"]["found"].append(key)
+            if grew:
+                out["model_label"]["moved"].append(key)
+        if LATENCY_NAME.search(name):
+            out["latency_histogram"]["found"].append(key)
+            if grew:
+                out["latency_histogram"]["moved"].append(key)
+        if REQUEST_NAME.search(name):
+            out["requests_total"]["found"].append(key)
+            if grew:
+                out["requests_total"]["moved"].append(key)
+    return out
 
 
 # --- traffic -----------------------------------------------------------------------------------
@@ -307,6 +387,11 @@ def run(ctx: ProbeContext) -> list[Result]:
     quiet = {p: CATALOGUE[p].export_lag_s + 2 * scrape_s for p in platforms}
 
     before = settle(ctx.prometheus, count_queries, quiet, timeout_s=60.0, poll_s=scrape_s / 2)
+    # An idle interval as long as the wait for the traffic's scrape: what moves in it moves by itself.
+    snaps_quiet = {p: snapshot(ctx.prometheus, p) for p in platforms}
+    time.sleep(max(quiet.values(), default=0.0))
+    before_all = {p: read(ctx.prometheus, all_queries[p]) for p in platforms}
+    snaps_before = {p: snapshot(ctx.prometheus, p) for p in platforms}
     traffic, sent_at = {}, {}
     requests = plan.requests(population, len(ctx.artifact.feature_names))
     for p in platforms:
@@ -328,7 +413,9 @@ def run(ctx: ProbeContext) -> list[Result]:
     results = []
     for p in platforms:
         after = read(ctx.prometheus, all_queries[p])
-        scored = score(CATALOGUE[p], before[p], after, expected[p])
+        found = discover(snaps_before[p], snapshot(ctx.prometheus, p), model, traffic[p]["answered_failed"],
+                         quiet=snaps_quiet[p])
+        scored = score(CATALOGUE[p], {**before_all[p], **before[p]}, after, expected[p], found)
         results.append(Result(
             probe=PROBE, platform=p, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
             verdict=scored["verdict"], mechanism="native",

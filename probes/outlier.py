@@ -2,7 +2,7 @@
 the detector's flags against the truth; count events lost between platform and detector.
 
 `run(ctx)` -> one Result per platform. ctx.options: {"data_csv": path|None, "truth_csv": path|None,
-"n": rows (default 2000), "rate": outlier share (default 0.05), "latency_pairs": 100}. Without a CSV
+"n": rows (default 3000), "rate": outlier share (default 0.05), "latency_pairs": 100}. Without a CSV
 the stream is `scenarios.outlier_stream` (seeded by ctx.seed, drawn from the artifact's population).
 """
 
@@ -14,9 +14,10 @@ import httpx
 import numpy as np
 
 from probes import detection_io as dio
-from probes import scoring
+from probes import scoring, stats
 from probes.context import ProbeContext
 from probes.scenarios import OUTLIER_KINDS, Stream, outlier_stream
+from probes.stats import derive_seed
 from testbed.errors import TestbedError
 from testbed.population import Population
 from testbed.results import Result
@@ -31,17 +32,36 @@ def scenario(ctx: ProbeContext) -> Stream:
     if opts.get("data_csv"):
         return dio.user_rows(opts["data_csv"], ctx.artifact.feature_names, "user-data", opts.get("truth_csv"))
     population = Population(ctx.artifact.metadata["recipe"]["seed"])
-    return outlier_stream(population, int(opts.get("n", 2000)), seed=ctx.seed, rate=float(opts.get("rate", 0.05)))
+    return outlier_stream(population, int(opts.get("n", 3000)), seed=derive_seed(ctx.seed, ctx.repeat, "outliers"),
+                          rate=float(opts.get("rate", 0.05)))
 
 
 def score(stream: Stream, flags: np.ndarray, scores: np.ndarray) -> dict:
-    """Pure: classification scores, and recall per planted kind and severity."""
+    """Pure: classification counts, recall per planted kind and per (kind, severity), and the false-positive rate
+    on clean rows, each with a Clopper-Pearson interval; precision beside the best precision any detector could
+    reach at this base rate and this false-positive rate (recall 1), since with 5% planted outliers a 1% flag
+    rate on clean rows alone caps precision near 0.84."""
     out: dict = {"flagged": int(flags.sum()), "flag_rate": float(flags.mean())}
     if len(stream.outlier_index) or stream.kind == "outliers":
-        out.update(scoring.classification(flags, stream.is_outlier))
+        c = scoring.classification(flags, stream.is_outlier)
+        out.update(c)
         groups = [f"{k}@{s:g}" for k, s in zip(stream.outlier_kind, stream.outlier_severity)]
-        out["recall_by_kind_severity"] = scoring.recall_by_group(flags, stream.outlier_index, groups)
-        out["recall_by_kind"] = scoring.recall_by_group(flags, stream.outlier_index, stream.outlier_kind)
+        for key, labels in (("recall_by_kind_severity", groups), ("recall_by_kind", stream.outlier_kind)):
+            table = scoring.recall_by_group(flags, stream.outlier_index, labels)
+            for entry in table.values():
+                r = stats.clopper_pearson(entry["detected"], entry["n"])
+                entry.update(lo=r.lo, hi=r.hi)
+            out[key] = table
+        fpr = stats.clopper_pearson(c["fp"], c["fp"] + c["tn"])
+        base_rate = (c["tp"] + c["fn"]) / len(flags)
+        out.update(fpr_lo=fpr.lo, fpr_hi=fpr.hi, base_rate=base_rate, interval_method=stats.CLOPPER_PEARSON,
+                   precision_bound=stats.precision_bound(base_rate, c["fpr"]) if c["fpr"] is not None else None)
+        if c["tp"] + c["fp"]:
+            p = stats.clopper_pearson(c["tp"], c["tp"] + c["fp"])
+            out.update(precision_lo=p.lo, precision_hi=p.hi)
+        if c["tp"] + c["fn"]:
+            r = stats.clopper_pearson(c["tp"], c["tp"] + c["fn"])
+            out.update(recall_lo=r.lo, recall_hi=r.hi)
     return out
 
 

@@ -61,8 +61,10 @@ def load(name: str) -> ModuleType:
 
 
 def context_from_status(status: dict, platforms: tuple[str, ...] | None, seed: int = 0, run_id: str = "",
-                        options: dict | None = None) -> ProbeContext:
-    """The ProbeContext for the running testbed; NotRunning / PlatformNotUp when it (or a platform) is not up.
+                        options: dict | None = None, repeat: int = 0) -> ProbeContext:
+    """The ProbeContext for the running testbed, from its `status --json` document alone (the one
+    builder: the harness and the fault dry runs use it); NotRunning / PlatformNotUp when it (or a
+    platform) is not up.
 
     A "planned" status (a backend's dry run of `up`, e.g. KindBackend.planned_status) counts as up:
     only fault probes with dry_run use it, to print what they would do."""
@@ -89,17 +91,23 @@ def context_from_status(status: dict, platforms: tuple[str, ...] | None, seed: i
         backend=status["backend"],
         seed=seed,
         run_id=run_id,
+        repeat=repeat,
         versions={n: status["platforms"][n].get("versions", {}) for n in wanted},
         options=dict(options or {}),
         exposure=exposure_from_status(status, wanted),
     )
 
 
-def for_probe(ctx: ProbeContext, name: str) -> ProbeContext:
-    """ctx with only the user-data options this probe reads (drift's only as a reference+data pair)."""
+def options_for(name: str, options: dict) -> dict:
+    """options with only the user-data entries this probe reads (drift's only as a reference+data pair)."""
     user_keys = {k for keys in USER_DATA.values() for k in keys}
-    options = {k: v for k, v in ctx.options.items() if k not in user_keys or k in USER_DATA.get(name, ())}
+    options = {k: v for k, v in options.items() if k not in user_keys or k in USER_DATA.get(name, ())}
     if name == "drift" and not ("reference_csv" in options and "data_csv" in options):
         options.pop("reference_csv", None)
         options.pop("data_csv", None)
-    return replace(ctx, options=options)
+    return options
+
+
+def for_probe(ctx: ProbeContext, name: str) -> ProbeContext:
+    """ctx with only the user-data options this probe reads."""
+    return replace(ctx, options=options_for(name, ctx.options))

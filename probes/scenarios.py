@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from probes.stats import derive_seed
 from testbed.errors import EmptyScenario
 from testbed.population import CATEGORICAL, FEATURES, INFORMATIVE, Population
 
@@ -173,13 +174,21 @@ def drift_stream(population: Population, kind: str, magnitude: float, n: int, on
 
 
 def drift_suite(population: Population, seed: int, n: int = 1000, onset: int = 400,
-                magnitudes: dict[str, tuple[float, ...]] | None = None) -> list[Stream]:
-    """One stream per (kind, magnitude), each with its own seed derived from `seed`."""
+                magnitudes: dict[str, tuple[float, ...]] | None = None, repeat: int = 0,
+                onset_jitter: int = 0) -> list[Stream]:
+    """One stream per (kind, magnitude), each seeded by a hash of (seed, repeat, kind, magnitude): no two
+    streams of any run or repeat share draws (addition would: seed + 1000k + m collides across repeats).
+
+    onset_jitter > 0 moves each stream's onset by a seeded uniform 0..onset_jitter-1 rows, so that, with
+    onset_jitter = the detector's window, an onset falls at a random phase of the window it lands in."""
     magnitudes = DRIFT_MAGNITUDES if magnitudes is None else magnitudes
     streams = []
-    for k, kind in enumerate(DRIFT_KINDS):
-        for m, magnitude in enumerate(magnitudes.get(kind, ())):
-            streams.append(drift_stream(population, kind, magnitude, n, onset, seed + 1000 * (k + 1) + m))
+    for kind in DRIFT_KINDS:
+        for magnitude in magnitudes.get(kind, ()):
+            stream_seed = derive_seed(seed, repeat, kind, float(magnitude))
+            shift = int(np.random.default_rng(derive_seed(stream_seed, "onset")).integers(onset_jitter)) \
+                if onset_jitter > 0 else 0
+            streams.append(drift_stream(population, kind, magnitude, n, onset + shift, stream_seed))
     return streams
 
 

@@ -124,10 +124,48 @@ def detection_delay(windows: list[Window], stream: str, onset: int, onset_sent_a
             "post_onset_windows": len(post)}
 
 
-def smallest_detected(detected: dict[float, bool]) -> float | None:
-    """Smallest magnitude whose stream was detected (None if none was)."""
-    hits = [m for m, d in detected.items() if d]
-    return min(hits) if hits else None
+CONTROL, DRIFTED, PARTIAL, FOREIGN = "control", "drifted", "partial", "foreign"
+
+
+def window_class(window: Window, onsets: dict[str, int | None]) -> tuple[str, str | None]:
+    """(class, stream) of a window, for power and false-positive counts:
+    - control: no drifted row of any stream (an alarm is a false positive);
+    - drifted: every row is a post-onset row of one stream (an alarm measures the power against that drift);
+    - partial: some drifted rows and some others (straddles an onset, or mixes streams): used for the delay,
+      left out of power and FPR, since its share of drifted rows is an accident of window phase;
+    - foreign: holds rows another client sent (none of ours to score)."""
+    if window.foreign_rows:
+        return FOREIGN, None
+    if is_control(window, onsets):
+        return CONTROL, None
+    if len(window.rows) == 1:
+        (stream, (lo, _)), = window.rows.items()
+        onset = onsets.get(stream)
+        if onset is not None and lo >= onset:
+            return DRIFTED, stream
+    return PARTIAL, None
+
+
+def mixes_streams(window: Window) -> bool:
+    """The window holds rows of more than one stream (or of another client)."""
+    return len(window.rows) + (1 if window.foreign_rows else 0) > 1
+
+
+def window_counts(windows: list[Window], onsets: dict[str, int | None]) -> dict:
+    """Alarm counts per class: {"control": [alarms, windows], "drifted": {stream: [alarms, windows]},
+    "partial": [alarms, windows], "foreign": n, "mixing_streams": n}."""
+    out = {"control": [0, 0], "drifted": {s: [0, 0] for s, o in onsets.items() if o is not None},
+           "partial": [0, 0], "foreign": 0, "mixing_streams": 0}
+    for w in windows:
+        cls, stream = window_class(w, onsets)
+        out["mixing_streams"] += mixes_streams(w)
+        if cls == FOREIGN:
+            out["foreign"] += 1
+            continue
+        slot = out["drifted"][stream] if cls == DRIFTED else out[cls]
+        slot[0] += int(w.is_drift)
+        slot[1] += 1
+    return out
 
 
 def binomial_upper(n: int, p: float, quantile: float = 0.999) -> int:

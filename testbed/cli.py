@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from testbed.errors import TestbedError
 from testbed.settings import Settings
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="bring the testbed up: runtimes, model, Prometheus")
     backend_opt(up)
     up.add_argument("--platforms", help="comma-separated subset (default: all registered platforms)")
-    up.add_argument("--timeout", type=float, default=None, help="seconds to wait for each runtime (default 180)")
+    up.add_argument("--timeout", type=float, default=None, help="seconds to wait for each runtime (default 180, env TESTBED_READY_TIMEOUT_S)")
     up.add_argument("--dry-run", action="store_true", help="print the plan without touching anything (kind)")
     up.add_argument("--out", help="with --dry-run: also write every manifest under this directory")
     up.add_argument("--retain", action="store_true", help="keep a failed cluster for inspection (kind)")
@@ -142,25 +143,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_up(args) -> int:
-    from testbed import state
-    from testbed.backends import get_backend
-    from testbed.steps import UpContext, run_steps
+    from testbed import lifecycle
 
-    settings = settings_from(args)
-    backend = get_backend(settings.backend)
-    ctx = UpContext(settings=settings, dry_run=args.dry_run, extra={"out_dir": args.out, "retain": args.retain})
-    if args.dry_run:
-        run_steps(backend.up_steps(ctx), ctx)
-        return 0
     _interrupt_on_hangup()
-    with state.exclusive(settings.run_dir, "up"):
-        running = backend.already_up(settings)
-        if running is not None:
-            print("The testbed is already up; nothing to do.", file=sys.stderr)
-            print(render_status(running))
-            return 0
-        run_steps(backend.up_steps(ctx), ctx, on_failure=backend.rollback)
-    print(render_status(backend.status(settings)))
+    outcome = lifecycle.up(settings_from(args), dry_run=args.dry_run, out_dir=args.out, retain=args.retain)
+    if outcome.status:
+        print(render_status(outcome.status))
     return 0
 
 
@@ -177,20 +165,17 @@ def _interrupt_on_hangup() -> None:
 
 
 def cmd_status(args) -> int:
-    from testbed.backends import get_backend
+    from testbed import lifecycle
 
-    status = get_backend(args.backend).status(Settings(backend=args.backend))
+    status = lifecycle.status(Settings(backend=args.backend))
     print(json.dumps(status, indent=2) if args.json else render_status(status))
     return 0 if status["state"] in ("running", "stopped") else 1
 
 
 def cmd_down(args) -> int:
-    from testbed import state
-    from testbed.backends import get_backend
+    from testbed import lifecycle
 
-    settings = Settings(backend=args.backend)
-    with state.exclusive(settings.run_dir, "down"):
-        lines = get_backend(args.backend).down(settings)
+    lines = lifecycle.down(Settings(backend=args.backend))
     print("\n".join(lines) if lines else "Nothing was running.")
     return 0
 
@@ -246,6 +231,10 @@ def cmd_load(args) -> int:
 
 def render_status(status: dict) -> str:
     lines = [f"backend: {status['backend']}    state: {status['state']}"]
+    for problem in status.get("problems") or []:
+        lines.append(f"  {status['state']}: {problem}")
+    if status.get("problems") and status["state"] == "degraded":
+        lines.append("  (`python -m testbed up` restarts what died; `down` stops everything)")
     model = status.get("model")
     if model:
         lines.append(f"model: {model['name']}  sha256 {model['sha256'][:12]}  features {', '.join(model['features'])}")
@@ -335,60 +324,39 @@ def cmd_images(args) -> int:
 
 
 def cmd_probe(args) -> int:
+    """One repeat of the experiment harness on the running testbed (never brings it up): results/<run-id>/
+    in the experiments' own layout and run.json, so `report` shows the cells (n=1) and plots."""
+    import argparse
+
     from deployers import parse_platforms
     from probes import registry, userdata
-    from testbed import results
-    from testbed.backends import get_backend
+    from testbed import experiment, lifecycle, results
 
     names = registry.expand(args.probe)
     settings = Settings(backend=args.backend)
     if getattr(args, "dry_run", False):
         return _probe_dry_run(args, names, settings)
-    status = get_backend(args.backend).status(settings)
-    run_id = results.new_run_id("probe")
     options = {"scrape_interval_s": settings.scrape_interval_s}
     for flag, key in (("reference", "reference_csv"), ("data", "data_csv"), ("truth", "truth_csv")):
         if getattr(args, flag):
-            options[key] = str(getattr(args, flag))
+            options[key] = str(Path(getattr(args, flag)).resolve())
     _check_user_flags(names, options)
-    ctx = registry.context_from_status(status, parse_platforms(args.platforms) if args.platforms else None,
-                                       seed=args.seed, run_id=run_id, options=options)
+    ctx = registry.context_from_status(lifecycle.status(settings),
+                                       parse_platforms(args.platforms) if args.platforms else None)
     _check_user_data(options, ctx.artifact.feature_names, userdata)
-    run_dir = results.RESULTS_DIR / run_id
-    results.write_run(run_dir, {"backend": ctx.backend, "platforms": list(ctx.endpoints), "probes": names,
-                                "seed": args.seed, "artifact": ctx.artifact.summary(), "versions": ctx.versions,
-                                "options": options, "hardware": results.hardware()})
-    written, failures = [], []
-    # A fault probe runs one platform at a time: a fault that fails on one platform must not lose the
-    # Results already measured on the others (they are written as each unit ends).
-    units = []
-    for name in names:
-        if name in registry.FAULTS:
-            units += [(name, (platform,)) for platform in ctx.endpoints]
-        else:
-            units.append((name, tuple(ctx.endpoints)))
-    for name, platforms in units:
-        try:
-            module = registry.load(name)
-            print(f"probe {name}: {', '.join(platforms)} ...", file=sys.stderr, flush=True)
-            unit_ctx = replace(ctx, endpoints={p: ctx.endpoints[p] for p in platforms})
-            for result in module.run(registry.for_probe(unit_ctx, name)):
-                result.run_id = result.run_id or run_id
-                results.write(result, run_dir, "probe")
-                written.append(result)
-        except Exception as exc:  # noqa: BLE001 - with `all`, one probe's failure must not lose the others
-            if len(units) == 1:
-                raise
-            message = str(exc) if isinstance(exc, TestbedError) else f"{type(exc).__name__}: {exc}"
-            label = f"{name} ({', '.join(platforms)})" if name in registry.FAULTS else name
-            failures.append((label, message))
-            print(f"error: probe {label}: {message}", file=sys.stderr)
+    specs = [experiment.ExperimentSpec(name, registry.PROBES[name], options=registry.options_for(name, options))
+             for name in names]
+    harness_args = argparse.Namespace(backend=args.backend, platforms=args.platforms, repeats=1, seed=args.seed,
+                                      resume=None, run_id=results.new_run_id("probe"), results_dir=None,
+                                      keep_up=True)
+    outcome = experiment.execute(specs, harness_args, say=lambda m: print(m, file=sys.stderr, flush=True),
+                                 extra_header={"kind": "probe", "probes": names}, bring_up=False)
     if args.json:
-        print(json.dumps([r.to_json() for r in written], indent=2))
+        print(json.dumps([r.to_json() for r in outcome.results], indent=2))
     else:
-        print(render_probe_table(written, failures))
-        print(f"results: {run_dir / 'probe'}")
-    return 2 if failures else 0
+        print(render_probe_table(outcome.results, outcome.failures))
+        print(f"results: {outcome.run.dir}")
+    return 2 if outcome.failures else 0
 
 
 def _probe_dry_run(args, names, settings) -> int:

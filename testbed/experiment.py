@@ -1,5 +1,7 @@
-"""The experiment harness: bring the testbed up (if it is not), run one probe module with repeats,
-and write a self-describing, resumable result set under results/<run-id>/.
+"""The experiment harness: bring the testbed up (if it is not), run probe modules with repeats, and
+write a self-describing, resumable result set under results/<run-id>/. Every measurement goes through
+it: the scripts in experiments/, the Kubeflow pipeline's probe step, and `python -m testbed probe X`
+(a run of one repeat on the running testbed, which it never brings up).
 
 Layout of a run (one run may hold several experiments, e.g. `experiments/all.py`):
     results/<run-id>/run.json                     what the run was (schema testbed.run/v1)
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import importlib
 import json
 import platform as _platform
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from testbed import results as results_mod
-from testbed.errors import ExperimentError, NotRunning, TestbedError
+from testbed.errors import ExperimentError, NotRunning, PlatformNotUp, TestbedError
 from testbed.settings import REPO_ROOT, Settings
 from testbed.state import atomic_write_json
 
@@ -100,7 +103,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--platforms", help="comma-separated subset (default: all registered platforms)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="repetitions per platform (default 3; on --resume the run's own, or more to extend it)")
-    parser.add_argument("--seed", type=int, default=20261125, help="base seed; repeat r uses seed + r")
+    parser.add_argument("--seed", type=int, default=20261125,
+                        help="base seed; each repeat's seed is derived from it by hashing (run.json: seeds)")
     parser.add_argument("--resume", metavar="RUN-ID", help="continue an interrupted run, skipping finished work")
     parser.add_argument("--run-id", help="name of a new run (default: <experiment>-<time>-<random>)")
     parser.add_argument("--results-dir", type=Path, default=None,
@@ -110,71 +114,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-# --- the testbed, through the CLI's own up path --------------------------------------------------
-def testbed_status(settings: Settings) -> dict:
-    from testbed.backends import get_backend
-
-    try:
-        backend = get_backend(settings.backend)
-    except ModuleNotFoundError as exc:
-        raise ExperimentError("harness", f"the {settings.backend!r} backend is not available in this checkout "
-                              f"({exc}); use --backend local") from None
-    return backend.status(settings)
+# --- seeds ---------------------------------------------------------------------------------------
+def repeat_seed(base: int, repeat: int) -> int:
+    """The seed of one repeat, derived by hashing (base, repeat): repeats of one run never share draws,
+    and neither do runs with nearby base seeds (with base + repeat, repeat 1 of seed 7 is repeat 0 of 8)."""
+    digest = hashlib.sha256(f"testbed.repeat-seed/v1:{base}:{repeat}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
 
 
-def ensure_up(settings: Settings, say=print) -> tuple[dict, bool]:
-    """The running testbed's status; runs `python -m testbed up` (in-process, same code) if needed.
-
-    Returns (status, started_here)."""
-    from testbed import cli
-
-    status = testbed_status(settings)
-    missing = [p for p in settings.platforms if p not in status.get("platforms", {})]
-    if status["state"] == "running" and not missing:
-        return status, False
-    if status["state"] == "running" and missing:
-        raise NotRunning(f"Platform(s) {', '.join(missing)} on the running testbed (it serves "
-                         f"{', '.join(status['platforms'])}; run `python -m testbed down` and start again with "
-                         f"the platforms you need)")
-    say(f"The {settings.backend} testbed is {status['state']}: bringing it up ...")
-    argv = ["up", "--backend", settings.backend, "--platforms", ",".join(settings.platforms)]
-    code = cli.main(argv)
-    if code != 0:
-        raise ExperimentError("harness", f"`python -m testbed {' '.join(argv)}` exited {code} (its error is above)")
-    status = testbed_status(settings)
-    if status["state"] != "running":
-        raise NotRunning(f"The {settings.backend} testbed (state {status['state']!r} after `up`)")
-    return status, True
-
-
-def take_down(settings: Settings) -> None:
-    from testbed import cli
-
-    cli.main(["down", "--backend", settings.backend])
-
-
-def probe_context(status: dict, platforms: tuple[str, ...], *, seed: int, run_id: str, repeat: int,
-                  options: dict):
-    """A ProbeContext built from `status --json` data alone (the stable contract)."""
-    from probes.context import ProbeContext, exposure_from_status
-    from testbed import artifact as artifact_mod
-    from testbed.endpoint import Endpoint
-    from testbed.prometheus import PrometheusClient
-
-    endpoints = {}
-    for name in platforms:
-        info = status["platforms"].get(name) or {}
-        if info.get("state") != "ready" or not info.get("endpoint"):
-            raise NotRunning(f"Platform {name!r} (state {info.get('state', 'absent')!r})")
-        endpoints[name] = Endpoint.from_json(info["endpoint"])
-    prom = status.get("prometheus") or {}
-    if prom.get("state") != "ready":
-        raise NotRunning("The testbed's Prometheus")
-    art = artifact_mod.load(Path(status["model"]["path"]))
-    return ProbeContext(endpoints=endpoints, prometheus=PrometheusClient(prom["url"]), artifact=art,
-                        backend=status["backend"], seed=seed, run_id=run_id, repeat=repeat,
-                        versions={p: status["platforms"][p].get("versions", {}) for p in platforms},
-                        options=dict(options), exposure=exposure_from_status(status, platforms))
+def seeds_for(base: int, repeats: int) -> dict[str, int]:
+    return {f"r{r}": repeat_seed(base, r) for r in range(repeats)}
 
 
 # --- provenance ----------------------------------------------------------------------------------
@@ -316,9 +265,27 @@ def check_resumable(run: Run, settings: Settings, repeats: int, seed: int, descr
 
 
 # --- running -------------------------------------------------------------------------------------
-def run_experiments(specs: list[ExperimentSpec], args, say=print, extra_header: dict | None = None) -> int:
-    """Run each spec's probe with repeats on the testbed; returns the process exit code."""
+@dataclass
+class Outcome:
+    run: Run
+    results: list = field(default_factory=list)
+    """The Results this call wrote (a resumed run's earlier ones are in its directory)."""
+
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    """(experiment r<repeat>/<platform>, error) of each unit that failed; they are kept in run.json and
+    `--resume RUN-ID` runs them again."""
+
+
+def execute(specs: list[ExperimentSpec], args, say=print, extra_header: dict | None = None, *,
+            bring_up: bool = True) -> Outcome:
+    """Run each spec's probe with repeats on the testbed, writing results/<run-id>/.
+
+    bring_up=False measures the running testbed as it is (NotRunning / PlatformNotUp when it, or a
+    platform asked for, is not up) and, without --platforms, every platform it serves: the `probe`
+    verb runs this way, with one repeat."""
     from deployers import parse_platforms
+    from probes import registry
+    from testbed import lifecycle
 
     settings = Settings(backend=args.backend)
     if args.platforms:
@@ -334,58 +301,71 @@ def run_experiments(specs: list[ExperimentSpec], args, say=print, extra_header: 
     if args.repeats < 1:
         raise ExperimentError("harness", f"--repeats {args.repeats}: give at least 1")
 
-    status, started_here = ensure_up(settings, say)
+    if bring_up:
+        status, started_here = lifecycle.ensure_up(settings, say)
+    else:
+        status, started_here = lifecycle.status(settings), False
+        if not args.platforms and status.get("platforms"):
+            settings = replace(settings, platforms=tuple(status["platforms"]))
+        registry.context_from_status(status, settings.platforms)  # not up: say so before creating a run
     try:
         describe = describe_testbed(status, settings)
         if args.resume:
             check_resumable(run, settings, args.repeats, args.seed, describe)
             if args.repeats > run.data["repeats"]:
                 run.data["repeats"] = args.repeats
-                run.data["seeds"] = {f"r{r}": args.seed + r for r in range(args.repeats)}
+                run.data["seeds"] = seeds_for(args.seed, args.repeats)
             say(f"Resuming run {run.run_id} in {run.dir}")
         else:
             run_id = args.run_id or results_mod.new_run_id(specs[0].name if len(specs) == 1 else "run")
-            header = {"backend": settings.backend, "platforms": list(settings.platforms), "repeats": args.repeats,
-                      "seed": args.seed, "seeds": {f"r{r}": args.seed + r for r in range(args.repeats)},
+            header = {"kind": "experiment", "backend": settings.backend, "platforms": list(settings.platforms),
+                      "repeats": args.repeats, "seed": args.seed, "seeds": seeds_for(args.seed, args.repeats),
                       "command": [Path(sys.argv[0]).name, *sys.argv[1:]], "hardware": results_mod.hardware(),
                       **describe, **(extra_header or {})}
             run = Run.create(root, run_id, header)
             say(f"Run {run.run_id}: writing to {run.dir}")
+        outcome = Outcome(run)
         with run.locked():
             run.data.setdefault("resumed_at", [])
             if args.resume:
                 run.data["resumed_at"].append(time.time())
                 run.data["state"] = "running"
-            failed = 0
             restarted = False
             for spec in sorted(specs, key=lambda s: s.restarts_testbed):
-                failed += _run_one(run, spec, probe_fns[spec.name], status, settings, args.repeats, args.seed, say)
+                _run_one(run, spec, probe_fns[spec.name], status, settings, args.repeats, args.seed, say, outcome)
                 restarted |= spec.restarts_testbed
             if restarted and not (started_here and not args.keep_up):
                 say("Restoring the testbed as it was before the experiments that restart it ...")
-                take_down(settings)
-                status, _ = ensure_up(settings, say)
+                lifecycle.down(settings)
+                status, _ = lifecycle.ensure_up(settings, say)
             run.data["finished_at"] = time.time()
-            run.data["state"] = "complete" if failed == 0 else "incomplete"
+            run.data["state"] = "complete" if not outcome.failures else "incomplete"
             run.save()
-        say(f"Run {run.run_id}: {run.data['state']}" + (f", {failed} unit(s) failed: resume with --resume "
-                                                         f"{run.run_id}" if failed else ""))
-        print(run.dir)
-        return 0 if failed == 0 else 1
+        say(f"Run {run.run_id}: {run.data['state']}" + (f", {len(outcome.failures)} unit(s) failed: resume with "
+                                                         f"--resume {run.run_id}" if outcome.failures else ""))
+        return outcome
     finally:
         if started_here and not args.keep_up:
-            take_down(settings)
+            lifecycle.down(settings)
+
+
+def run_experiments(specs: list[ExperimentSpec], args, say=print, extra_header: dict | None = None) -> int:
+    """execute(), then print the run directory; the exit code of a script (1 when a unit failed)."""
+    outcome = execute(specs, args, say, extra_header)
+    print(outcome.run.dir)
+    return 0 if not outcome.failures else 1
 
 
 def _run_one(run: Run, spec: ExperimentSpec, probe_fn: ProbeFn, status: dict, settings: Settings,
-             repeats: int, seed: int, say) -> int:
+             repeats: int, seed: int, say, outcome: Outcome) -> None:
+    from probes import registry
+
     exp = run.experiment(spec.name)
     exp.update({"probe": spec.probe_name(), "options": spec.options, "state": "running"})
     exp.setdefault("wall_s", 0.0)
     run.save()
     done = set(exp["completed_units"])
     groups = [(p,) for p in settings.platforms] if spec.per_platform else [tuple(settings.platforms)]
-    failed = 0
     for repeat in range(repeats):
         for group in groups:
             keys = [unit_key(repeat, p) for p in group]
@@ -393,21 +373,22 @@ def _run_one(run: Run, spec: ExperimentSpec, probe_fn: ProbeFn, status: dict, se
                 continue
             started = time.monotonic()
             say(f"[{spec.name}] repeat {repeat + 1}/{repeats} on {', '.join(group)} ...")
-            ctx = probe_context(status, group, seed=seed + repeat, run_id=run.run_id, repeat=repeat,
-                                options=spec.options)
+            ctx = registry.context_from_status(status, group, seed=repeat_seed(seed, repeat), run_id=run.run_id,
+                                               repeat=repeat, options=spec.options)
             try:
                 produced = probe_fn(ctx)
                 written = _write_results(produced, run, spec.name, ctx, group)
-            except TestbedError:
-                raise
+            except (NotRunning, PlatformNotUp):
+                raise  # the testbed is gone: no later unit can run either
             except Exception as exc:  # one failing unit must not lose the others: record, go on
-                failed += 1
+                message = str(exc) if isinstance(exc, TestbedError) else f"{type(exc).__name__}: {exc}"
                 for k in keys:
-                    exp["failures"][k] = {"error": f"{type(exc).__name__}: {exc}",
-                                          "traceback": traceback.format_exc()[-4000:], "at": time.time()}
+                    exp["failures"][k] = {"error": message, "traceback": traceback.format_exc()[-4000:],
+                                          "at": time.time()}
+                    outcome.failures.append((f"{spec.name} {k}", message))
                 exp["wall_s"] = round(exp["wall_s"] + time.monotonic() - started, 3)
                 run.save()
-                say(f"[{spec.name}] repeat {repeat + 1} on {', '.join(group)}: FAILED: {type(exc).__name__}: {exc}")
+                say(f"[{spec.name}] repeat {repeat + 1} on {', '.join(group)}: FAILED: {message}")
                 continue
             for k in keys:
                 exp["failures"].pop(k, None)
@@ -416,11 +397,11 @@ def _run_one(run: Run, spec: ExperimentSpec, probe_fn: ProbeFn, status: dict, se
             exp["wall_s"] = round(exp["wall_s"] + time.monotonic() - started, 3)
             exp.setdefault("files", []).extend(written)
             run.save()
+            outcome.results.extend(produced)
             say(f"[{spec.name}] repeat {repeat + 1}/{repeats} on {', '.join(group)}: "
                 + ", ".join(f"{r.platform} {r.verdict}" for r in produced))
     exp["state"] = "complete" if not exp["failures"] else "incomplete"
     run.save()
-    return failed
 
 
 def _write_results(produced, run: Run, experiment: str, ctx, group: tuple[str, ...]) -> list[str]:

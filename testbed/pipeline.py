@@ -4,7 +4,7 @@
 `python -m testbed pipeline compile [--out FILE]` writes the IR YAML that Kubeflow Pipelines accepts;
 `python -m testbed pipeline run-local` runs the same pipeline here with kfp.local's SubprocessRunner
 against the local backend. Components are lightweight Python components whose bodies call the
-testbed's own code (the harness, the CLI's up path, the report), so the pipeline adds no second
+testbed's own code (the lifecycle functions, the harness, the report), so the pipeline adds no second
 implementation of anything. In a cluster they run in an image with this repository installed
 (TESTBED_PIPELINE_IMAGE; the components import `testbed`), with the kind backend.
 """
@@ -38,13 +38,14 @@ def prepare_artifact(artifact_seed: int) -> NamedTuple("Artifact", [("sha256", s
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def deploy(backend: str, platforms: str, artifact_sha256: str) -> NamedTuple("Deployment", [("started_here", bool),
                                                                                             ("endpoints", str)]):
-    """Bring the testbed up through the CLI's own up path (or find it up) and check it serves the artifact."""
+    """Bring the testbed up (testbed.lifecycle, as `python -m testbed up` does), or find it up, and check
+    it serves the artifact."""
     import json
     from collections import namedtuple
     from dataclasses import replace
 
     from deployers import parse_platforms
-    from testbed.experiment import ensure_up
+    from testbed.lifecycle import ensure_up
     from testbed.settings import Settings
 
     settings = replace(Settings(backend=backend), platforms=parse_platforms(platforms))
@@ -98,11 +99,12 @@ def report(run_id: str, report_html: dsl.Output[dsl.HTML]) -> str:
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def teardown(backend: str, started_here: bool, report_path: str) -> str:
     """Stop the testbed if this pipeline started it."""
-    from testbed import cli
+    from testbed import lifecycle
+    from testbed.settings import Settings
 
     if not started_here:
         return f"left running (it was up before the pipeline); report at {report_path}"
-    cli.main(["down", "--backend", backend])
+    lifecycle.down(Settings(backend=backend))
     return f"stopped; report at {report_path}"
 
 

@@ -1,7 +1,7 @@
 """Results: typed, versioned records of one measurement, written atomically under results/.
 
 Layout: results/<run-id>/<experiment>/<probe>-<platform>-r<repeat>.json plus run.json (what
-the run was: backend, platforms, seeds, versions, hardware). A result names the artifact by
+the run was: backend, platforms, seeds, versions, hardware; written by testbed.experiment.Run alone). A result names the artifact by
 sha256; the report refuses to merge results of different artifacts silently.
 """
 
@@ -97,10 +97,3 @@ def read_run(run_dir: Path) -> list[Result]:
             continue
         out.append(Result.from_json(json.loads(path.read_text())))
     return out
-
-
-def write_run(run_dir: Path, description: dict) -> Path:
-    """run.json: what the run was (backend, platforms, seeds, versions, hardware), written first."""
-    path = run_dir / "run.json"
-    atomic_write_json(path, {"schema": "testbed.run/v1", "started_at": time.time(), **description})
-    return path

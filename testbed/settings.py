@@ -46,8 +46,16 @@ class Settings:
     """Pids, ports, logs, runtime environments, artifacts and Prometheus data live here.
     Environment variable: TESTBED_STATE_DIR."""
 
-    ready_timeout_s: float = 180.0
-    """How long `up` waits for each runtime to answer its readiness route."""
+    shared_envs_dir: Path | None = field(
+        default_factory=lambda: Path(os.environ["TESTBED_ENVS_DIR"]) if os.environ.get("TESTBED_ENVS_DIR") else None)
+    """Runtime environments somewhere else than `<state dir>/envs`. They are immutable and named by their
+    pins (testbed/backends/local/envs.py), so several state directories can share them: the tests' own
+    state directory uses the user's. Environment variable: TESTBED_ENVS_DIR."""
+
+    ready_timeout_s: float = field(default_factory=lambda: float(os.environ.get("TESTBED_READY_TIMEOUT_S", 180)))
+    """How long `up` waits for each runtime to answer its readiness route (`up --timeout`). Environment
+    variable: TESTBED_READY_TIMEOUT_S (a loaded machine: Ray Serve took 150 s at a load average of 35 on
+    2 cores, and more than 180 s at 50)."""
 
     scrape_interval_s: float = 2.0
     """Prometheus scrape interval; short so probes see traffic within seconds."""
@@ -72,8 +80,8 @@ class Settings:
 
     @property
     def envs_dir(self) -> Path:
-        """Runtime virtual environments, one per runtime, reused while their spec is unchanged."""
-        return self.state_dir / "envs"
+        """Runtime virtual environments, one per runtime and spec, reused while their spec is unchanged."""
+        return self.shared_envs_dir or self.state_dir / "envs"
 
     @property
     def artifacts_dir(self) -> Path:

@@ -46,8 +46,31 @@ def test_every_platform_has_a_local_deployment():
 
 def test_settings_state_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("TESTBED_ENVS_DIR", raising=False)
     s = Settings()
     assert s.state_dir == tmp_path and s.run_dir == tmp_path / "run" and s.envs_dir == tmp_path / "envs"
+    monkeypatch.setenv("TESTBED_ENVS_DIR", str(tmp_path / "shared"))
+    assert Settings().envs_dir == tmp_path / "shared" and Settings().run_dir == tmp_path / "run"
+
+
+def test_a_held_port_is_not_handed_out_again_and_its_process_still_binds_it():
+    """The port race of issue 16: free ports chosen for processes that bind seconds later came out the
+    same (Linux hands a just-closed port to the next bind(0)); a held port is skipped, and a server
+    that sets SO_REUSEADDR (as uvicorn, gRPC, Go and http.server do) binds it."""
+    import http.server
+    import threading
+
+    held = [processes.claim_port(None, "test") for _ in range(20)]
+    try:
+        assert len(set(held)) == len(held)
+        assert not set(held) & {processes.free_port() for _ in range(200)}
+        server = http.server.HTTPServer(("127.0.0.1", held[0]), http.server.SimpleHTTPRequestHandler)
+        threading.Thread(target=server.handle_request, daemon=True).start()
+        assert processes.is_listening(held[0])
+        server.server_close()
+    finally:
+        processes.release_ports(held)
+    assert not set(held) & set(processes._held)
 
 
 def test_a_busy_port_names_its_holder():
@@ -94,3 +117,26 @@ def test_a_reused_pid_is_not_ours():
     assert processes.is_ours(me, ticks)
     assert not processes.is_ours(me, ticks - 1)  # same pid, another start time: someone else
     assert not processes.is_ours(me, None)
+
+
+def test_rollback_stops_what_the_attempt_started_before_the_state_file_named_it(tmp_path):
+    """An interrupt between a process's start and its entry in the state file must not orphan it."""
+    import io
+    import sys
+
+    from testbed.backends.local.backend import LocalBackend
+    from testbed.steps import UpContext
+
+    before = processes.start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "a.log", cwd=tmp_path)
+    ctx = UpContext(settings=Settings(state_dir=tmp_path / "state"), out=io.StringIO())
+    ctx.extra["started_from"] = processes.started_count()
+    unrecorded = processes.start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "b.log",
+                                 cwd=tmp_path)
+    try:
+        LocalBackend().rollback(ctx)
+        assert processes.session_members(unrecorded) == []
+        assert processes.session_members(before)  # not this attempt's: left alone
+        assert f"stopped session {unrecorded}" in ctx.out.getvalue()
+    finally:
+        processes.stop_session(before, grace_s=1)
+        processes.stop_session(unrecorded, grace_s=1)

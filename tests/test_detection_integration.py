@@ -39,7 +39,7 @@ def test_every_platform_publishes_its_detection_path(testbed_up):
 
 
 def test_drift_control_stays_quiet_and_a_large_shift_is_detected_everywhere(testbed_up):
-    results = drift.run(_ctx(testbed_up, control_n=2000, drift_n=1200, onset=500, kinds=["mean_shift"],
+    results = drift.run(_ctx(testbed_up, control_n=2000, drift_n=1600, onset=500, kinds=["mean_shift"],
                              magnitudes={"mean_shift": [1.5]}))
     assert {r.platform for r in results} == set(testbed_up["platforms"])
     for r in results:

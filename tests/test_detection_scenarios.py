@@ -146,9 +146,7 @@ def test_windows_map_back_to_streams_and_score_fpr_and_delay():
     assert not missed["detected"] and missed["delay_samples"] is None
 
 
-def test_smallest_magnitude_and_false_alarm_bound():
-    assert scoring.smallest_detected({0.1: False, 0.5: True, 1.5: True}) == 0.5
-    assert scoring.smallest_detected({0.1: False}) is None
+def test_false_alarm_bound():
     # P[Bin(20, .05) <= 4] = 0.9974 < 0.999 <= P[<= 5] = 0.99967
     assert scoring.binomial_upper(20, 0.05, 0.999) == 5
     assert scoring.binomial_upper(0, 0.05) == 0

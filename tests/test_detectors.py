@@ -28,6 +28,8 @@ from testbed.prometheus import PrometheusClient
 from testbed.settings import Settings
 
 SETTINGS = Settings()
+# The detectors run in their own runtime environment, which these tests build (once) and use.
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

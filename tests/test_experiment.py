@@ -8,7 +8,7 @@ import pytest
 
 from probes import parity_probe
 from testbed.errors import ExperimentError
-from testbed.experiment import ExperimentSpec, add_arguments, run_experiments
+from testbed.experiment import ExperimentSpec, add_arguments, repeat_seed, run_experiments
 
 
 def args_for(tmp_path, *extra):
@@ -46,7 +46,7 @@ def test_interrupted_run_resumes_without_repeating(testbed_up, tmp_path):
     assert meta["state"] == "complete" and len(meta["resumed_at"]) == 1
     assert meta["artifact"]["sha256"] == testbed_up["model"]["sha256"]
     assert meta["versions"]["platforms"]["kserve"]["kserve"] == "0.20.0"
-    assert meta["hardware"]["cores"] and meta["seeds"] == {"r0": 20261125, "r1": 20261126}
+    assert meta["hardware"]["cores"] and meta["seeds"] == {"r0": repeat_seed(20261125, 0), "r1": repeat_seed(20261125, 1)}
     for path in (tmp_path / "r1" / "parity").iterdir():
         r = json.loads(path.read_text())
         assert r["verdict"] == "pass" and r["run_id"] == "r1" and len(r["measurements"]["latency_ms"]) == 50
@@ -63,3 +63,9 @@ def test_unknown_probe_module_is_named(tmp_path):
 def test_resume_of_missing_run_is_named(tmp_path):
     with pytest.raises(ExperimentError, match="no run 'gone'"):
         run_experiments([ExperimentSpec("parity", parity_probe.run)], args_for(tmp_path, "--resume", "gone"))
+
+
+def test_repeat_seeds_are_hashed_not_added():
+    seeds = [repeat_seed(base, r) for base in range(50) for r in range(5)]
+    assert len(set(seeds)) == len(seeds)  # repeat 1 of seed 7 is not repeat 0 of seed 8
+    assert repeat_seed(7, 1) == repeat_seed(7, 1) and 0 <= repeat_seed(7, 1) < 2**32

@@ -1,22 +1,19 @@
-"""Fault probes: bad input (no server needed) and a real kill under short load (integration)."""
+"""Fault probes: bad input (no server needed). The kill under load runs in tests/test_local_repair.py, on a
+testbed of its own."""
 
 from __future__ import annotations
 
-import json
 import socket
 import sys
-from dataclasses import replace
 
 import pytest
 
-from probes import kill
 from probes.fault_io import BackgroundLoad
-from probes.registry import context_from_status, expand
+from probes.registry import expand
 from testbed.backends.local import faults, processes
 from testbed.errors import EndpointUnreachable, FaultTargetMissing, PlatformNotUp
 from testbed.loadgen import LoadSpec
 from testbed.settings import Settings
-from testbed_cli import run_testbed
 
 
 def test_fault_probes_are_not_part_of_all():
@@ -51,30 +48,3 @@ def test_load_that_cannot_start_sends_nothing():
         port = s.getsockname()[1]  # bound, not listening: connections are refused
         with pytest.raises(EndpointUnreachable):
             BackgroundLoad(LoadSpec(url=f"http://127.0.0.1:{port}/x", rate=10, duration_s=1))
-
-
-@pytest.mark.integration
-def test_kill_under_load_accounts_for_every_request(testbed_up):
-    """SIGKILL each runtime's serving worker under a short load: the timeline accounts for every
-    request, and the shared testbed is whole again afterwards (self-recovered or restored)."""
-    ctx = context_from_status(testbed_up, None, run_id="test-faults")
-    ctx = replace(ctx, options={"rate": 20, "pre_s": 1, "post_s": 6, "extra_wait_s": 5})
-    results = kill.run(ctx)
-    assert {r.platform for r in results} == set(testbed_up["platforms"])
-    for r in results:
-        s, t = r.scores, r.measurements["timeline"]
-        assert s["consistent"], r.platform
-        n = len(t["status"])
-        assert n == s["requests"] > 0
-        # every request is exactly one of success, error or timeout (or due but unsent), none dropped
-        assert sum(s[f"requests_{c}"] for c in ("ok", "http_error", "timeout", "transport_error", "not_sent")) == n
-        assert set(t["class"]) <= {"http_error", "not_sent", "ok", "timeout", "transport_error"}
-        assert s["ok_before_kill"] > 0 and s["failed_before_kill"] == 0, r.platform
-        assert s["recovered_by_itself"] or s["restored_by_probe"], r.platform
-        assert r.evidence["worker"]["pid"] > 0
-    status = json.loads(run_testbed("status", "--json").stdout)
-    assert status["state"] == "running", {n: p["state"] for n, p in status["platforms"].items()}
-    # The session's shared status now describes restarted runtimes (new pids and sessions): keep it true
-    # for the tests that follow, and for the fixture's own check of what `down` must free.
-    testbed_up.clear()
-    testbed_up.update(status)

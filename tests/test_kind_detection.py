@@ -342,6 +342,7 @@ def kind_ctx(art, fitted_detectors) -> UpContext:
     return ctx
 
 
+@pytest.mark.integration  # `fitted` builds the detectors' runtime environment
 def test_kind_endpoints_publish_detection_in_the_local_shape(fitted):
     art, fitted_detectors = fitted
     ctx = kind_ctx(art, fitted_detectors)
@@ -372,6 +373,7 @@ def test_kind_endpoints_publish_detection_in_the_local_shape(fitted):
     assert PLATFORMS["kserve"].deployments["kind"](namespace="e2e-x").endpoint(ctx).detection == {}
 
 
+@pytest.mark.integration  # `fitted` builds the detectors' runtime environment
 def test_state_entry_names_the_service_and_its_deployment(fitted):
     art, fitted_detectors = fitted
     run = kind_ctx(art, fitted_detectors).extra["kind"]
@@ -406,6 +408,7 @@ def metric(text: str, name: str, **labels) -> float:
                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
+@pytest.mark.integration  # `fitted` builds the detectors' runtime environment
 def test_service_accepts_what_the_payload_loggers_send(fitted, tmp_path):
     """The real detector service, started as the pod starts it (on loopback here), receiving a KServe
     and a Seldon CloudEvent (binary mode) at the exact path and query the loggers are given."""
@@ -449,6 +452,7 @@ def test_service_accepts_what_the_payload_loggers_send(fitted, tmp_path):
     assert [(v["kind"], v["request_id"], v["mechanism"]) for v in verdicts] == [("outlier", "probe-1", "payload logger")]
 
 
+@pytest.mark.integration  # `fitted` builds the detectors' runtime environment
 def test_state_file_entry_carries_each_published_path(fitted):
     from testbed.backends.kind.backend import KindBackend
 

@@ -10,7 +10,9 @@ import stat
 import pytest
 
 from testbed_cli import run_testbed
-from deployers import kserve
+from deployers import kserve, seldon
+from testbed import detectors
+from testbed.settings import Settings
 from testbed.backends.local import envs, processes
 
 
@@ -58,21 +60,28 @@ def test_another_command_holding_the_lock(state_dir):
 
 
 @pytest.mark.integration
-def test_runtime_that_dies_at_start_stops_the_others(state_dir):
-    # A runtime environment whose python dies at once, as a broken image would.
-    env_dir = state_dir / "envs" / kserve.ENV.name
+def test_runtime_that_dies_at_start_stops_the_others(state_dir, tmp_path):
+    # A runtime environment whose python dies at once, as a broken image would; every other environment is
+    # the shared one (through links: the shared directory itself is never changed).
+    shared = Settings().envs_dir
+    envs_dir = tmp_path / "envs"
+    envs_dir.mkdir()
+    for spec in (seldon.ENV, detectors.ENV):
+        (envs_dir / envs.env_dir(spec, shared).name).symlink_to(envs.ensure(spec, shared))
+    env_dir = envs.env_dir(kserve.ENV, envs_dir)
     (env_dir / "bin").mkdir(parents=True)
     fake = env_dir / "bin" / "python"
     fake.write_text("#!/bin/sh\necho 'boom: this runtime cannot start' >&2\nexit 3\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     (env_dir / envs.STAMP).write_text(json.dumps({"digest": kserve.ENV.digest()}))
 
-    proc = run_testbed("up", "--platforms", "kserve,seldon", state_dir=state_dir, check=False)
+    proc = run_testbed("up", "--platforms", "kserve,seldon", state_dir=state_dir, check=False,
+                       env={"TESTBED_ENVS_DIR": str(envs_dir)})
     assert proc.returncode == 2
     assert "The kserve runtime did not become ready" in proc.stderr and "boom" in proc.stderr
     last = json.loads((state_dir / "last-run" / "state.json").read_text())
-    seldon = last["platforms"]["seldon"]
-    assert seldon["pid"] and processes.session_members(seldon["pid"]) == []
-    for port in seldon["ports"].values():
+    survivor = last["platforms"]["seldon"]
+    assert survivor["pid"] and processes.session_members(survivor["pid"]) == []
+    for port in survivor["ports"].values():
         assert not processes.is_listening(port)
     assert not processes.session_members(last["prometheus"]["pid"])

@@ -44,6 +44,11 @@ def test_status_contract(testbed_up):
         assert p["metrics_url"].startswith("http://127.0.0.1:")
     health = {t["job"]: t["health"] for t in status["prometheus"]["targets"]}
     assert set(health) >= {*PLATFORMS, "testbed-results"} and set(health.values()) == {"up"}
+    # Every process `up` started is listed and checked: runtimes, detection paths, exporter, Prometheus.
+    started = {p["name"]: p for p in status["processes"]}
+    assert {*PLATFORMS, "detector-service", "kserve-transformer", "seldon-detector-server", "seldon-pipeline",
+            "results-exporter", "prometheus"} <= set(started)
+    assert {p["state"] for p in started.values()} == {"ready"} and status["problems"] == []
 
 
 def test_exposure_audit_lists_every_listening_socket(testbed_up):

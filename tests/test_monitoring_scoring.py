@@ -21,10 +21,36 @@ def test_exact_counts_pass_and_absent_signals_are_not_exposed():
     assert scored["verdict"] == "pass"
     assert scored["scores"]["count_accuracy"] == 1.0
     assert scored["scores"]["count_signals"] == 4
-    assert scored["scores"]["signals_exposed"] == 5
-    assert scored["scores"]["coverage"] == pytest.approx(5 / 7)
-    assert scored["signals"]["status_codes"] == {"exposed": False, "counts": None,
-                                                 "note": m.CATALOGUE["kserve"].signals["status_codes"].note}
+    # model_label: the catalogue's series exists, but nothing showed it moving: not counted on its word.
+    assert scored["scores"]["signals_exposed"] == 4 and scored["scores"]["signals_found"] == 5
+    assert scored["signals"]["model_label"]["found"] and not scored["signals"]["model_label"]["exposed"]
+    assert "did not move" in scored["signals"]["model_label"]["note"]
+    assert scored["scores"]["coverage"] == pytest.approx(4 / 7)
+    assert not scored["signals"]["status_codes"]["exposed"] and not scored["signals"]["status_codes"]["found"]
+
+
+def _snap(**series):
+    return {k: ({"__name__": k.split("{")[0], **labels}, v) for k, (labels, v) in series.items()}
+
+
+def test_discovery_finds_what_the_catalogue_left_out_and_requires_movement():
+    before = _snap(**{'http_requests_total{code="500"}': ({"code": "500"}, 1.0),
+                      'http_requests_total{code="200"}': ({"code": "200"}, 10.0),
+                      'work_queue_depth{}': ({}, 0.0),
+                      'req_seconds_bucket{model="m"}': ({"model": "m", "le": "+Inf"}, 10.0)})
+    after = _snap(**{'http_requests_total{code="500"}': ({"code": "500"}, 6.0),
+                     'http_requests_total{code="200"}': ({"code": "200"}, 30.0),
+                     'work_queue_depth{}': ({}, 0.0),
+                     'req_seconds_bucket{model="m"}': ({"model": "m", "le": "+Inf"}, 35.0)})
+    found = m.discover(before, after, model="m", bad_sent=5)
+    assert found["status_codes"]["moved"] == ['http_requests_total{code="500"}']
+    assert found["queue_or_batch"]["found"] == ["work_queue_depth{}"] and not found["queue_or_batch"]["moved"]
+    assert found["model_label"]["moved"] and found["latency_histogram"]["moved"]
+    assert sorted(found["requests_total"]["moved"]) == ['http_requests_total{code="200"}', 'http_requests_total{code="500"}']
+    # KServe's catalogue has no status-code query: discovery alone makes it exposed; the queue stays unexposed.
+    scored = m.score(m.CATALOGUE["kserve"], {}, {"model_label": 1.0}, EXPECTED, found)
+    assert scored["signals"]["status_codes"]["exposed"] and scored["signals"]["model_label"]["exposed"]
+    assert scored["signals"]["queue_or_batch"]["found"] and not scored["signals"]["queue_or_batch"]["exposed"]
 
 
 def test_a_miscount_fails_and_reports_the_error():
@@ -84,3 +110,12 @@ def test_traffic_plan_is_seeded_and_rejects_zero_requests():
     assert all(body["inputs"][0]["shape"] == [1, 7] for k, body in a if k == "good")
     with pytest.raises(errors.TestbedError, match="at least one good and one bad"):
         m.TrafficPlan(good=0, bad=5).validate()
+
+
+def test_a_series_that_moves_while_idle_is_no_evidence():
+    quiet = _snap(**{'ray_operation_queue_time_ms_bucket{}': ({"le": "+Inf"}, 100.0)})
+    before = _snap(**{'ray_operation_queue_time_ms_bucket{}': ({"le": "+Inf"}, 140.0)})
+    after = _snap(**{'ray_operation_queue_time_ms_bucket{}': ({"le": "+Inf"}, 190.0)})
+    found = m.discover(before, after, model="m", bad_sent=5, quiet=quiet)
+    assert found["queue_or_batch"]["found"] and not found["queue_or_batch"]["moved"]
+    assert not m.discover(before, after, "m", 5)["queue_or_batch"]["moved"] == []  # without the idle snapshot it would count

@@ -68,6 +68,8 @@ def test_probe_cli_writes_results(testbed_up, tmp_path):
             os.environ["TESTBED_RESULTS_DIR"] = env_before
     printed = json.loads(proc.stdout)
     assert [r["platform"] for r in printed] == ["kserve"]
-    files = list(tmp_path.glob("probe-*/probe/robustness-kserve-r0.json"))
+    files = list(tmp_path.glob("probe-*/robustness/robustness-kserve-r0.json"))  # the experiments' layout
     assert len(files) == 1 and json.loads(files[0].read_text())["verdict"] == printed[0]["verdict"]
-    assert list(tmp_path.glob("probe-*/run.json"))
+    meta = json.loads(next(tmp_path.glob("probe-*/run.json")).read_text())
+    assert meta["kind"] == "probe" and meta["repeats"] == 1 and meta["state"] == "complete"
+    assert meta["experiments"]["robustness"]["completed_units"] == ["r0/kserve"]

@@ -10,9 +10,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_testbed(*args: str, state_dir: Path | None = None, check: bool = True, timeout: float = 600):
-    """Run `python -m testbed ARGS` as a user would; returns the CompletedProcess."""
-    env = dict(os.environ)
+def run_testbed(*args: str, state_dir: Path | None = None, check: bool = True, timeout: float = 3600,
+                env: dict | None = None):
+    """Run `python -m testbed ARGS` as a user would; returns the CompletedProcess. The timeout only stops a
+    hang: `up` on a cold machine builds the runtime environments first (minutes, more under load)."""
+    env = {**os.environ, **(env or {})}
     if state_dir is not None:
         env["TESTBED_STATE_DIR"] = str(state_dir)
     proc = subprocess.run([sys.executable, "-m", "testbed", *args], cwd=REPO, env=env, capture_output=True,

@@ -255,6 +255,54 @@ def build_app(args: dict):
     return deployment.bind(args["artifact_dir"], args.get("model_name", "reference-classifier"), explainer, batching)
 
 
+RAY_INIT_ATTEMPTS = 3
+
+
+def init_ray(init) -> None:
+    """init() (ray.init), again when Ray's own start-up wait runs out. Ray 2.60 waits a fixed 30 s for the
+    raylet to register with the GCS (ray/_private/node.py: raylet_start_wait_time_s, no setting), which a
+    2-core machine under load exceeds ("The current node timed out during startup"). What the failed
+    attempt started (GCS, raylet, agents: this process's children) is killed before the next."""
+    for attempt in range(1, RAY_INIT_ATTEMPTS + 1):
+        try:
+            init()
+            return
+        except Exception as exc:  # Ray raises a bare Exception here
+            if "timed out during startup" not in str(exc) or attempt == RAY_INIT_ATTEMPTS:
+                raise
+            print(f"ray.init attempt {attempt}/{RAY_INIT_ATTEMPTS}: {exc}; stopping what it started, trying again",
+                  flush=True)
+            _kill_descendants()
+
+
+def _kill_descendants() -> None:
+    import os
+
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    todo, found = [os.getpid()], []
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in found:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # not our own child: init reaps it
+            pass
+
+
 def main() -> None:
     import ray
 
@@ -279,8 +327,8 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    ray.init(num_cpus=opts.num_cpus, include_dashboard=False, _metrics_export_port=opts.metrics_port,
-             _temp_dir=opts.temp_dir, configure_logging=False)
+    init_ray(lambda: ray.init(num_cpus=opts.num_cpus, include_dashboard=False, _metrics_export_port=opts.metrics_port,
+                              _temp_dir=opts.temp_dir, configure_logging=False))
     # Ray's servers bind loopback only when the node address is loopback (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
     # in the environment, deployers/rayserve.py): say which it got, for the log a reader of `status` opens.
     node_ip = ray.util.get_node_ip_address()

@@ -59,7 +59,7 @@ def find_nginx() -> str:
 def static_nginx(workers: int = 1, port: int | None = None):
     """Yield the base URL of a static nginx on 127.0.0.1; stop it (and remove its dir) afterwards."""
     binary = find_nginx()
-    port = port or processes.free_port()
+    port = processes.claim_port(port, "nginx")  # held until nginx listens
     workdir = Path(tempfile.mkdtemp(prefix="testbed-nginx-"))
     workdir.chmod(0o755)  # as root, nginx's workers run as nobody
     conf = workdir / "nginx.conf"
@@ -74,8 +74,10 @@ def static_nginx(workers: int = 1, port: int | None = None):
                 raise RuntimeStartFailed("nginx", "it did not answer on its port", workdir / "error.log",
                                          processes.log_tail(workdir / "error.log"))
             time.sleep(0.05)
+        processes.release_ports([port])
         yield f"http://127.0.0.1:{port}"
     finally:
+        processes.release_ports([port])
         processes.stop_session(pid, grace_s=5)
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from testbed.report import methods
 from testbed.report.criteria import CRITERIA, BY_EXPERIMENT, Cell, measured_cell
 from testbed.report.runs import LoadedRun, Selection, select_runs
 from testbed.state import atomic_write_text
@@ -42,7 +44,8 @@ class Matrix:
 
 
 def build_matrix(documented: dict, runs: list[LoadedRun], sha256: str | None) -> Matrix:
-    runs_meta = {r.run_id: {"partial_experiments": {e: bool(m) for e, m in r.missing_units.items()}} for r in runs}
+    runs_meta = {r.run_id: {"partial_experiments": {e: bool(m) for e, m in r.missing_units.items()},
+                            "repeats": r.meta.get("repeats"), "kind": r.meta.get("kind")} for r in runs}
     pairs = [(e, res) for r in runs for e, res in r.results]
     matrix = Matrix(title=f"artifact {sha256[:12]}" if sha256 else "documented only", sha256=sha256)
     for system in documented["systems"]:
@@ -56,6 +59,9 @@ def build_matrix(documented: dict, runs: list[LoadedRun], sha256: str | None) ->
             elif doc:
                 note = " (documented; not measured yet)" if platform and c.experiment else ""
                 cells[c.key] = Cell(kind="documented", lines=[doc["text"] + note], sources=list(doc.get("sources") or []))
+            elif platform and c.experiment:
+                cells[c.key] = Cell(kind="pending", lines=[f"not measured yet: run experiments/"
+                                                           f"{c.experiment.replace('-', '_')}.py"])
             else:
                 cells[c.key] = Cell(kind="none", lines=["—"])
         matrix.rows.append((system, cells))
@@ -75,6 +81,8 @@ class Report:
     experiments_unknown: list[str]
     kubernetes_path: dict | None = None
     """testbed.kubernetes_path.levels of each measured platform (None: not computed)."""
+    reference_variance: dict | None = None
+    """The newest experiments/reference_variance.py record under the results root, for Methods."""
 
 
 def build(root: Path, run_ids: list[str], out_dir: Path, by_artifact: bool = False) -> dict:
@@ -99,7 +107,8 @@ def build(root: Path, run_ids: list[str], out_dir: Path, by_artifact: bool = Fal
     unknown = sorted({e for r in sel.runs for e in r.experiments} - known)
     report = Report(generated_at=time.time(), matrices=matrices, runs=sel.runs, skipped=sel.skipped,
                     documented=documented, plots=plot_rows, experiments_unknown=unknown,
-                    kubernetes_path=_kubernetes_path(root))
+                    kubernetes_path=_kubernetes_path(root),
+                    reference_variance=latest_reference_variance(root))
     md, page = to_markdown(report), to_html(report)
     atomic_write_text(out_dir / "report.md", md)
     atomic_write_text(out_dir / "report.html", page)
@@ -133,6 +142,20 @@ def kubernetes_path_rows(rep: Report) -> list[tuple[str, str, list[str]]]:
     return rows
 
 
+def latest_reference_variance(root: Path) -> dict | None:
+    import json
+
+    records = []
+    for path in Path(root).glob("*/reference_variance.json") if Path(root).is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if data.get("schema") == "testbed.reference_variance/v1":
+            records.append((path.stat().st_mtime, data))
+    return max(records, key=lambda x: x[0])[1] if records else None
+
+
 # --- rendering -----------------------------------------------------------------------------------
 class Sources:
     """Numbers each distinct source URL once, for footnote-style references."""
@@ -151,14 +174,6 @@ class Sources:
 
 def _fmt_time(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if t else "—"
-
-
-def cell_text(cell: Cell, sources: Sources, sep: str) -> str:
-    text = sep.join(cell.lines)
-    if cell.kind == "documented":
-        refs = sources.refs(cell.sources)
-        text = "*documented:* " + text + (" " + "".join(f"[{n}]" for n in refs) if refs else "")
-    return text
 
 
 def run_rows(runs: list[LoadedRun]) -> list[dict]:
@@ -194,34 +209,98 @@ def _md_escape(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
 
 
+NOT_MEASURABLE = "not measurable here"
+
+
+def cell_class(system: dict, cell: Cell) -> str:
+    """measured / partial / documented / unmeasurable: what a cell's colour says."""
+    if cell.kind == "measured":
+        return "partial" if cell.partial else "measured"
+    if cell.kind == "documented" and system.get("measurable_here", True):
+        return "documented"
+    if cell.kind == "pending":
+        return "pending"
+    return "unmeasurable"
+
+
+def short(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def split_notes(rep: Report) -> tuple[list[str], list[str]]:
+    """(warnings a reader must see, routine notes): a run superseded by a newer one is routine."""
+    warnings, routine = [], []
+    for rid, why in rep.skipped:
+        (routine if why.startswith(("a newer run", "no finished results")) else warnings).append(
+            f"run {rid} not used: {why}")
+    warnings += [f"run {r.run_id} is PARTIAL: " + "; ".join(f"{e}: {len(u)} unit(s) missing"
+                                                             for e, u in r.missing_units.items() if u)
+                 for r in rep.runs if r.partial]
+    warnings += [f"run {r.run_id} left out experiment {name}: {why}"
+                 for r in rep.runs for name, why in (r.meta.get("skipped_experiments") or {}).items()]
+    if rep.experiments_unknown:
+        warnings.append(f"experiment(s) {', '.join(rep.experiments_unknown)} have no column in the matrix")
+    return warnings, routine
+
+
+def _glance_text(system: dict, cell: Cell, sources: Sources) -> tuple[str, str, str]:
+    """(headline, tag, small print) of a cell in the at-a-glance matrix."""
+    if cell.kind == "measured":
+        return cell.headline or (cell.lines[0] if cell.lines else "—"), cell.tag, cell.method
+    if cell.kind == "documented":
+        refs = "".join(f"[{n}]" for n in sources.refs(cell.sources))
+        what = "documented" if system.get("measurable_here", True) else f"documented; {NOT_MEASURABLE}"
+        return short(cell.lines[0], 48), "", f"{what} {refs}".strip()
+    if cell.kind == "pending":
+        return "not measured yet", "", cell.lines[0].split(": ", 1)[-1]
+    return "—", "", NOT_MEASURABLE
+
+
+def measured_criteria(rep: Report) -> list:
+    return [c for c in CRITERIA if any(cells[c.key].kind == "measured" for m in rep.matrices for _, cells in m.rows)]
+
+
 def to_markdown(rep: Report) -> str:
     sources = Sources()
     out = ["# ML deployment testbed: comparison report", "",
            f"Generated {_fmt_time(rep.generated_at)} from "
            + (f"{len(rep.runs)} run(s): {', '.join(r.run_id for r in rep.runs)}." if rep.runs
               else "documented rows only: no run exists yet (run an experiment in experiments/)."), ""]
-    out += ["**Legend.** Measured cells: mean [95% t-interval over repeats] n=repeats, the verdicts over repeats, "
-            "the detection/serving mechanism, then the run id and backend; intervals of fractions are clipped to [0, 1]. *documented:* cells are taken from the "
-            "system's own documentation (sources below) and are **not measured**. PARTIAL marks cells from "
-            "interrupted runs.", ""]
-    warnings = [f"- run `{rid}` not used: {why}" for rid, why in rep.skipped]
-    warnings += [f"- run `{r.run_id}` is PARTIAL: " + "; ".join(f"{e}: {len(u)} unit(s) missing" for e, u in
-                                                                 r.missing_units.items() if u)
-                 for r in rep.runs if r.partial]
-    warnings += [f"- run `{r.run_id}` left out experiment `{name}`: {why}"
-                 for r in rep.runs for name, why in (r.meta.get("skipped_experiments") or {}).items()]
-    warnings += [f"- experiment(s) {', '.join(rep.experiments_unknown)} have no column in the matrix"] \
-        if rep.experiments_unknown else []
+    out += ["**Legend.** Each cell: one headline with its interval, the mechanism in `code`, then n and the interval "
+            "method. *documented* cells are taken from the system's own documentation and are **not measured**; "
+            f"*{NOT_MEASURABLE}* marks systems this machine cannot run. PARTIAL: from an interrupted run. Details, "
+            "run ids and every number behind a headline are in the per-criterion sections below.", ""]
+    warnings, routine = split_notes(rep)
     if warnings:
-        out += ["## Warnings", "", *warnings, ""]
+        out += ["## Warnings", "", *[f"- {w}" for w in warnings], ""]
     for matrix in rep.matrices:
-        out += [f"## Criteria matrix ({matrix.title})", ""]
+        out += [f"## At a glance ({matrix.title})", ""]
         out.append("| System | " + " | ".join(c.title for c in CRITERIA) + " |")
         out.append("|---|" + "---|" * len(CRITERIA))
         for system, cells in matrix.rows:
             label = system["name"] + ("" if system.get("measured_platform") else " *(not measured)*")
-            out.append("| " + _md_escape(label) + " | "
-                       + " | ".join(_md_escape(cell_text(cells[c.key], sources, "<br>")) for c in CRITERIA) + " |")
+            tds = []
+            for c in CRITERIA:
+                cell = cells[c.key]
+                head, tag, small = _glance_text(system, cell, sources)
+                if cell.kind == "documented":
+                    text = f"*documented:* {head} {small.split(' ', 1)[-1] if '[' in small else ''}".strip()
+                else:
+                    text = head + (f" `{tag}`" if tag else "") + (f" ({small})" if small else "") \
+                        + (" PARTIAL" if cell.partial else "")
+                tds.append(_md_escape(text))
+            out.append("| " + _md_escape(label) + " | " + " | ".join(tds) + " |")
+        out.append("")
+    out += ["## Details by criterion", ""]
+    for c in measured_criteria(rep):
+        out += [f"### {c.title}", ""]
+        for matrix in rep.matrices:
+            for system, cells in matrix.rows:
+                cell = cells[c.key]
+                if cell.kind != "measured":
+                    continue
+                out.append(f"- **{system['name']}** ({cell.tag or 'no mechanism'}; {cell.method}):")
+                out += [f"  - {_md_escape(line)}" for line in cell.lines]
         out.append("")
     if rep.kubernetes_path:
         out += ["## Kubernetes path", "", "How far each platform's kind deployment has been checked "
@@ -229,12 +308,15 @@ def to_markdown(rep: Report) -> str:
         for name, level, details in kubernetes_path_rows(rep):
             out += [f"- **{name}**: {level}"] + [f"  - {_md_escape(d)}" for d in details]
         out.append("")
-    out += ["## Licences", "", rep.documented["licence_note"].strip() + " "
-            + "".join(f"[{n}]" for n in sources.refs(rep.documented.get("licence_sources", []))), ""]
     out += ["## Plots", ""]
     for key, title, path, reason in rep.plots:
         out.append(f"![{title}]({path.name})" if path else f"- {title}: not drawn ({reason}).")
         out.append("")
+    out += ["## Methods", ""]
+    for heading, text in methods.sections(rep.runs, rep.reference_variance):
+        out += [f"**{heading}.** {text}", ""]
+    out += ["## Licences", "", rep.documented["licence_note"].strip() + " "
+            + "".join(f"[{n}]" for n in sources.refs(rep.documented.get("licence_sources", []))), ""]
     out += ["## Runs", ""]
     for row in run_rows(rep.runs):
         out.append(f"### `{row['run']}`")
@@ -242,14 +324,40 @@ def to_markdown(rep: Report) -> str:
         out.append("")
     if not rep.runs:
         out += ["No runs.", ""]
-    out += ["## Sources (documented cells)", ""] + [f"{i}. {u}" for i, u in enumerate(sources.urls, 1)] + [""]
+    if routine:
+        out += ["## Routine notes", "", *[f"- {n}" for n in routine], ""]
+    # Full documented texts (the matrix shortens them).
+    out += ["## Documented cells", ""]
+    for matrix in rep.matrices[:1]:
+        for system, cells in matrix.rows:
+            docs = [(c, cells[c.key]) for c in CRITERIA if cells[c.key].kind == "documented"]
+            if docs:
+                out.append(f"- **{system['name']}**: " + "; ".join(
+                    f"{c.title}: {_md_escape(cell.lines[0])} " + "".join(f"[{n}]" for n in sources.refs(cell.sources))
+                    for c, cell in docs))
+    out += ["", "## Sources (documented cells)", ""] + [f"{i}. {u}" for i, u in enumerate(sources.urls, 1)] + [""]
     return "\n".join(out)
 
 
-CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;font-size:12px}
-td,th{border:1px solid #bbb;padding:4px;vertical-align:top}th{background:#eee}td.documented{background:#f6f6f6;
-color:#555;font-style:italic}td.measured{background:#eef8ee}td.partial{background:#fff3d6}.warn{color:#a40}
-img{max-width:48%;margin:4px;border:1px solid #ddd}code{font-size:11px}"""
+CSS = """body{font-family:system-ui,sans-serif;margin:1.2em;color:#222;max-width:1800px}
+table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 5px;vertical-align:top}
+th{background:#eee;text-align:left}table.glance{table-layout:fixed;width:100%;font-size:11px}
+table.glance td,table.glance th{overflow-wrap:anywhere;word-break:break-word}table.glance th:first-child{width:7em}
+td.documented .h,td.unmeasurable .h{font-weight:normal}
+.measured{background:#dff3df}.partial{background:#fff0c8}.documented{background:#e8eef6;color:#445;font-style:italic}
+.unmeasurable{background:repeating-linear-gradient(45deg,#f4f4f4,#f4f4f4 6px,#e9e9e9 6px,#e9e9e9 12px);color:#777}
+.h{font-weight:600}.tag{display:inline-block;font-size:10px;border-radius:3px;padding:0 4px;margin-left:2px;
+background:#365;color:#fff;font-style:normal}.tag.add-on{background:#946}.tag.user{background:#555}
+.pending{background:#fff;color:#777}.small{font-size:10px;color:#666}.warn{color:#a40}.legend span{display:inline-block;padding:2px 8px;margin-right:6px;
+border:1px solid #ccc}details{margin:.5em 0}summary{cursor:pointer;color:#555}
+img{max-width:48%;margin:4px;border:1px solid #ddd}code{font-size:11px}td ul{margin:0;padding-left:1.1em}"""
+
+
+def _tag_html(tag: str) -> str:
+    if not tag:
+        return ""
+    cls = "add-on" if "add-on" in tag else ("user" if "user" in tag else "")
+    return f"<span class='tag {cls}'>{html.escape(tag)}</span>"
 
 
 def to_html(rep: Report) -> str:
@@ -257,46 +365,67 @@ def to_html(rep: Report) -> str:
     sources = Sources()
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Testbed comparison report</title>",
              f"<style>{CSS}</style></head><body><h1>ML deployment testbed: comparison report</h1>",
-             f"<p>Generated {e(_fmt_time(rep.generated_at))} from "
+             f"<p class='small'>Generated {e(_fmt_time(rep.generated_at))} from "
              + (f"{len(rep.runs)} run(s): {e(', '.join(r.run_id for r in rep.runs))}" if rep.runs
                 else "documented rows only: no run exists yet") + ".</p>",
-             "<p><b>Legend.</b> Green: measured (mean [95% t-interval] n=repeats, verdicts, mechanism, run id, "
-             "backend). Grey italics: documented, <b>not measured</b>. Amber: from an interrupted (partial) run.</p>"]
-    warns = [f"run {rid} not used: {why}" for rid, why in rep.skipped]
-    warns += [f"run {r.run_id} is PARTIAL" for r in rep.runs if r.partial]
-    warns += [f"run {r.run_id} left out experiment {name}: {why}"
-              for r in rep.runs for name, why in (r.meta.get("skipped_experiments") or {}).items()]
-    if warns:
-        parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li class='warn'>{e(w)}</li>" for w in warns) + "</ul>")
+             "<p class='legend'><span class='measured'>measured</span><span class='partial'>measured, partial run"
+             "</span><span class='documented'>documented, not measured</span><span class='unmeasurable'>"
+             f"{NOT_MEASURABLE}</span> Each cell: headline [95% interval], mechanism tag, n and interval method. "
+             "Details and run ids: <a href='#details'>per criterion</a>; how: <a href='#methods'>Methods</a>.</p>"]
+    warnings, routine = split_notes(rep)
+    if warnings:
+        parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li class='warn'>{e(w)}</li>" for w in warnings) + "</ul>")
     for matrix in rep.matrices:
-        parts.append(f"<h2>Criteria matrix ({e(matrix.title)})</h2><table><tr><th>System</th>"
-                     + "".join(f"<th>{e(c.title)}</th>" for c in CRITERIA) + "</tr>")
+        parts.append(f"<h2>At a glance <span class='small'>({e(matrix.title)})</span></h2><table class='glance'>"
+                     "<tr><th>System</th>" + "".join(f"<th>{e(c.title)}</th>" for c in CRITERIA) + "</tr>")
         for system, cells in matrix.rows:
-            label = e(system["name"]) + ("" if system.get("measured_platform") else "<br><i>(not measured)</i>")
+            label = e(system["name"]) + ("" if system.get("measured_platform") else
+                                         "<br><span class='small'>not measured</span>")
             tds = []
             for c in CRITERIA:
                 cell = cells[c.key]
-                cls = "partial" if cell.partial else cell.kind
-                text = "<br>".join(e(x) for x in cell.lines)
+                head, tag, small = _glance_text(system, cell, sources)
+                title = e(" | ".join(cell.lines)) if cell.kind != "measured" else e(cell.method)
+                small_html = e(small)
                 if cell.kind == "documented":
-                    refs = sources.refs(cell.sources)
-                    text += " " + "".join(f"<a href='#src{n}'>[{n}]</a>" for n in refs)
-                tds.append(f"<td class='{cls}'>{text}</td>")
+                    small_html = re.sub(r"\[(\d+)\]", r"<a href='#src\1'>[\1]</a>", small_html)
+                tds.append(f"<td class='{cell_class(system, cell)}' title='{title}'><span class='h'>{e(head)}</span>"
+                           f"{_tag_html(tag)}<div class='small'>{small_html}</div></td>")
             parts.append(f"<tr><th>{label}</th>{''.join(tds)}</tr>")
+        parts.append("</table>")
+    parts.append("<h2 id='details'>Details by criterion</h2>")
+    for c in measured_criteria(rep):
+        parts.append(f"<h3>{e(c.title)}</h3><table><tr><th>Platform</th><th>Headline</th><th>Numbers</th>"
+                     "<th>n, method</th><th>Runs</th></tr>")
+        for matrix in rep.matrices:
+            for system, cells in matrix.rows:
+                cell = cells[c.key]
+                if cell.kind != "measured":
+                    continue
+                body = [x for x in cell.lines if not x.startswith("run ")]
+                parts.append(f"<tr><th>{e(system['name'])}</th><td class='{cell_class(system, cell)}'>"
+                             f"<span class='h'>{e(cell.headline)}</span>{_tag_html(cell.tag)}</td>"
+                             "<td><ul>" + "".join(f"<li>{e(x)}</li>" for x in body) + "</ul></td>"
+                             f"<td class='small'>{e(cell.method)}</td><td class='small'>"
+                             f"{e(', '.join(sorted(set(cell.runs))))} · {e(', '.join(sorted(set(cell.backends))))}"
+                             + (" · PARTIAL" if cell.partial else "") + "</td></tr>")
         parts.append("</table>")
     if rep.kubernetes_path:
         parts.append("<h2>Kubernetes path</h2><ul>" + "".join(
             f"<li><b>{e(name)}</b>: {e(level)}<ul>" + "".join(f"<li>{e(d)}</li>" for d in details) + "</ul></li>"
             for name, level, details in kubernetes_path_rows(rep)) + "</ul>")
-    lic = sources.refs(rep.documented.get("licence_sources", []))
-    parts.append(f"<h2>Licences</h2><p>{e(rep.documented['licence_note'].strip())} "
-                 + "".join(f"<a href='#src{n}'>[{n}]</a>" for n in lic) + "</p><h2>Plots</h2>")
+    parts.append("<h2>Plots</h2>")
     for key, title, path, reason in rep.plots:
         if path:
             data = base64.b64encode(path.read_bytes()).decode()
             parts.append(f"<img alt='{e(title)}' title='{e(title)}' src='data:image/png;base64,{data}'>")
         else:
-            parts.append(f"<p>{e(title)}: not drawn ({e(reason)}).</p>")
+            parts.append(f"<p class='small'>{e(title)}: not drawn ({e(reason)}).</p>")
+    parts.append("<h2 id='methods'>Methods</h2>")
+    parts += [f"<p><b>{e(h)}.</b> {e(t)}</p>" for h, t in methods.sections(rep.runs, rep.reference_variance)]
+    lic = sources.refs(rep.documented.get("licence_sources", []))
+    parts.append(f"<h2>Licences</h2><p>{e(rep.documented['licence_note'].strip())} "
+                 + "".join(f"<a href='#src{n}'>[{n}]</a>" for n in lic) + "</p>")
     parts.append("<h2>Runs</h2>")
     rows = run_rows(rep.runs)
     if rows:
@@ -306,6 +435,19 @@ def to_html(rep: Report) -> str:
                      + "</table>")
     else:
         parts.append("<p>No runs.</p>")
+    if routine:
+        parts.append(f"<details><summary>Routine notes ({len(routine)})</summary><ul>"
+                     + "".join(f"<li>{e(n)}</li>" for n in routine) + "</ul></details>")
+    parts.append("<details><summary>Documented cells in full</summary><ul>")
+    for matrix in rep.matrices[:1]:
+        for system, cells in matrix.rows:
+            docs = [(c, cells[c.key]) for c in CRITERIA if cells[c.key].kind == "documented"]
+            if docs:
+                parts.append(f"<li><b>{e(system['name'])}</b>: " + "; ".join(
+                    f"{e(c.title)}: {e(cell.lines[0])} " + "".join(f"<a href='#src{n}'>[{n}]</a>"
+                                                                  for n in sources.refs(cell.sources))
+                    for c, cell in docs) + "</li>")
+    parts.append("</ul></details>")
     parts.append("<h2>Sources (documented cells)</h2><ol>"
                  + "".join(f"<li id='src{i}'><a href='{e(u)}'>{e(u)}</a></li>" for i, u in enumerate(sources.urls, 1))
                  + "</ol></body></html>")

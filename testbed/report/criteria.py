@@ -71,6 +71,9 @@ CRITERIA: tuple[Criterion, ...] = (
                ("next_request_failed", "next request failed"),
                ("listeners_beyond_loopback", "listeners beyond loopback")),
               causes_from="listeners_beyond_loopback", notes_from="loopback_by_testbed"),
+    # Detection under concurrent open-loop load, and a detector outage at a drift onset (probes/detection_load.py).
+    Criterion("detection_load", "Detection under load", "detection-load", also_from=("detector-outage-onset",),
+              scores=(("rows_lost_share", "rows lost"), ("worst_verdict_delay_p99_s", "verdict delay p99 s"))),
     # Fault probes (experiments/faults.py): kill, overload and detector outage, one Result each.
     Criterion("faults", "Resilience under faults", "kill", also_from=("overload", "detector-outage"),
               scores=(("self_recovered", "self-recovered after kill"), ("requests_lost", "lost after kill"),
@@ -153,6 +156,14 @@ class Cell:
     runs: list[str] = field(default_factory=list)
     backends: list[str] = field(default_factory=list)
     partial: bool = False
+    headline: str = ""
+    """One number or verdict with its interval: what the at-a-glance matrix shows."""
+
+    tag: str = ""
+    """The mechanism (native / add-on / user code) as a short tag."""
+
+    method: str = ""
+    """n and the interval method behind the headline."""
 
 
 def score_lines(criterion: Criterion, results: list[Result]) -> list[str]:
@@ -213,14 +224,165 @@ def format_lines(results: list[Result]) -> list[str]:
     return ["; ".join(parts) or "no format results", f"n={n} repeats"]
 
 
+def _rate(label: str, r, digits: int = 2) -> str:
+    return f"{label} {r.text(digits)}" if r.n else f"{label}: no data"
+
+
+def drift_lines(results: list[Result]) -> tuple[list[str], str, str]:
+    """(detail lines, headline, method) from counts pooled over repeats."""
+    from testbed.report import pooled
+
+    d = pooled.drift(results)
+    method = f"n={d.repeats} repeats pooled; {d.fpr.method}"
+    lines = [_rate("FPR (control windows)", d.fpr, 3)]
+    for kind, by_m in d.power.items():
+        small, rel = d.smallest[kind], d.reliable[kind]
+        verdict = (f"detected from {small:g}" if small is not None else "undetected at every magnitude") + \
+            (f", power >= 0.8 from {rel:g}" if rel is not None else "")
+        lines.append(f"{kind}: {verdict}; power " + ", ".join(f"{m:g}: {r.text()}" for m, r in by_m.items()))
+    if d.delay_rows.n:
+        dr, ds = d.delay_rows, d.delay_s
+        lines.append(f"delay over {dr.n} detected streams: median {dr.median:g} rows"
+                     + (f" [{dr.lo:g}, {dr.hi:g}]" if dr.lo is not None else "")
+                     + (f", {ds.median:.2f} s" + (f" [{ds.lo:.2f}, {ds.hi:.2f}]" if ds.lo is not None else "")
+                        if ds.n else "") + f" ({dr.method})")
+    lines.append(f"windows mixing streams: {d.windows_mixing_streams}/{d.windows}")
+    ms = d.power.get("mean_shift", {})
+    rel = d.reliable.get("mean_shift")
+    small = d.smallest.get("mean_shift")
+    if rel is not None:
+        head = f"mean shift ≥{rel:g} sd: power {ms[rel].text()}"
+    elif small is not None:
+        head = f"mean shift ≥{small:g} sd (power {ms[small].text()})"
+    else:
+        head = f"FPR {d.fpr.text()}"
+    return lines, head, method
+
+
+def outlier_lines(results: list[Result]) -> tuple[list[str], str, str]:
+    from testbed.report import pooled
+
+    o = pooled.outlier(results)
+    method = f"n={o.repeats} repeats pooled; {o.recall.method}"
+    lines = [_rate("recall", o.recall), _rate("precision", o.precision)
+             + (f" (bound at this FPR and base rate {o.base_rate:.3f}: {o.precision_bound:.2f})"
+                if o.precision_bound is not None else ""),
+             _rate("FPR (clean rows)", o.fpr, 4),
+             "recall by kind: " + "; ".join(f"{g} {r.text()}" for g, r in o.recall_by_kind.items()),
+             "by kind@severity: " + "; ".join(f"{g} {r.rate:.2f} ({r.k}/{r.n})"
+                                              for g, r in o.recall_by_kind_severity.items())]
+    return lines, f"recall {o.recall.text()}", method
+
+
+def explain_lines(results: list[Result]) -> tuple[list[str], str, str]:
+    from testbed.report import pooled
+
+    e = pooled.explain(results)
+    fmt_ = lambda x: "—" if x is None else f"{x:.2g}"  # noqa: E731
+    lines = [f"vs exact Shapley values ({e['values']} values): max |error| {fmt_(e['max_abs_error'])}, "
+             f"additivity error {fmt_(e['additivity_error'])}, sign agreement {fmt_(e['sign_agreement'])}, "
+             f"rank agreement {fmt_(e['rank_agreement'])}, top-3 agreement {fmt_(e['topk_agreement'])} (worst repeat)",
+             f"pass {e['passes']}/{e['repeats']} (tolerance {e['tolerance']})"]
+    head = f"max |err| {fmt_(e['max_abs_error'])} vs exact"
+    return lines, head, f"n={e['repeats']} repeats, {e['values']} values; worst case, no interval"
+
+
+def load_lines(results: list[Result]) -> tuple[list[str], str, str]:
+    """Detection under load: per request size and load factor, pooled over repeats where counts allow."""
+    from probes import stats as st
+
+    lines, cells = [], {}
+    for r in results:
+        for c in r.measurements.get("cells") or []:
+            cells.setdefault((c["size"], c["factor"]), []).append(c)
+    worst_delay, lost_k, lost_n = 0.0, 0, 0
+    for (size, factor), cs in sorted(cells.items()):
+        k, n = sum(c["rows_lost"] for c in cs), sum(c["rows_ok"] for c in cs)
+        lost_k, lost_n = lost_k + k, lost_n + n
+        mix = st.pooled([(c["windows_mixing_streams"], c["drift_windows"]) for c in cs])
+        d99 = max((c["verdict_delay_p99_s"] or 0.0) for c in cs)
+        worst_delay = max(worst_delay, d99)
+        wrows = sorted({c["window_rows_median"] for c in cs if c["window_rows_median"] is not None})
+        p = lambda key: "/".join(f"{c[key]:.0f}" for c in cs if c.get(key) is not None) or "—"  # noqa: E731
+        lines.append(f"{size} rows x{factor:g} ({cs[0]['rate']:.0f} req/s): lost {st.clopper_pearson(k, n).text()}; "
+                     f"verdicts missing {sum(c['verdicts_missing'] for c in cs)}; window rows {wrows}; mixing "
+                     f"{mix.k}/{mix.n}; verdict delay p50 " + "/".join(
+                         f"{c['verdict_delay_p50_s']:.2f}" + (f" [{c['verdict_delay_p50_s_ci'][0]:.2f}, "
+                                                               f"{c['verdict_delay_p50_s_ci'][1]:.2f}]"
+                                                               if c.get("verdict_delay_p50_s_ci") else "")
+                         for c in cs if c.get("verdict_delay_p50_s") is not None)
+                     + f" s, p99 {d99:.2f} s; client send lag p99 {max((c.get('send_lag_p99_s') or 0) for c in cs):.2f} s;"
+                     f" p50 ms with/without {p('with_detection_p50_ms')}"
+                     f" vs {p('without_detection_p50_ms')}, p99 {p('with_detection_p99_ms')} vs "
+                     f"{p('without_detection_p99_ms')}")
+    for r in results:
+        if r.probe == "detector-outage-onset" and r.scores:
+            s = r.scores
+            lines.append(f"detector down at onset ({s.get('unavailable_s')} s until it answered again): answered "
+                         f"{s.get('statuses_during_outage')}, "
+                         f"unseen {s.get('requests_unseen_during_outage')}/{s.get('requests_during_outage')}, "
+                         f"drift alarmed after: {s.get('alarmed_after_onset')}, alarm delay "
+                         f"{s.get('drift_alarm_delay_s') if s.get('drift_alarm_delay_s') is None else round(s['drift_alarm_delay_s'], 2)} s")
+    lost = st.clopper_pearson(lost_k, lost_n)
+    # Headline: the verdict delay where no path is saturated (half its capacity) at the probes' request size.
+    key = (20, 0.5) if (20, 0.5) in cells else (min(cells) if cells else None)
+    head, method = "no load cells", ""
+    if key is not None:
+        c = cells[key][0]
+        ci = c.get("verdict_delay_p50_s_ci")
+        head = (f"verdict p50 {c['verdict_delay_p50_s']:.2f} s" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+                + f" at x{key[1]:g}, {key[0]} rows; lost {lost.k}/{lost.n} rows") \
+            if c.get("verdict_delay_p50_s") is not None else f"lost {lost.text()}"
+        reps = len({r.repeat for r in results if r.probe == "detection-load"})
+        method = (f"n={reps} repeat(s), {c.get('verdicts_timed', '?')} verdicts in that cell; order-statistic bootstrap;"
+                  f" rows lost {lost.method}")
+    return lines, head, method
+
+
+def headline_of(criterion: Criterion, results: list[Result]) -> tuple[str, str]:
+    """(headline, method) for criteria without a pooled summary: the first listed score, mean [t-interval]."""
+    for k, label in criterion.scores:
+        vals = [float(r.scores[k]) for r in results if _numeric(r.scores.get(k))]
+        if vals:
+            m, lo, hi = interval(vals, k)
+            return (f"{label} {fmt(m)}" + (f" [{fmt(lo)}, {fmt(hi)}]" if lo is not None else ""),
+                    f"n={len(vals)} repeats" + ("; 95% t-interval" if lo is not None else "; one repeat, no interval"))
+    verdicts = Counter(r.verdict for r in results)
+    v, c = verdicts.most_common(1)[0]
+    return f"{v} {c}/{len(results)}", f"n={len(results)} repeats"
+
+
 def measured_cell(criterion: Criterion, results: list[Result], runs_meta: dict[str, dict]) -> Cell:
     """One platform's measured cell from all its Results for this criterion (possibly several runs/backends)."""
+    from testbed.report import pooled
+
     cell = Cell(kind="measured")
     by_backend: dict[str, list[Result]] = {}
     for r in results:
         by_backend.setdefault(r.backend, []).append(r)
+    heads = []
     for backend, rs in sorted(by_backend.items()):
-        body = format_lines(rs) if criterion.kind == "formats" else score_lines(criterion, rs)
+        if criterion.kind == "formats":
+            body = format_lines(rs)
+            head, method = body[0].split(";")[0], body[1]
+        elif criterion.key == "drift" and pooled.has_drift_counts(rs):
+            body, head, method = drift_lines(rs)
+        elif criterion.key == "outlier" and pooled.has_outlier_counts(rs):
+            body, head, method = outlier_lines(rs)
+        elif criterion.key == "explainability" and pooled.has_exact_explain(rs):
+            body, head, method = explain_lines(rs)
+        elif criterion.key == "detection_load":
+            body, head, method = load_lines(rs)
+        elif criterion.key == "monitoring" and all("signals_exposed" in r.scores for r in rs):
+            body = score_lines(criterion, rs)
+            exposed = Counter(int(r.scores["signals_exposed"]) for r in rs)
+            total = len(rs[0].measurements.get("signals") or {}) or 7
+            k, c = exposed.most_common(1)[0]
+            head = f"{k}/{total} signals move with traffic" + (f" ({c}/{len(rs)} repeats)" if len(exposed) > 1 else "")
+            method = f"n={len(rs)} repeats, " + ("all agree" if len(exposed) == 1 else f"counts {dict(exposed)}")
+        else:
+            body = score_lines(criterion, rs)
+            head, method = headline_of(criterion, rs)
         if criterion.causes_from:
             body += cause_lines(criterion.causes_from, rs)
         if criterion.notes_from:
@@ -228,13 +390,21 @@ def measured_cell(criterion: Criterion, results: list[Result], runs_meta: dict[s
             body += [f"{criterion.notes_from.replace('_', ' ')}: {n}" for n in notes]
         if len(by_backend) > 1:
             body[0] = f"{backend}: {body[0]}"
+            head = f"{backend}: {head}"
+        heads.append((head, method))
         cell.lines.extend(body)
         run_ids = sorted({r.run_id for r in rs})
         for rid in run_ids:
             meta = runs_meta.get(rid, {})
             if any(meta.get("partial_experiments", {}).get(e) for e in criterion.experiments):
                 cell.partial = True
-        cell.lines.append(f"run {', '.join(run_ids)} · {backend}" + (" · PARTIAL" if cell.partial else ""))
+        single = all(runs_meta.get(rid, {}).get("repeats") == 1 for rid in run_ids)
+        cell.lines.append(f"run {', '.join(run_ids)} · {backend}" + (" · PARTIAL" if cell.partial else "")
+                          + (" · n=1: one run, no interval" if single else ""))
         cell.runs.extend(run_ids)
         cell.backends.append(backend)
+    cell.headline = " · ".join(h for h, _ in heads)
+    cell.method = " · ".join(m for _, m in heads)
+    mech = Counter(r.mechanism for r in results if r.mechanism)
+    cell.tag = "/".join(m for m, _ in mech.most_common())
     return cell

@@ -6,7 +6,9 @@ What each plot reads (the contract with the probes):
   (None = not detected), or measurements["delay_samples_by_magnitude"] = {m: d|None}.
 - outlier precision/recall: Result.scores["precision"], ["recall"] of the outlier experiment.
 - metric coverage heatmap: Result.measurements["signals"] = {signal: bool | number} (monitoring).
-- latency CDF: Result.measurements["latency_ms"] = [float, ...] (any experiment).
+- latency CDF: Result.measurements["latency_ms"] = [float, ...] or ["latencies_s"] = [float, ...] (any
+  experiment; e.g. parity's single-row inference, explain's explanation requests), one line per
+  (platform, experiment).
 """
 
 from __future__ import annotations
@@ -69,6 +71,38 @@ def drift_delay(pairs, path: Path):
     return _save(fig, path), None
 
 
+def drift_power(pairs, path: Path):
+    """Power curves: one panel per drift kind, one line per platform; alarms on wholly drifted windows pooled
+    over repeats with Clopper-Pearson bars, and the pooled false-positive rate's upper bound as a dashed line."""
+    from testbed.report import pooled
+
+    by_platform = {p: pooled.drift(rs) for p, rs in sorted(_by_platform(pairs, "drift").items())
+                   if pooled.has_drift_counts(rs)}
+    if not by_platform:
+        return None, "no drift result carries power counts (scores.power_counts)"
+    kinds = sorted({k for d in by_platform.values() for k in d.power})
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.2 * len(kinds), 3.2), squeeze=False, sharey=True)
+    for ax, kind in zip(axes[0], kinds):
+        for i, (platform, d) in enumerate(by_platform.items()):
+            by_m = d.power.get(kind, {})
+            if not by_m:
+                continue
+            mags = sorted(by_m)
+            x = np.arange(len(mags)) + (i - (len(by_platform) - 1) / 2) * 0.08
+            y = [by_m[m].rate for m in mags]
+            err = [[by_m[m].rate - by_m[m].lo for m in mags], [by_m[m].hi - by_m[m].rate for m in mags]]
+            line = ax.errorbar(x, y, yerr=err, marker="o", capsize=2, label=f"{platform} (n={d.repeats})")
+            ax.axhline(d.fpr.hi, ls="--", lw=0.8, color=line[0].get_color())
+            ax.set_xticks(np.arange(len(mags)), [f"{m:g}" for m in mags])
+        ax.set_title(kind, fontsize=9)
+        ax.set_xlabel("magnitude")
+        ax.set_ylim(-0.03, 1.03)
+    axes[0][0].set_ylabel("share of drifted windows alarmed")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Drift power per kind (Clopper-Pearson 95%; dashed: FPR upper bound)", fontsize=9)
+    return _save(fig, path), None
+
+
 def outlier_pr(pairs, path: Path):
     data = {p: rs for p, rs in sorted(_by_platform(pairs, "outlier").items())
             if any("precision" in r.scores and "recall" in r.scores for r in rs)}
@@ -117,10 +151,13 @@ def latency_cdf(pairs, path: Path):
     series = {}
     for exp, r in pairs:
         lat = r.measurements.get("latency_ms")
+        seconds = r.measurements.get("latencies_s")
+        if not (isinstance(lat, list) and lat) and isinstance(seconds, list) and seconds:
+            lat = [float(x) * 1e3 for x in seconds]
         if isinstance(lat, list) and lat:
             series.setdefault(f"{r.platform} ({exp})", []).extend(float(x) for x in lat)
     if not series:
-        return None, "no result carries measurements.latency_ms"
+        return None, "no result carries measurements.latency_ms or measurements.latencies_s"
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for label, values in sorted(series.items()):
         v = np.sort(np.asarray(values))
@@ -134,6 +171,7 @@ def latency_cdf(pairs, path: Path):
 
 
 PLOTS = (
+    ("drift_power", "Drift power per platform and kind", drift_power),
     ("drift_delay", "Drift detection delay vs magnitude", drift_delay),
     ("outlier_pr", "Outlier precision/recall per platform", outlier_pr),
     ("coverage", "Metric coverage heatmap", coverage_heatmap),

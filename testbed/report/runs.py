@@ -95,7 +95,11 @@ def load_run(root: Path, run_id: str) -> LoadedRun:
 
 
 def list_run_dirs(root: Path) -> list[Path]:
-    return [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("report", "."))] if root.is_dir() else []
+    """Run directories; a reference-variance record (experiments/reference_variance.py, read by Methods) is not one."""
+    if not root.is_dir():
+        return []
+    return [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("report", "."))
+            and not ((p / "reference_variance.json").is_file() and not (p / "run.json").is_file())]
 
 
 @dataclass

@@ -9,13 +9,14 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
 from deployers import get_platform
 from testbed import artifact as artifact_mod
 from testbed import prometheus, state
-from testbed.backends.local import detection, envs, processes
+from testbed.backends.local import detection, envs, processes, repair
 from testbed.endpoint import Endpoint
 from testbed.errors import PrometheusError, TestbedError
 from testbed.settings import Settings
@@ -45,20 +46,88 @@ class LocalBackend:
         ]
 
     def already_up(self, settings: Settings) -> dict | None:
-        """The status of a complete, healthy testbed, or None (after clearing a stale one)."""
+        """The status of a complete, healthy testbed, or None. A complete testbed that is degraded is left
+        as it is for repair_steps; what an interrupted `up` left is stopped, so `up` starts afresh."""
         current = state.load(settings.run_dir)
         if current is None:
             return None
         if current.get("complete") and not current.get("corrupt"):
             status = self.status(settings)
-            if status["state"] == "running":
-                return status
-        # Stale or partial: something crashed. Stop whatever survived, then start afresh.
+            return status if status["state"] == "running" else None
         self._stop_recorded(current, lambda m: None)
         self._archive_run_dir(settings)
         return None
 
+    # --- repair: a second `up` on a degraded testbed --------------------------------------------
+    def repair_steps(self, ctx: UpContext) -> list[Step] | None:
+        """Steps that restart exactly the recorded processes that died, wait for them, and check parity
+        and the scrape targets again; None when there is no complete testbed to repair."""
+        current = state.load(ctx.settings.run_dir)
+        if not current or not current.get("complete") or current.get("corrupt"):
+            return None
+        self._resume(ctx, current)
+        ctx.extra["restart"] = [name for _, name, _ in repair.dead(current)]
+        return [
+            Step("restart what died", self._restart_dead),
+            Step("wait for what was restarted", self._wait_restarted),
+            Step("prediction parity", self._parity),
+            Step("check scrape targets", self._scrape_targets),
+        ]
+
+    def _resume(self, ctx: UpContext, current: dict) -> None:
+        """ctx as `up` left it, from the state file."""
+        ctx.artifact = artifact_mod.load(Path(current["model"]["path"]))
+        for name, info in current["platforms"].items():
+            dep = get_platform(name).deployment_for(self.name)
+            dep.restore(info)
+            ctx.deployments[name] = dep
+            ctx.extra.setdefault("versions", {})[name] = info.get("versions", {})
+        for key in ("prometheus", "results_exporter", "detection", "parity"):
+            ctx.extra[key] = current.get(key)
+        ctx.extra["scrape_jobs"] = (current.get("prometheus") or {}).get("scrape_jobs") or []
+        ctx.extra["complete"] = True
+        ctx.timings.update(current.get("timings") or {})
+        ctx.endpoints = {name: dep.endpoint(ctx) for name, dep in ctx.deployments.items()}
+
+    def _restart_dead(self, ctx: UpContext) -> None:
+        current = state.load(ctx.settings.run_dir)
+        started = ctx.extra["restarted"] = {}
+        for kind, name, _ in repair.dead(current):
+            if kind == repair.PLATFORM:
+                ctx.deployments[name].restart(ctx)
+                pid = ctx.deployments[name].pid
+                started[name] = time.monotonic()
+            else:
+                info = repair.entry(ctx, kind, name)
+                started[name] = repair.relaunch(name, info)
+                pid = info["pid"]
+            ctx.say(f"  {name}: started again, pid {pid}")
+            self._save(ctx)
+
+    def _wait_restarted(self, ctx: UpContext) -> None:
+        """The restarted platforms as `up` waits for them (MLServer's models loaded again), their
+        detection hooks (Ray's detected application), then every other restarted process."""
+        platforms = [n for n in ctx.extra["restarted"] if n in ctx.deployments]
+        if platforms:
+            self._wait_ready(ctx, platforms)
+            if ctx.extra.get("detection"):
+                service_url = ctx.extra["detection"]["service_url"]
+                for name in platforms:
+                    hook = getattr(ctx.deployments[name], "detection_ready", None)
+                    if hook is not None:
+                        hook(ctx, service_url, ctx.settings.ready_timeout_s)
+        for kind, name, _ in repair.recorded(state.load(ctx.settings.run_dir)):
+            if kind != repair.PLATFORM and name in ctx.extra["restarted"]:
+                info = repair.entry(ctx, kind, name)
+                took = repair.wait_ready(name, info, ctx.extra["restarted"][name], ctx.settings.ready_timeout_s)
+                ctx.say(f"  {name} ready after {took:.1f}s")
+        self._save(ctx)
+
+    def release(self, ctx: UpContext) -> None:
+        processes.release_ports()
+
     def _prerequisites(self, ctx: UpContext) -> None:
+        ctx.extra["started_from"] = processes.started_count()
         ctx.extra["prometheus_bin"] = prometheus.find_binary(ctx.settings.prometheus_bin)
         if ctx.settings.prometheus_port is not None:
             processes.claim_port(ctx.settings.prometheus_port, "Prometheus")
@@ -101,8 +170,11 @@ class LocalBackend:
         cmd = prometheus.server_command(ctx.extra["prometheus_bin"], config_file, data_dir, port)
         log = run_dir / "prometheus.log"
         pid = processes.start(cmd, log, cwd=run_dir)
-        ctx.extra["prometheus"] = {"pid": pid, "pid_start": processes.start_ticks(pid), "port": port, "url": f"http://127.0.0.1:{port}",
-                                   "config": str(config_file), "log": str(log), "data": str(data_dir)}
+        ctx.extra["prometheus"] = {"pid": pid, "pid_start": processes.start_ticks(pid), "port": port,
+                                   "url": f"http://127.0.0.1:{port}", "ready_url": f"http://127.0.0.1:{port}/-/ready",
+                                   "config": str(config_file), "log": str(log), "data": str(data_dir),
+                                   "scrape_jobs": ctx.extra["scrape_jobs"],
+                                   "launch": {"cmd": cmd, "cwd": str(run_dir), "env": {}}}
         self._save(ctx)
         client = prometheus.PrometheusClient(ctx.extra["prometheus"]["url"])
         deadline = time.monotonic() + PROMETHEUS_READY_S
@@ -120,19 +192,22 @@ class LocalBackend:
 
         port = processes.claim_port(None, "results exporter")
         log = ctx.settings.run_dir / "results-exporter.log"
-        pid = processes.start([sys.executable, "-m", "testbed", "results-exporter", "--port", str(port),
-                               "--results-dir", str(RESULTS_DIR)], log, cwd=ctx.settings.run_dir)
+        cmd = [sys.executable, "-m", "testbed", "results-exporter", "--port", str(port), "--results-dir",
+               str(RESULTS_DIR)]
+        pid = processes.start(cmd, log, cwd=ctx.settings.run_dir)
         url = f"http://127.0.0.1:{port}/metrics"
         ctx.extra["results_exporter"] = {"pid": pid, "pid_start": processes.start_ticks(pid), "port": port,
-                                         "url": url, "log": str(log),
-                                         "results_dir": str(RESULTS_DIR)}
+                                         "url": url, "ready_url": url, "log": str(log),
+                                         "results_dir": str(RESULTS_DIR),
+                                         "launch": {"cmd": cmd, "cwd": str(ctx.settings.run_dir), "env": {}}}
         ctx.extra.setdefault("extra_scrape_targets", []).append(
             prometheus.ScrapeTarget(job="testbed-results", url=url))  # results carry their own backend label
         self._save(ctx)  # no wait here: "check scrape targets" waits for it like for every target
 
-    def _wait_ready(self, ctx: UpContext) -> None:
-        """Wait for every runtime at once (they start in parallel), printing progress."""
+    def _wait_ready(self, ctx: UpContext, only: list[str] | None = None) -> None:
+        """Wait for every runtime (or `only` these) at once (they start in parallel), printing progress."""
         errors: dict[str, TestbedError] = {}
+        waiting = {name: dep for name, dep in ctx.deployments.items() if only is None or name in only}
 
         def wait(name, dep):
             try:
@@ -141,7 +216,7 @@ class LocalBackend:
                 errors[name] = exc
 
         threads = {name: threading.Thread(target=wait, args=(name, dep), daemon=True)
-                   for name, dep in ctx.deployments.items()}
+                   for name, dep in waiting.items()}
         for t in threads.values():
             t.start()
         started = last_print = time.monotonic()
@@ -149,12 +224,12 @@ class LocalBackend:
         while any(t.is_alive() for t in threads.values()):
             line = ", ".join(
                 f"{n} ready" if d.ready_after_s is not None else (f"{n} FAILED" if n in errors else f"{n} starting")
-                for n, d in ctx.deployments.items())
+                for n, d in waiting.items())
             if line != last_line or time.monotonic() - last_print >= 5:
                 ctx.say(f"  [{time.monotonic() - started:5.1f}s] {line}")
                 last_line, last_print = line, time.monotonic()
             time.sleep(0.5)
-        for name, dep in ctx.deployments.items():
+        for name, dep in waiting.items():
             if dep.ready_after_s is not None:
                 ctx.timings[f"ready:{name}"] = dep.ready_after_s
                 ctx.say(f"  {name} ready after {dep.ready_after_s:.1f}s")
@@ -180,11 +255,19 @@ class LocalBackend:
             time.sleep(0.5)
         ctx.extra["complete"] = True
         self._save(ctx)
+        processes.release_ports()  # everything listens now (processes.claim_port)
         ctx.say(f"  Prometheus at {ctx.extra['prometheus']['url']} scrapes {', '.join(sorted(health))}: all up")
 
     def rollback(self, ctx: UpContext) -> None:
         ctx.say("  stopping what this attempt started ...")
+        processes.release_ports()
         self._stop_recorded(state.load(ctx.settings.run_dir) or {}, ctx.say)
+        for sid in processes.started_since(ctx.extra.get("started_from", processes.started_count())):
+            if processes.session_members(sid):  # started, and interrupted before the state file named it
+                name = processes.command_name(sid)
+                seen = processes.stop_session(sid)
+                ctx.say(f"  stopped session {sid} ({name}, {len(seen)} processes): started by this attempt, "
+                        f"not recorded yet")
         self._archive_run_dir(ctx.settings)
 
     def _save(self, ctx: UpContext) -> None:
@@ -218,12 +301,7 @@ class LocalBackend:
 
     def _stop_recorded(self, current: dict, say) -> list[str]:
         lines = []
-        recorded = [(name, info) for name, info in (current.get("platforms") or {}).items()]
-        for key, name in (("prometheus", "Prometheus"), ("results_exporter", "results exporter")):
-            if current.get(key):
-                recorded.append((name, current[key]))
-        recorded += list(((current.get("detection") or {}).get("processes") or {}).items())
-        for name, info in recorded:
+        for _, name, info in repair.recorded(current):
             pid = info.get("pid")
             if not pid or not processes.session_members(pid):
                 continue
@@ -261,6 +339,7 @@ class LocalBackend:
         with httpx.Client(timeout=2.0) as client:
             for name, info in (current.get("platforms") or {}).items():
                 platforms[name] = _platform_status(name, info, client)
+            started = repair.check(current, client)
         prom = current.get("prometheus") or {}
         prom_status = None
         if prom:
@@ -272,12 +351,19 @@ class LocalBackend:
                     prom_status["targets"] = client.targets()
                 except PrometheusError as exc:
                     prom_status["error"] = str(exc)
-        healthy = (current.get("complete") and platforms and all(p["state"] == "ready" for p in platforms.values())
-                   and prom_status and prom_status["state"] == "ready")
+        for row in started:
+            if row["kind"] == repair.PLATFORM:
+                row["state"] = platforms[row["name"]]["state"]
+        problems = [f"{row['name']} ({row['kind']}, pid {row['pid']}) is {row['state']}" for row in started
+                    if row["state"] not in ("ready", "running")]
+        if not current.get("complete"):
+            problems.insert(0, "`up` did not finish")
         return {
             "schema": "testbed.status/v1",
             "backend": self.name,
-            "state": "running" if healthy else "degraded",
+            "state": "degraded" if problems or not platforms else "running",
+            "problems": problems,
+            "processes": started,
             "exposure": _exposure(current, platforms),
             "model": current.get("model"),
             "prometheus": prom_status,

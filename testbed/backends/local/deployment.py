@@ -73,26 +73,55 @@ class LocalProcess:
     # --- protocol ----------------------------------------------------------------------------
     def __init__(self):
         self.pid: int | None = None
+        self.env_dir: Path | None = None
         self.pid_start: int | None = None
         self.ports: dict[str, int] = {}
         self.workdir: Path | None = None
         self.started_at: float | None = None
         self.ready_after_s: float | None = None
+        self.launch: dict | None = None
+        """How the process was started ({cmd, cwd, env}: env = the testbed's additions), so a later
+        `up` can start it again exactly so when it has died."""
 
     @property
     def log_path(self) -> Path:
         return self.workdir / "runtime.log"
 
     def deploy(self, ctx: UpContext) -> None:
-        env_dir = envs.ensure(self.env, ctx.settings.envs_dir, ctx.say)
+        env_dir = self.env_dir = envs.ensure(self.env, ctx.settings.envs_dir, ctx.say)
         self.workdir = ctx.settings.run_dir / self.platform
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ports = {name: processes.claim_port(None, f"{self.platform} {name}") for name in self.port_names}
         cmd = self.command(envs.python_of(env_dir), self.ports, self.workdir, ctx)
+        self.launch = {"cmd": cmd, "cwd": str(self.workdir),
+                       "env": {"PYTHONUNBUFFERED": "1", **self.extra_env(self.workdir)}}
+        self._start()
+
+    def _start(self) -> None:
         self.started_at = time.monotonic()
-        self.pid = processes.start(cmd, self.log_path, cwd=self.workdir,
-                                   env={"PYTHONUNBUFFERED": "1", **self.extra_env(self.workdir)})
+        self.ready_after_s = None
+        self.pid = processes.start(self.launch["cmd"], self.log_path, cwd=Path(self.launch["cwd"]),
+                                   env=self.launch["env"])
         self.pid_start = processes.start_ticks(self.pid)
+
+    def restart(self, ctx: UpContext) -> None:
+        """Start the recorded process again, on its own ports (its configuration is still in the run
+        directory); what is left of its session (Ray's helpers) is stopped first. PortBusy when
+        another program took one of its ports meanwhile."""
+        if self.pid and processes.session_members(self.pid):
+            processes.stop_session(self.pid)
+        for name, port in self.ports.items():
+            processes.claim_port(port, f"{self.platform} {name}")
+        self._start()
+
+    def restore(self, info: dict) -> None:
+        """This deployment as a state-file entry (to_state) describes it, for `up` to repair."""
+        self.pid, self.pid_start = info.get("pid"), info.get("pid_start")
+        self.ports = dict(info.get("ports") or {})
+        self.workdir = Path(info["workdir"]) if info.get("workdir") else None
+        self.ready_after_s = info.get("ready_after_s")
+        self.env_dir = Path(info["env_dir"]) if info.get("env_dir") else None
+        self.launch = info.get("launch")
 
     def wait_ready(self, ctx: UpContext, timeout_s: float) -> Endpoint:
         endpoint = self.endpoint(ctx)
@@ -129,4 +158,5 @@ class LocalProcess:
     # --- persisted form (the state file), so `status` and `down` work from another process ----
     def to_state(self) -> dict:
         return {"pid": self.pid, "pid_start": self.pid_start, "ports": self.ports, "workdir": str(self.workdir), "log": str(self.log_path),
-                "ready_after_s": self.ready_after_s, "env": self.env.name}
+                "ready_after_s": self.ready_after_s, "env": self.env.name, "launch": self.launch,
+                "env_dir": str(self.env_dir) if self.env_dir else None}

@@ -57,11 +57,14 @@ class Sidecar:
     goes back to 0 once ready (where permitted: lowering it needs root)."""
 
     pid: int | None = None
+    env_dir: Path | None = None
     pid_start: int | None = None
     ports: dict = field(default_factory=dict)
     log: Path | None = None
     started_at: float | None = None
     ready_after_s: float | None = None
+    launch: dict | None = None
+    """{cmd, cwd, env}: how it was started, so a later `up` can start it again when it has died."""
 
     @property
     def port(self) -> int | None:
@@ -76,7 +79,7 @@ class Sidecar:
         return f"http://127.0.0.1:{self.ports[self.metrics_port]}/metrics" if self.metrics_port else None
 
     def start(self, ctx: UpContext) -> None:
-        env_dir = envs.ensure(self.env, ctx.settings.envs_dir, ctx.say)
+        env_dir = self.env_dir = envs.ensure(self.env, ctx.settings.envs_dir, ctx.say)
         workdir = ctx.settings.run_dir / "detection" / self.name
         workdir.mkdir(parents=True, exist_ok=True)
         self.ports = {name: processes.claim_port(None, f"{self.name} {name}") for name in self.port_names}
@@ -89,8 +92,10 @@ class Sidecar:
             # as anything else reads (seen: a sidecar silent for 180 s on a busy machine).
             ionice = ["ionice", "-c", "2", "-n", "7"] if shutil.which("ionice") else []
             cmd = ["nice", "-n", str(self.startup_nice), *ionice, *cmd]
-        self.pid = processes.start(cmd, self.log, cwd=workdir, env={"PYTHONUNBUFFERED": "1", **self.extra_env})
+        env = {"PYTHONUNBUFFERED": "1", **self.extra_env}
+        self.pid = processes.start(cmd, self.log, cwd=workdir, env=env)
         self.pid_start = processes.start_ticks(self.pid)
+        self.launch = {"cmd": cmd, "cwd": str(workdir), "env": env}
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = self.started_at + timeout_s
@@ -114,15 +119,21 @@ class Sidecar:
                 time.sleep(0.25)
 
     def _renice(self, value: int) -> None:
-        for pid in processes.session_members(self.pid):
-            try:
-                os.setpriority(os.PRIO_PROCESS, pid, value)
-            except (PermissionError, ProcessLookupError):  # lowering niceness needs root; keep it then
-                pass
+        renice_session(self.pid, value)
 
     def to_state(self) -> dict:
-        return {"pid": self.pid, "pid_start": self.pid_start, "ports": self.ports, "url": self.url, "metrics_url": self.metrics_url,
-                "log": str(self.log), "ready_after_s": self.ready_after_s, "env": self.env.name}
+        return {"pid": self.pid, "pid_start": self.pid_start, "ports": self.ports, "url": self.url,
+                "ready_url": self.url + self.ready_path, "metrics_url": self.metrics_url, "launch": self.launch,
+                "log": str(self.log), "ready_after_s": self.ready_after_s, "env": self.env.name,
+                "env_dir": str(self.env_dir) if self.env_dir else None}
+
+
+def renice_session(sid: int, value: int) -> None:
+    for pid in processes.session_members(sid):
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, value)
+        except (PermissionError, ProcessLookupError):  # lowering niceness needs root; keep it then
+            pass
 
 
 def _state(ctx: UpContext) -> dict:

@@ -1,11 +1,16 @@
 """Runtime virtual environments: one per runtime, as each would have its own image.
 
 An EnvSpec lists exact pins (resolving without lower bounds picks ancient releases). `ensure`
-builds the venv with uv and stamps it with the spec's hash; an unchanged spec is reused.
+builds the venv with uv into a directory named by the spec's hash (`<envs dir>/<name>-<digest>`) and
+stamps it; an unchanged spec is reused. A built environment is never changed again: a new spec gets a
+new directory, so several state directories (a user's testbed and the tests' own) can share one envs
+directory (TESTBED_ENVS_DIR) without a rebuild ever pulling files from under a running runtime.
+Builds of one spec are serialised by a lock file, so two `up`s at once build it once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -28,7 +33,7 @@ INSTALL_FLAGS = ("--compile-bytecode",)
 @dataclass(frozen=True)
 class EnvSpec:
     name: str
-    """Directory name under the state dir's envs/."""
+    """What the environment is for; its directory is `<envs dir>/<name>-<digest>`."""
 
     requirements: tuple[str, ...]
     """Pinned requirements, resolved together."""
@@ -52,6 +57,11 @@ def uv_binary() -> str:
             raise EnvironmentBuildFailed("uv", "find uv", "uv is not installed in the testbed's environment; "
                                          "run `make setup` (it installs the project with uv).") from None
         return found
+
+
+def env_dir(spec: EnvSpec, envs_dir: Path) -> Path:
+    """Where spec's environment lives (built or not)."""
+    return envs_dir / f"{spec.name}-{spec.digest()}"
 
 
 def python_of(env_dir: Path) -> Path:
@@ -81,27 +91,30 @@ def _run(env: str, cmd: list[str], log) -> None:
 
 
 def ensure(spec: EnvSpec, envs_dir: Path, say=lambda m: None) -> Path:
-    """Return the venv directory for spec, building (or rebuilding) it if its stamp is stale."""
-    env_dir = envs_dir / spec.name
-    if is_current(spec, env_dir):
-        return env_dir
+    """Return the venv directory for spec, building it first if it is not built yet."""
+    target = env_dir(spec, envs_dir)
+    if is_current(spec, target):
+        return target
     envs_dir.mkdir(parents=True, exist_ok=True)
-    say(f"  building runtime environment {spec.name!r} (first time only) ...")
-    uv = uv_binary()
-    building = envs_dir / f".{spec.name}.building"
-    shutil.rmtree(building, ignore_errors=True)
-    with open(envs_dir / f"{spec.name}.build.log", "w") as log:
-        # The venv records its own absolute path, so build it where it will live.
-        shutil.rmtree(env_dir, ignore_errors=True)
-        _run(spec.name, [uv, "venv", "--quiet", "--python", sys.executable, str(env_dir)], log)
-        py = str(python_of(env_dir))
-        _run(spec.name, [uv, "pip", "install", *INSTALL_FLAGS, "--python", py, *spec.requirements], log)
-        if spec.no_deps:
-            _run(spec.name, [uv, "pip", "install", *INSTALL_FLAGS, "--python", py, "--no-deps", *spec.no_deps], log)
-    (env_dir / STAMP).write_text(json.dumps({"name": spec.name, "digest": spec.digest(),
-                                             "requirements": list(spec.requirements),
-                                             "no_deps": list(spec.no_deps)}, indent=2))
-    return env_dir
+    with open(envs_dir / f".{target.name}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another `up` (or a test session) may be building it right now
+        if is_current(spec, target):
+            return target
+        say(f"  building runtime environment {spec.name!r} (first time only) ...")
+        uv = uv_binary()
+        with open(envs_dir / f"{target.name}.build.log", "w") as log:
+            # The venv records its own absolute path, so build it where it will live; the stamp, written
+            # last, is what makes it current.
+            shutil.rmtree(target, ignore_errors=True)
+            _run(spec.name, [uv, "venv", "--quiet", "--python", sys.executable, str(target)], log)
+            py = str(python_of(target))
+            _run(spec.name, [uv, "pip", "install", *INSTALL_FLAGS, "--python", py, *spec.requirements], log)
+            if spec.no_deps:
+                _run(spec.name, [uv, "pip", "install", *INSTALL_FLAGS, "--python", py, "--no-deps", *spec.no_deps], log)
+        (target / STAMP).write_text(json.dumps({"name": spec.name, "digest": spec.digest(),
+                                                "requirements": list(spec.requirements),
+                                                "no_deps": list(spec.no_deps)}, indent=2))
+    return target
 
 
 def installed_versions(env_dir: Path, packages: list[str]) -> dict[str, str]:

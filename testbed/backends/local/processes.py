@@ -10,24 +10,25 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 from testbed.errors import PortBusy, TestbedError
 
-
 _HANDED_OUT: set[int] = set()
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on and this process has not handed out before: the kernel may give the
-    same ephemeral port to successive bind(0) calls once each socket is closed (seen here: one port for a
-    runtime's http, grpc and metrics, and for Prometheus), so ports asked for in one `up` must differ."""
+    """A loopback port nothing listens on and this process has not handed out before, for a bind that
+    follows at once (tests, benchmarks). The kernel may give the same ephemeral port to successive bind(0)
+    calls once each socket is closed; a port meant for a process that binds seconds later, which another
+    process on the machine could take meanwhile, is held instead (claim_port)."""
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port not in _HANDED_OUT and not is_listening(port):
+        if port not in _HANDED_OUT and port not in _held and not is_listening(port):
             _HANDED_OUT.add(port)
             return port
     raise TestbedError("No free loopback port: 200 ports in a row from the kernel were in use or already handed "
@@ -50,13 +51,51 @@ def is_listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def claim_port(port: int | None, owner: str) -> int:
-    """A fixed port if it is free (else PortBusy naming who holds it), or a free one."""
-    if port is None:
-        return free_port()
-    if not port_is_free(port):
-        raise PortBusy(port, owner, port_holder(port))
+# Ports chosen for processes that bind them later (after their imports: seconds to minutes), held by
+# a socket bound with SO_REUSEADDR and not listening. The kernel skips a port held this way when it
+# picks one for another bind(0) or connect(), while the process it is meant for binds it anyway:
+# uvicorn, aiohttp, gRPC, Go's net package and Python's http.server all set SO_REUSEADDR. Without the
+# hold, the ports of the detector service, KServe and MLServer came out the same (`up` then failed
+# with "[Errno 98] address already in use" and uvicorn's STARTUP_FAILURE).
+_held: dict[int, socket.socket] = {}
+
+
+def _hold(port: int) -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        raise
+    port = s.getsockname()[1]
+    _held[port] = s
     return port
+
+
+def claim_port(port: int | None, owner: str) -> int:
+    """A fixed port if it is free (else PortBusy naming who holds it), or a free one; either way held
+    for its process until release_ports() (call it once the process listens)."""
+    if port is None:
+        return _hold(0)
+    if port in _held:
+        return port
+    # Not port_is_free(): a process just killed leaves its accepted connections in TIME_WAIT on its port,
+    # which fails a plain bind for a minute but not its own server's (SO_REUSEADDR) bind on restart.
+    if is_listening(port):
+        raise PortBusy(port, owner, port_holder(port))
+    try:
+        return _hold(port)
+    except OSError:
+        raise PortBusy(port, owner, port_holder(port)) from None
+
+
+def release_ports(ports=None) -> None:
+    """Stop holding the given ports (default: all held ones)."""
+    for port in list(_held) if ports is None else list(ports):
+        held = _held.pop(port, None)
+        if held is not None:
+            held.close()
 
 
 def port_holder(port: int) -> str:
@@ -140,13 +179,38 @@ def is_loopback(address: str) -> bool:
     return address.startswith("127.") or address == "::1" or address.startswith("::ffff:127.")
 
 
+_started: list[int] = []
+"""Every session this process started, in order: an interrupt (Ctrl-C, SIGTERM) that lands after a start and
+before the state file records it must not orphan it (seen: a results exporter left running by an
+interrupted `up`); `up`'s rollback stops what it started since its first step (started_since)."""
+
+_DEFERRED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
 def start(cmd: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
     """Start cmd in a new session, stdout+stderr to log_path; return its pid (= its session id)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+    main = threading.current_thread() is threading.main_thread()
+    # Interrupts wait until the pid is in _started (then they raise as usual).
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED) if main else None
+    try:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env={**os.environ, **(env or {})}, start_new_session=True)
+        _started.append(proc.pid)
+    finally:
+        if main:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     return proc.pid
+
+
+def started_count() -> int:
+    return len(_started)
+
+
+def started_since(count: int) -> list[int]:
+    """Sessions this process started after started_count() returned count."""
+    return _started[count:]
 
 
 def start_ticks(pid: int) -> int | None:
