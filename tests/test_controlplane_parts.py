@@ -13,28 +13,43 @@ from testbed.backends.controlplane.operators import KServe, Seldon, drop_flag, s
 from testbed.backends.kind.pins import pins
 
 
-def test_every_component_is_pinned_with_a_source_and_binaries():
+def test_every_component_is_a_go_module_from_the_proxy():
+    """Nothing is cloned from a code host: every component names a Go module and a version the proxy
+    serves; what the proxy does not serve is declared unbuildable with the reason."""
     minimum, components = build.load()
     assert minimum == "1.26"
     names = {c.name for c in components}
-    assert {"etcd", "kubernetes", "kwok", "helm", "kserve", "seldon-core-operator", "kuberay-operator",
-            "prometheus-operator", "prometheus"} <= names
+    assert {"etcd", "kubernetes", "kwok", "helm", "kserve", "kuberay-operator", "prometheus-operator",
+            "prometheus"} <= names
     for c in components:
         assert c.binaries, c.name
-        assert ("module" in c.spec) != ("git" in c.spec), f"{c.name}: exactly one of module/git"
-        if "git" in c.spec:
-            assert len(c.spec["commit"]) == 40 and c.spec["tag"] and c.spec["subdir"], c.name
+        assert c.spec["module"] and c.spec["version"].startswith("v"), c.name
+        assert not {"git", "tag", "commit", "subdir"} & set(c.spec), f"{c.name}: a code-host source"
+    missing = build.unbuildable()
+    assert set(missing) == {"seldon-core-operator"}
+    assert "proxy" in missing["seldon-core-operator"]["why"] and not names & set(missing)
+
+
+def test_build_recipe_has_no_route_to_a_code_host():
+    import inspect
+
+    source = inspect.getsource(build)
+    assert "git clone" not in source and "TESTBED_GIT_MIRRORS" not in source and "_git_" not in source
 
 
 def test_pins_agree_with_the_kind_path():
-    """The control plane runs what the kind path installs: same Kubernetes, same chart versions."""
+    """The control plane runs what the kind path installs: same Kubernetes, same chart versions, or a
+    declared skew (with its reason) where the proxy does not serve the kind path's version."""
     _, components = build.load()
     by = {c.name: c for c in components}
     p = pins()
     assert by["kubernetes"].version == p.kubernetes
     assert by["kserve"].version == p.chart("kserve-resources").version
-    assert by["seldon-core-operator"].version.lstrip("v") == p.chart("seldon-core").version
-    assert by["kuberay-operator"].version.lstrip("v") == p.chart("kuberay-operator").version
+    kuberay = by["kuberay-operator"]
+    assert kuberay.version != "v" + p.chart("kuberay-operator").version.lstrip("v")
+    assert kuberay.skew["kind_pin"].lstrip("v") == p.chart("kuberay-operator").version.lstrip("v")
+    assert "403" in kuberay.skew["why"]
+    assert build.unbuildable()["seldon-core-operator"]["kind_pin"] == p.chart("seldon-core").version
     assert by["helm"].version == p.tools["helm"].version
     images = [i for group in p.images_by_source.values() for i in group]
     assert f"quay.io/prometheus-operator/prometheus-operator:{by['prometheus-operator'].version}" in images

@@ -6,9 +6,10 @@ Go version; a finished build writes manifest.json there, so a second run only ch
 builds upstream code and nothing else; the wrapper go.mod of a module component is generated here,
 in the cache directory, never in the repository.
 
-Sources: a `module:` comes from the Go module proxy (`go mod download`); a `git:` component, which
-the proxy does not serve, from its repository at the pinned tag, checked against the pinned commit
-(`git clone`, or a local mirror: TESTBED_GIT_MIRRORS=<dir> holding <owner>+<name>/repo or <name>.git).
+Sources: every component is a Go module from the Go module proxy (`go mod download`), which this
+machine, a user's and CI reach; nothing is cloned from a code host. What the proxy does not serve is
+listed under `controlplane.unbuildable` in cluster/versions.yaml with the reason, and the checks that
+need it are reported as not verifiable (never as passed).
 
     python -m testbed.backends.controlplane.build [--only NAME ...] [--check] [--json]
 """
@@ -24,7 +25,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +68,7 @@ class Component:
 
     @property
     def version(self) -> str:
-        return str(self.spec.get("version") or self.spec["tag"])
+        return str(self.spec["version"])
 
     @property
     def binaries(self) -> dict[str, str]:
@@ -76,8 +76,12 @@ class Component:
 
     @property
     def source(self) -> str:
-        return f"{self.spec['module']}@{self.version}" if "module" in self.spec \
-            else f"{self.spec['git']} {self.spec['tag']} ({self.spec['commit'][:12]})"
+        return f"{self.spec['module']}@{self.version}"
+
+    @property
+    def skew(self) -> dict | None:
+        """{"kind_pin", "why"} when the kind path pins another version than the one built here."""
+        return self.spec.get("skew")
 
     def key(self, go_version: str) -> str:
         blob = json.dumps({"spec": self.spec, "recipe": RECIPE, "go": go_version}, sort_keys=True)
@@ -104,6 +108,11 @@ class Built:
 def load(path: Path = VERSIONS) -> tuple[str, list[Component]]:
     data = yaml.safe_load(path.read_text())["controlplane"]
     return str(data["go_minimum"]), [Component(name, spec) for name, spec in data["components"].items()]
+
+
+def unbuildable(path: Path = VERSIONS) -> dict[str, dict]:
+    """Components the kind path installs that cannot be built here: name -> {"kind_pin", "module", "why"}."""
+    return dict(yaml.safe_load(path.read_text())["controlplane"].get("unbuildable") or {})
 
 
 def cache_root() -> Path:
@@ -184,10 +193,7 @@ def _build(component: Component, go: str, out) -> Built:
     started = time.monotonic()
     cpu_before = _children_cpu()
     print(f"  {component.name} {component.version}: building from {component.source} (log {log})", file=out, flush=True)
-    if "module" in component.spec:
-        workdir, packages = _module_wrapper(component, where, log)
-    else:
-        workdir, packages = _git_source(component, where, log)
+    workdir, packages = _module_wrapper(component, where, log)
     ldflags = ["-s", "-w", *(f"-X {k}={v}" for k, v in (component.spec.get("set_vars") or {}).items())]
     timings = {}
     for binary, package in packages.items():
@@ -246,57 +252,6 @@ def _download(component: Component, ref: str, where: Path, log: Path) -> dict:
     out = _run(component, f"downloading {ref} from the Go module proxy", ["go", "mod", "download", "-json", ref],
                where, log, hint="Is the Go module proxy reachable (GOPROXY)? Is this exact version served?")
     return json.loads(out)
-
-
-def _git_source(component: Component, where: Path, log: Path) -> tuple[Path, dict[str, str]]:
-    spec = component.spec
-    repo = _git_repo(component, where, log)
-    commit = _run(component, f"resolving tag {spec['tag']}", ["git", "--git-dir", str(repo), "rev-parse",
-                                                                 f"{spec['tag']}^{{commit}}"], where, log).strip()
-    if commit != spec["commit"]:
-        raise BuildFailed(component.name, f"checking tag {spec['tag']}",
-                          f"it points at {commit}, cluster/versions.yaml pins {spec['commit']}", log,
-                          "A moved tag is a different source: check upstream, then update the pin.")
-    src = where / "src"
-    src.mkdir()
-    paths = [spec["subdir"], *spec.get("keep", [])]
-    archive = where / "source.tar"
-    with archive.open("wb") as fh:
-        proc = subprocess.run(["git", "--git-dir", str(repo), "archive", "--format=tar", commit, *paths],
-                              stdout=fh, stderr=subprocess.PIPE, text=False)
-    if proc.returncode != 0:
-        raise BuildFailed(component.name, f"extracting {paths} at {commit[:12]}", proc.stderr.decode(errors="replace"),
-                          log)
-    with tarfile.open(archive) as tar:
-        tar.extractall(src, filter="data")
-    archive.unlink()
-    for kept in spec.get("keep", []):
-        (where / "share" / kept).parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(src / kept), str(where / "share" / kept))
-    workdir = src / spec["subdir"]
-    _run(component, "downloading its dependencies", ["go", "mod", "download"], workdir, log,
-         hint="Is the Go module proxy reachable (GOPROXY)?")
-    packages = {b: (p if p != "." else ".") for b, p in component.binaries.items()}
-    return workdir, packages
-
-
-def _git_repo(component: Component, where: Path, log: Path) -> Path:
-    """A git directory holding the pinned commit: a local mirror, else a fresh clone from upstream."""
-    url = component.spec["git"]
-    owner, name = url.rstrip("/").removesuffix(".git").split("/")[-2:]
-    for base in filter(None, os.environ.get("TESTBED_GIT_MIRRORS", "").split(os.pathsep)):
-        for candidate in (Path(base) / f"{owner}+{name}" / "repo", Path(base) / f"{owner}+{name}",
-                          Path(base) / f"{name}.git", Path(base) / name / ".git"):
-            if candidate.is_dir() and subprocess.run(
-                    ["git", "--git-dir", str(candidate), "cat-file", "-e", f"{component.spec['commit']}^{{commit}}"],
-                    capture_output=True).returncode == 0:
-                return candidate
-    clone = where / "git"
-    _run(component, f"cloning {url} at {component.spec['tag']}",
-         ["git", "clone", "--bare", "--filter=blob:none", "--single-branch", "--branch", component.spec["tag"],
-          url, str(clone)], where, log,
-         hint=f"{url} must be reachable with git, or TESTBED_GIT_MIRRORS must name a directory holding a mirror of it.")
-    return clone
 
 
 def _keep(component: Component, module_dir: Path, where: Path) -> None:
