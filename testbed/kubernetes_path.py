@@ -3,7 +3,11 @@
 1. schema-valid: its custom resource, as the kind path renders it, validates offline against the
    upstream CRD (testbed/backends/kind/crd_schema.py; computed when asked);
 2. control-plane verified: `up --backend controlplane` passed every check concerning the platform
-   against a real API server and the real operators (recorded with the date and the versions);
+   against a real API server and the real operators (recorded with the date and the versions; an
+   operator built at another version than the kind path pins is named beside it as a version skew);
+   below it, control-plane partially verified: the platform's operator cannot run here, its objects
+   were accepted by the API server and everything checkable without the operator passed, the rest
+   is listed as not verifiable;
 3. run on a real kind cluster: the kind e2e tests passed (recorded by the GitHub workflow's run).
 
 A run that reaches level 2 or 3 writes results/kubernetes-path/<level>.json; `status` and the report
@@ -17,6 +21,18 @@ import time
 from pathlib import Path
 
 LEVELS = (("schema", "schema-valid"), ("controlplane", "control-plane verified"), ("kind", "run on a real kind cluster"))
+PARTIAL = "control-plane partially verified (API server only)"
+"""Between schema-valid and control-plane verified: a controlplane record with partial true."""
+
+
+def verdict_word(verdict: dict) -> str:
+    if verdict.get("reached"):
+        return "verified" + (f" (VERSION SKEW: {skew_text(verdict['skew'])})" if verdict.get("skew") else "")
+    return "partially verified (API server only)" if verdict.get("partial") else "NOT verified"
+
+
+def skew_text(skew: dict) -> str:
+    return f"{skew['component']} {skew['built']} ran, the kind path pins {skew['kind_pin']}: {skew['why']}"
 
 
 def records_dir(results_dir: Path | None = None) -> Path:
@@ -27,7 +43,7 @@ def records_dir(results_dir: Path | None = None) -> Path:
 
 def record(level: str, platforms: dict[str, dict], versions: dict, results_dir: Path | None = None,
            detail: str = "") -> Path:
-    """platforms: name -> {"reached": bool, "why": text}."""
+    """platforms: name -> {"reached": bool, "why": text, optionally "partial", "skew", "not_verifiable"}."""
     if level not in dict(LEVELS):
         raise ValueError(f"unknown level {level!r}; known: {', '.join(dict(LEVELS))}")
     path = records_dir(results_dir) / f"{level}.json"
@@ -91,7 +107,13 @@ def levels(platforms: list[str], results_dir: Path | None = None, with_schema: b
         for key, rec in recorded.items():
             p = (rec or {}).get("platforms", {}).get(name)
             entry[key] = None if p is None else {**p, "at": rec["at"], "versions": rec.get("versions", {})}
-        reached = [label for key, label in LEVELS if (entry.get(key) or {}).get("reached")]
+        reached = []
+        for key, label in LEVELS:
+            e = entry.get(key) or {}
+            if e.get("reached"):
+                reached.append(label + (f" (VERSION SKEW: {skew_text(e['skew'])})" if e.get("skew") else ""))
+            elif key == "controlplane" and e.get("partial"):
+                reached.append(PARTIAL)
         entry["level"] = reached[-1] if reached else "none"
         out[name] = entry
     return out
@@ -107,5 +129,10 @@ def lines(levels_doc: dict[str, dict]) -> list[str]:
                 out.append(f"    {label}: no record")
             else:
                 when = f" ({e['at']})" if e.get("at") else ""
-                out.append(f"    {label}: {'yes' if e['reached'] else 'no'}{when} - {e['why']}")
+                word = "yes" if e["reached"] else "partially" if e.get("partial") else "no"
+                out.append(f"    {label}: {word}{when} - {e['why']}")
+                if e.get("skew"):
+                    out.append(f"      VERSION SKEW: {skew_text(e['skew'])}")
+                for item in e.get("not_verifiable") or []:
+                    out.append(f"      not verifiable: {item}")
     return out

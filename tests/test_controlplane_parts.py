@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from testbed.backends.controlplane import build, charts, pki, prometheus, verify
-from testbed.backends.controlplane.operators import KServe, Seldon, drop_flag, set_flag
+from testbed.backends.controlplane.operators import KServe, KubeRay, drop_flag, set_flag
 from testbed.backends.kind.pins import pins
 
 
@@ -101,14 +101,18 @@ def test_launch_from_expands_env_like_the_kubelet_and_writes_configmap_mounts():
 
 
 def test_operator_process_listens_on_loopback_only(tmp_path):
-    container = {"name": "manager", "args": ["--metrics-addr=:8080", "--webhook-port=443"]}
-    op = Seldon()
+    container = {"name": "manager", "args": ["--metrics-addr=:8080", "--webhook-port=443", "--leader-elect"]}
+    op = KServe()
     launch = op.launch_from(_deployment(container), [])
-    ports = {"metrics": 1001, "health": 1002, "webhook": 1003}
+    ports = {"metrics": 1001, "health": 1002, "webhook": 1003, "egress_trap": 1004}
     p = op.process(launch, tmp_path / "bin", tmp_path / "work", tmp_path / "kc", tmp_path / "log", ports)
     assert "--metrics-addr=127.0.0.1:1001" in p.argv and "--webhook-port=1003" in p.argv
+    assert "--health-probe-addr=127.0.0.1:1002" in p.argv and "--leader-elect" not in p.argv
     assert not any(a.endswith("=:8080") for a in p.argv)
     assert p.env["KUBECONFIG"] == str(tmp_path / "kc")
+    # Every HTTP request to a non-loopback host (kwok's fake pod IPs) goes to a closed loopback port.
+    assert p.env["HTTP_PROXY"] == p.env["HTTPS_PROXY"] == "http://127.0.0.1:1004"
+    assert "127.0.0.1" in p.env["NO_PROXY"]
     assert op.webhook_cert_dir(tmp_path / "work") == tmp_path / "work" / "tmp" / "k8s-webhook-server" / "serving-certs"
 
 
@@ -283,7 +287,8 @@ def test_platform_verdict_counts_only_its_own_findings():
         "endpoints": {"services": []},
         "scrape": {"pools": [], "announced": [{"pod": "s-1", "state": "fail", "address": "10.244.0.9:6000"}]},
     }
-    assert verify.platform_verdict(findings, "kserve") == {"reached": False, "why": "ports: 8080 not declared"}
+    kserve = verify.platform_verdict(findings, "kserve")
+    assert (kserve["reached"], kserve["partial"], kserve["why"]) == (False, False, "ports: 8080 not declared")
     assert not verify.platform_verdict(findings, "seldon")["reached"]
     findings["scrape"]["announced"][0]["state"] = "pass"
     assert verify.platform_verdict(findings, "seldon")["reached"]
@@ -308,3 +313,140 @@ def test_vendored_crds_compared_with_the_charts_and_prometheus_ones_installed_as
     assert finding["state"] == "pass"
     _, finding = crds.plan([other], [], vendored_groups=())
     assert finding["state"] == "fail" and "differs" in finding["text"]
+
+
+def _kuberay_share(tmp_path, gates=("RayClusterStatusConditions", "RayJobDeletionPolicy", "RayMultiHostIndexing",
+                                    "RayServiceIncrementalUpgrade", "RayCronJob")):
+    share = tmp_path / "share"
+    (share / "pkg" / "features").mkdir(parents=True)
+    (share / "pkg" / "features" / "features.go").write_text(
+        "const (\n" + "".join(f'\t{g} featuregate.Feature = "{g}"\n' for g in gates) + ")\n")
+    (share / "pkg" / "features" / "x_test.go").write_text('\tTestOnly featuregate.Feature = "TestOnly"\n')
+    rbac = share / "config" / "rbac"
+    rbac.mkdir(parents=True)
+    (rbac / "kustomization.yaml").write_text("resources:\n- service_account.yaml\n- role_binding.yaml\n")
+    (rbac / "service_account.yaml").write_text("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: kuberay-operator\n")
+    (rbac / "role_binding.yaml").write_text(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: kuberay-operator\n"
+        "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kuberay-operator}\n"
+        "subjects:\n- kind: ServiceAccount\n  name: kuberay-operator\n")
+    (rbac / "unlisted.yaml").write_text("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: not-listed\n")
+    return share
+
+
+def test_kuberay_launch_from_its_module_with_the_charts_args(tmp_path):
+    """KubeRay's module has no chart: RBAC from its kustomize base (namespaced like the chart installs it),
+    args the kind chart's defaults; gates the built version does not know are dropped and said so."""
+    op = KubeRay()
+    launch, rbac, deviations = op.launch_from_module(_kuberay_share(tmp_path), "kuberay-system")
+    assert launch.namespace == "kuberay-system" and launch.service_account == "kuberay-operator"
+    assert [o["kind"] for o in rbac] == ["ServiceAccount", "ClusterRoleBinding"]  # only what kustomization lists
+    assert rbac[0]["metadata"]["namespace"] == "kuberay-system"
+    assert "namespace" not in rbac[1]["metadata"] and rbac[1]["subjects"][0]["namespace"] == "kuberay-system"
+    gates = next(a for a in launch.args if a.startswith("--feature-gates="))
+    assert "RayServiceIncrementalUpgrade=true" in gates and "RayCronJob=false" in gates
+    assert "RayClusterMTLS" not in gates and "TestOnly" not in gates
+    assert "--enable-leader-election=false" in launch.args and "--enable-leader-election=true" not in launch.args
+    assert "--qps=100" in launch.args and "--enable-metrics=true" in launch.args
+    whats = " ".join(d[0] for d in deviations)
+    assert "leader-election" in whats and "RayClusterMTLS" in whats
+    assert any("no effect" in d[1] for d in deviations)  # the dropped gates are false in the chart
+    p = op.process(launch, tmp_path / "bin", tmp_path / "w", tmp_path / "kc", tmp_path / "log",
+                   {"metrics": 11, "health": 12, "egress_trap": 13})
+    assert "--metrics-addr=127.0.0.1:11" in p.argv and "--health-probe-bind-address=127.0.0.1:12" in p.argv
+
+
+def test_kuberay_dropping_a_gate_the_chart_enables_is_called_out(tmp_path):
+    _, _, deviations = KubeRay().launch_from_module(_kuberay_share(tmp_path, gates=("RayCronJob",)), "ns")
+    assert any("ENABLES" in why and "RayServiceIncrementalUpgrade" in why for _, why in deviations)
+
+
+def _svc(name, selector, platform=None):
+    return {"metadata": {"name": name, "labels": {"testbed.io/platform": platform} if platform else {}},
+            "spec": {"type": "NodePort", "selector": selector, "ports": [{"nodePort": 30001}]}}
+
+
+class _Kube:
+    def __init__(self, services, slices=None, objects=None):
+        self.services, self.slices, self.objects = services, slices or {}, objects or {}
+
+    def list(self, api_version, kind, namespace=None, label_selector=None):
+        if kind == "Service":
+            return self.services
+        if kind == "EndpointSlice":
+            return self.slices.get(label_selector.split("=", 1)[1], [])
+        return []
+
+    def get(self, api_version, kind, name, namespace=None):
+        return self.objects.get((kind, name))
+
+
+def _labelled_pod(name, labels):
+    return {"metadata": {"name": name, "namespace": "testbed", "labels": labels}, "spec": {"containers": []}}
+
+
+def test_a_selector_label_set_only_when_serving_is_not_verifiable_only_when_the_rest_selects_pods():
+    serving = {"rayserve": ({"ray.io/serve": "true"}, "needs a running Ray head")}
+    head = _labelled_pod("head", {"testbed.io/rayservice": "m", "ray.io/node-type": "head"})
+    kube = _Kube([_svc("rs", {"testbed.io/rayservice": "m", "ray.io/serve": "true"}, "rayserve")])
+    result = verify.endpoints(kube, "testbed", [head], serving_labels=serving)
+    item = result["services"][0]
+    assert item["state"] == "not verifiable" and "needs a running Ray head" in item["text"] and "head" in item["text"]
+    assert result["state"] == "pass"
+    # The rest of the selector selects nothing: a real mismatch, not excused.
+    other = _labelled_pod("head", {"testbed.io/rayservice": "other"})
+    assert verify.endpoints(kube, "testbed", [other], serving_labels=serving)["state"] == "fail"
+    # Without the declaration, no endpoint is a failure.
+    assert verify.endpoints(kube, "testbed", [head])["state"] == "fail"
+
+
+def test_a_platform_whose_operator_is_not_run_is_not_verifiable_never_passed():
+    why = "its operator (seldon-core-operator 1.18.2) is not run here: no module"
+    kube = _Kube([_svc("sd", {"seldon-deployment-id": "m"}, "seldon"), _svc("ks", {"app": "k"}, "kserve")],
+                 objects={("SeldonDeployment", "m"): {"metadata": {"name": "m"}}})
+    result = verify.endpoints(kube, "testbed", [], unverifiable={"seldon": why})
+    states = {i["service"]: i["state"] for i in result["services"]}
+    assert states == {"sd": "not verifiable", "ks": "fail"}  # the unverifiable excuse is the platform's only
+    owned = verify.accepted_only(kube, "machinelearning.seldon.io/v1", "SeldonDeployment", "m", "testbed", why)
+    assert owned["state"] == "not verifiable" and "accepted by the API server" in owned["text"]
+    assert verify.accepted_only(kube, "v1", "SeldonDeployment", "absent", "testbed", why)["state"] == "fail"
+    pm = {"metadata": {"name": "p", "namespace": "testbed", "labels": {"testbed.io/platform": "seldon"}},
+          "spec": {"selector": {"matchLabels": {"x": "y"}}, "podMetricsEndpoints": [{"port": "metrics"}]}}
+    assert verify.ports([pm], [], {"seldon": why})["endpoints"][0]["state"] == "not verifiable"
+    assert verify.ports([pm], [])["state"] == "fail"
+
+
+def test_scrape_pool_without_a_generated_job_fails_even_when_unverifiable():
+    expected = {"podMonitor/testbed/s/0": {"metadata": {"labels": {"testbed.io/platform": "seldon"}}}}
+    kube = _Kube([])
+    nv = verify.scrape_findings(kube, expected, {"activeTargets": []}, "testbed", ["podMonitor/testbed/s/0"],
+                                {"seldon": "not run"})
+    assert nv["pools"][0]["state"] == "not verifiable" and nv["state"] == "pass"
+    missing = verify.scrape_findings(kube, expected, {"activeTargets": []}, "testbed", [], {"seldon": "not run"})
+    assert missing["pools"][0]["state"] == "fail" and "no scrape job" in missing["text"]
+
+
+def test_partial_verification_stays_below_control_plane_verified_and_skew_is_shown(tmp_path):
+    from testbed import kubernetes_path
+
+    findings = {"admission": {"state": "pass", "text": "ok"},
+                "owned": {"seldon": {"state": "not verifiable", "text": "accepted", "objects": []},
+                          "rayserve": {"state": "pass", "text": "x", "objects": [{"kind": "Pod", "name": "h"}]}},
+                "readiness": {"seldon": {"state": "not verifiable", "text": "no operator"},
+                              "rayserve": {"state": "not verifiable", "text": "needs a pod"}},
+                "ports": {"endpoints": []}, "endpoints": {"services": []}, "scrape": {"pools": [], "announced": []}}
+    u = {"operator": "seldon-core-operator", "kind_pin": "1.18.2", "why": "no module"}
+    seldon = verify.platform_verdict(findings, "seldon", unverifiable=u)
+    assert seldon["reached"] is False and seldon["partial"] is True and "API server only" in seldon["why"]
+    skew = {"component": "kuberay-operator", "built": "v1.6.2", "kind_pin": "v1.7.0", "why": "403"}
+    ray = verify.platform_verdict(findings, "rayserve", skew=skew)
+    assert ray["reached"] and ray["skew"] == skew and ray["not_verifiable"]
+    findings["admission"]["state"] = "fail"
+    assert not verify.platform_verdict(findings, "seldon", unverifiable=u)["partial"]  # a failure is a failure
+    kubernetes_path.record("controlplane", {"seldon": seldon, "rayserve": ray}, {}, results_dir=tmp_path)
+    doc = kubernetes_path.levels(["seldon", "rayserve"], results_dir=tmp_path, with_schema=False)
+    assert doc["seldon"]["level"] == kubernetes_path.PARTIAL
+    assert doc["rayserve"]["level"].startswith("control-plane verified (VERSION SKEW: kuberay-operator v1.6.2")
+    text = "\n".join(kubernetes_path.lines(doc))
+    assert "partially" in text and "VERSION SKEW" in text and "not verifiable: readiness" in text
+    assert kubernetes_path.verdict_word(seldon).startswith("partially")

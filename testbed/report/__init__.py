@@ -127,17 +127,23 @@ def _kubernetes_path(root: Path) -> dict:
 
 def kubernetes_path_rows(rep: Report) -> list[tuple[str, str, list[str]]]:
     """(platform, level reached, one line per level) for the report's Kubernetes path section."""
-    from testbed.kubernetes_path import LEVELS
+    from testbed.kubernetes_path import LEVELS, skew_text
 
     rows = []
     for name, entry in (rep.kubernetes_path or {}).items():
         details = []
         for key, label in LEVELS:
             e = entry.get(key)
-            details.append(f"{label}: no record" if e is None else
-                           f"{label}: {'yes' if e['reached'] else 'no'}" + (f" ({e['at']})" if e.get("at") else "")
+            if e is None:
+                details.append(f"{label}: no record")
+                continue
+            word = "yes" if e["reached"] else "partially" if e.get("partial") else "no"
+            details.append(f"{label}: {word}" + (f" ({e['at']})" if e.get("at") else "")
                            + (f", {', '.join(f'{k} {v}' for k, v in e['versions'].items() if isinstance(v, str))}"
                               if e.get("versions") else "") + f": {e['why']}")
+            if e.get("skew"):
+                details.append(f"VERSION SKEW: {skew_text(e['skew'])}")
+            details += [f"not verifiable: {item}" for item in e.get("not_verifiable") or []]
         rows.append((name, entry["level"], details))
     return rows
 

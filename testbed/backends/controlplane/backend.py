@@ -96,7 +96,14 @@ class ControlPlaneBackend:
         cp["built"] = found
         cp["versions"] = {name: b.component.version for name, b in found.items()}
         cp["versions"]["prometheus"] = prometheus.version(prom)
+        cp["skew"] = {name: {"built": b.component.version, **b.component.skew}
+                      for name, b in found.items() if b.component.skew}
+        cp["unverifiable"] = unverifiable_platforms(ctx.extra["kind"])
         ctx.say("  " + ", ".join(f"{k} {v}" for k, v in cp["versions"].items()))
+        for name, s in cp["skew"].items():
+            ctx.say(f"  VERSION SKEW {name}: {s['built']} here, the kind path pins {s['kind_pin']} ({s['why']})")
+        for platform, u in cp["unverifiable"].items():
+            ctx.say(f"  NOT RUN {u['operator']} {u['kind_pin']} ({platform}): {u['why']}")
 
     def _detector_names(self, ctx: UpContext) -> None:
         """The kind backend fits detectors here; no pod loads them on kwok, so only their name is needed."""
@@ -145,7 +152,7 @@ class ControlPlaneBackend:
         releases = [c.release for c in run.pins.charts_for(run.platforms)]  # what the kind path installs
         rendered: dict[str, charts.Rendered] = {}
         for op in _operators(run):
-            if op.release is not None:
+            if op.chart_path:
                 rendered[op.release] = charts.render(helm, run.pins.chart(op.release),
                                                      built[op.component].share / op.chart_path, kube_version)
         # kserve-crd and kserve-runtime-configs: the other two KServe charts the kind backend installs.
@@ -153,11 +160,15 @@ class ControlPlaneBackend:
             if release in releases:
                 rendered[release] = charts.render(helm, run.pins.chart(release),
                                                   built["kserve"].share / "charts" / release, kube_version)
+        # CRDs of charts not rendered here (KubeRay's module has no chart; Seldon's chart is not to be had):
+        # the vendored files, which are what the kind path's charts install (cluster/crds/SOURCES.md).
+        groups = {name.split(".", 1)[1] for name in run.pins.crds_for(run.platforms)}
         crds, cp["findings"]["crds"] = crds_mod.plan([c for r in rendered.values() for c in r.crds],
                                                      prometheus.operator_crds(built["prometheus-operator"].share),
-                                                     vendored_groups=(prometheus.GROUP,))
+                                                     vendored_groups=(prometheus.GROUP, *sorted(groups)))
         ctx.say(f"  {cp['findings']['crds']['state'].upper()} crds: {cp['findings']['crds']['text']}")
-        namespaces = sorted({run.pins.chart(r).namespace for r in rendered} | {prometheus.NAMESPACE})
+        namespaces = sorted({run.pins.chart(op.release).namespace for op in _operators(run) if op.release}
+                            | {prometheus.NAMESPACE})
         for ns in namespaces:
             run.kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         for crd in crds:
@@ -170,6 +181,18 @@ class ControlPlaneBackend:
             for obj in r.rbac + r.config:
                 run.kube.apply(obj)
             cp["not_applied"] += [list(x) for x in r.not_applied]
+        cp["launches"] = {}
+        for op in _operators(run):
+            if op.release and not op.chart_path:  # KubeRay: from its module (operators.KubeRay)
+                launch, rbac, deviations = op.launch_from_module(built[op.component].share,
+                                                                 run.pins.chart(op.release).namespace)
+                for obj in rbac:
+                    run.kube.apply(obj)
+                cp["launches"][op.component] = (launch, deviations)
+                cp["not_applied"].append([f"chart {op.release} {run.pins.chart(op.release).version}",
+                                          f"not a Go module: its RBAC is {op.component} "
+                                          f"{built[op.component].component.version}'s config/rbac, its arguments "
+                                          f"the chart's defaults (operators.KubeRay)"])
         cp["rendered"] = rendered
         cp["crds"] = names
         ctx.say(f"  {len(crds)} CRDs Established; {sum(len(r.rbac) + len(r.config) for r in rendered.values())} RBAC and "
@@ -187,13 +210,17 @@ class ControlPlaneBackend:
             built = cp["built"][op.component]
             workdir = lay.dir / "operators" / op.component
             ports = op.ports()
+            deviations = []
             if op.release is None:
                 launch = prometheus.operator_launch(cp["api_server"], pki, ports)
                 kubeconfig = lay.kubeconfig("admin")
             else:
-                r = rendered[op.release]
-                deployment = next(d for d in r.deployments if _has_container(d, op.container))
-                launch = op.launch_from(deployment, r.config)
+                if op.component in cp["launches"]:
+                    launch, deviations = cp["launches"][op.component]
+                else:
+                    r = rendered[op.release]
+                    deployment = next(d for d in r.deployments if _has_container(d, op.container))
+                    launch = op.launch_from(deployment, r.config)
                 kubeconfig = lay.dir / f"{op.component}.kubeconfig"
                 token = _service_account_token(run.kube, launch.namespace, launch.service_account)
                 kubeconfig.write_text(pki_mod.kubeconfig(pki, cp["api_server"], launch.service_account, token=token))
@@ -208,12 +235,14 @@ class ControlPlaneBackend:
             cp["records"][op.component] = p.record()
             cp["operators"][op.component] = {"identity": f"ServiceAccount {launch.namespace}/{launch.service_account}"
                                              if op.release else "testbed admin certificate",
-                                             "args": p.argv[1:], "ports": ports, "log": str(p.log)}
+                                             "args": p.argv[1:], "ports": ports, "log": str(p.log),
+                                             "version": built.component.version,
+                                             "deviations": [{"what": w, "why": y} for w, y in deviations]}
             self._save(ctx)
             seconds = procs.wait_healthy(p, START_TIMEOUT_S)
             ctx.say(f"  {op.component} pid {p.pid} healthy after {seconds:.1f}s ({p.health}); runs as "
                     f"{cp['operators'][op.component]['identity']}")
-            if op.release is not None:
+            if op.release in rendered:
                 for config in rendered[op.release].webhooks:
                     hooked = charts.webhooks_to_loopback(config, ports["webhook"], ca_b64) if op.webhook else config
                     run.kube.apply(hooked)
@@ -256,6 +285,13 @@ class ControlPlaneBackend:
         for name, dep in ctx.deployments.items():
             target = dep.target(ctx)
             what = f"{dep.kind} {target.namespace}/{target.model_name}"
+            if name in cp["unverifiable"]:
+                u = cp["unverifiable"][name]
+                readiness[name] = {"state": verify.NOT_VERIFIABLE,
+                                   "text": f"{what} {dep._ready_text()}: not verifiable here ({u['operator']} "
+                                           f"{u['kind_pin']} is not run: {u['why']})"}
+                ctx.say(f"  {name}: {readiness[name]['text']}")
+                continue
             reachable = verify.ready_reachable(dep)
             if not reachable:
                 # What it can reach here: its operator making the pods (then the checks see them).
@@ -302,10 +338,12 @@ class ControlPlaneBackend:
         cp = ctx.extra["cp"]
         cp["complete"] = True
         cp["verified_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        verdicts = {name: verify.platform_verdict(cp["findings"], name) for name in ctx.deployments}
+        verdicts = {name: verify.platform_verdict(cp["findings"], name, unverifiable=cp["unverifiable"].get(name),
+                                                  skew=_platform_skew(ctx.extra["kind"], name, cp["skew"]))
+                    for name in ctx.deployments}
         path = kubernetes_path.record("controlplane", verdicts, cp["versions"],
                                       detail="python -m testbed up --backend controlplane")
-        ctx.say(f"  recorded in {path}: " + ", ".join(f"{n} {'verified' if v['reached'] else 'NOT verified'}"
+        ctx.say(f"  recorded in {path}: " + ", ".join(f"{n} {kubernetes_path.verdict_word(v)}"
                                                      for n, v in verdicts.items()))
         self._save(ctx)
         failed = verify.failed(cp["findings"])
@@ -322,7 +360,8 @@ class ControlPlaneBackend:
             "kubeconfig": str(lay.kubeconfig()), "namespace": run.namespace,
             "namespaces": sorted({run.namespace, *[run.pins.chart(r).namespace for r in (cp.get("rendered") or {})],
                                   prometheus.NAMESPACE}),
-            "versions": cp.get("versions", {}), "processes": cp["records"], "operators": cp["operators"],
+            "versions": cp.get("versions", {}), "skew": cp.get("skew", {}), "unverifiable": cp.get("unverifiable", {}),
+            "processes": cp["records"], "operators": cp["operators"],
             "not_applied": cp["not_applied"], "crds": cp.get("crds", []),
             "model": ctx.artifact.summary() if ctx.artifact else None,
             "platforms": {name: {"resource": {"apiVersion": dep.api_version, "kind": dep.kind,
@@ -384,6 +423,26 @@ def _operators(run: KindRun) -> list[Operator]:
     """The operators of the charts the kind path installs for these platforms (prometheus-operator always)."""
     releases = {c.release for c in run.pins.charts_for(run.platforms)}
     return [op for op in (cls() for cls in OPERATORS) if op.release is None or op.release in releases]
+
+
+def unverifiable_platforms(run: KindRun) -> dict[str, dict]:
+    """platform -> {"operator", "kind_pin", "why"} for each chosen platform whose operator cannot be built
+    here (cluster/versions.yaml `unbuildable`): what only that operator does is not verifiable."""
+    out = {}
+    for operator, spec in build.unbuildable().items():
+        for platform in run.platforms:
+            if spec.get("release") in run.pins.platform_parts.get(platform, {}).get("charts", ()):
+                out[platform] = {"operator": operator, "kind_pin": str(spec.get("kind_pin")), "why": spec["why"]}
+    return out
+
+
+def _platform_skew(run: KindRun, platform: str, skew: dict) -> dict | None:
+    """The built operator of this platform whose version differs from the kind path's pin, if any."""
+    charts = run.pins.platform_parts.get(platform, {}).get("charts", ())
+    for op in _operators(run):
+        if op.release in charts and op.component in skew:
+            return {"component": op.component, **skew[op.component]}
+    return None
 
 
 def _node_ready(kube) -> tuple[bool, str]:

@@ -49,13 +49,17 @@ class Operator:
     webhook: bool = False
     """Serves admission webhooks: gets a certificate (SAN 127.0.0.1) and its configurations point here."""
 
+    beyond_loopback: dict[str, str] = {}
+    """Port name -> why that listener binds every interface whatever the flags (status shows the cause)."""
+
     # --- hooks ---------------------------------------------------------------------------------
     def loopback_args(self, args: list[str], ports: dict[str, int]) -> list[str]:
         """The chart's args with every listen address moved to a free 127.0.0.1 port."""
         return args
 
     def ports(self) -> dict[str, int]:
-        return {"metrics": free_port(), "health": free_port(), **({"webhook": free_port()} if self.webhook else {})}
+        return {"metrics": free_port(), "health": free_port(), "egress_trap": free_port(),
+                **({"webhook": free_port()} if self.webhook else {})}
 
     def health_url(self, ports: dict[str, int]) -> str:
         return f"http://127.0.0.1:{ports['health']}/readyz"
@@ -103,7 +107,7 @@ class Operator:
         args = [_rewrite_mounts(a, launch.files, workdir) for a in launch.args]
         args = self.loopback_args(args, ports)
         env = {**launch.env, "KUBECONFIG": str(kubeconfig), "TMPDIR": str(workdir / "tmp"),
-               **self.extra_env(launch)}
+               **egress_trap(ports), **self.extra_env(launch)}
         (workdir / "tmp").mkdir(exist_ok=True)
         return Proc(self.component, [str(binary), *args], log, health=self.health_url(ports), env=env, cwd=workdir,
                     ports=ports)
@@ -111,6 +115,17 @@ class Operator:
     def webhook_cert_dir(self, workdir: Path) -> Path:
         """Where controller-runtime's webhook server looks by default: $TMPDIR/k8s-webhook-server/serving-certs."""
         return workdir / "tmp" / "k8s-webhook-server" / "serving-certs"
+
+
+def egress_trap(ports: dict[str, int]) -> dict[str, str]:
+    """Proxy settings that keep an operator's HTTP off kwok's fake pod IPs (10.244.0.0/24, a private range
+    of some other network): KubeRay probes a head pod's Serve proxy at http://<pod IP>:8000 and its
+    dashboard at <head service>.svc.cluster.local. Go's default transport sends every request whose host
+    is not loopback to HTTP(S)_PROXY, here a loopback port nothing listens on (ports["egress_trap"]), so
+    such a request fails at once on this machine; the API server (127.0.0.1) is reached directly."""
+    trap = f"http://127.0.0.1:{ports['egress_trap']}"
+    return {"HTTP_PROXY": trap, "HTTPS_PROXY": trap, "http_proxy": trap, "https_proxy": trap,
+            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
 
 def _env_value(item: dict, env: dict, namespace: str, pod_name: str, pod: dict, lookup: dict) -> str:
@@ -168,11 +183,13 @@ def drop_flag(args: list[str], flag: str) -> list[str]:
     return [a for a in args if a != flag and not a.startswith(flag + "=")]
 
 
-# --- the four operators --------------------------------------------------------------------------
+# --- the operators ---------------------------------------------------------------------------------
 class KServe(Operator):
     component, binary, release = "kserve", "kserve-manager", "kserve-resources"
     chart_path = "charts/kserve-resources"
     webhook = True
+    beyond_loopback = {"webhook": "KServe's manager (cmd/manager) gives controller-runtime's webhook server only "
+                                  "a port (--webhook-port), no host: it binds every interface"}
 
     def loopback_args(self, args, ports):
         # Leader election finds its namespace only in a pod (service-account file) and has no flag for it.
@@ -182,31 +199,82 @@ class KServe(Operator):
         return set_flag(args, "--webhook-port", str(ports["webhook"]))
 
 
-class Seldon(Operator):
-    component, binary, release = "seldon-core-operator", "seldon-manager", "seldon-core"
-    chart_path = "helm-charts/seldon-core-operator"
-    webhook = True
-
-    def loopback_args(self, args, ports):
-        args = drop_flag(args, "--enable-leader-election")  # as KServe: no namespace outside a pod
-        args = set_flag(args, "--metrics-addr", f"127.0.0.1:{ports['metrics']}")
-        return set_flag(args, "--webhook-port", str(ports["webhook"]))
-
-    def health_url(self, ports):
-        # The v1 operator serves no probe endpoint; its metrics server answers once the manager runs.
-        return f"http://127.0.0.1:{ports['metrics']}/metrics"
-
-
-
 class KubeRay(Operator):
+    """KubeRay's operator, built from the proxy's ray-operator module (v1.6.2: the proxy refuses the kind
+    path's v1.7.0 zip, see cluster/versions.yaml `skew`). The module has no Helm chart, so nothing is
+    rendered: its ServiceAccount and RBAC are the module's own config/rbac (the kustomize base, namespaced
+    as the chart installs it), and its arguments are what the kind path's chart (kuberay-operator v1.7.0,
+    templates/deployment.yaml) renders for cluster/values/kuberay-operator.yaml, which sets only
+    resources: the chart's defaults below."""
+
     component, binary, release = "kuberay-operator", "kuberay-operator", "kuberay-operator"
-    chart_path = "helm-chart/kuberay-operator"
     container = "kuberay-operator"
+    service_account = "kuberay-operator"
+    """values.yaml serviceAccount.name (= config/rbac/service_account.yaml)."""
+
+    CHART_ARGS = ("--log-stdout-encoder", "json", "--log-file-encoder", "json", "--enable-leader-election=true",
+                  "--enable-metrics=true", "--reconcile-concurrency=1", "--qps=100", "--burst=200")
+    """Chart v1.7.0 defaults: logging.stdoutEncoder/fileEncoder json, leaderElectionEnabled true,
+    metrics.enabled true, reconcileConcurrency 1, kubeClient qps 100.0 / burst 200."""
+
+    CHART_FEATURE_GATES = (("RayClusterStatusConditions", True), ("RayJobDeletionPolicy", True),
+                           ("RayMultiHostIndexing", True), ("RayServiceIncrementalUpgrade", True),
+                           ("RayCronJob", False), ("RayClusterMTLS", False), ("RayClusterNetworkPolicy", False),
+                           ("RayClusterHistoryServer", False))
+    """Chart v1.7.0 values.yaml featureGates, rendered as one --feature-gates=Name=bool,... argument."""
+
+    def launch_from_module(self, share: Path, namespace: str) -> tuple[Launch, list[dict], list[tuple[str, str]]]:
+        """(launch, the RBAC objects to apply, deviations from the kind path as (what, why))."""
+        known = known_feature_gates(share / "pkg" / "features")
+        gates = [(n, on) for n, on in self.CHART_FEATURE_GATES if n in known]
+        dropped = [n for n, on in self.CHART_FEATURE_GATES if n not in known]
+        deviations = [("--enable-leader-election=false (chart: true)",
+                       "one process, no replica to hand over to; on a loaded machine a missed lease renewal "
+                       "makes the manager exit ('leader election lost', seen here)")]
+        if dropped:
+            unknown_on = [n for n, on in self.CHART_FEATURE_GATES if n in dropped and on]
+            deviations.append((f"feature gates {', '.join(dropped)} not passed",
+                               "unknown to this operator version" + (
+                                   f"; the chart ENABLES {', '.join(unknown_on)}: not exercised here"
+                                   if unknown_on else " (the chart sets them false: no effect)")))
+        args = [*self.CHART_ARGS, "--feature-gates=" + ",".join(f"{n}={str(on).lower()}" for n, on in gates)]
+        args = set_flag(args, "--enable-leader-election", "false")
+        rbac = rbac_from_kustomize(share / "config" / "rbac", namespace)
+        return Launch(self.component, namespace, self.service_account, args, {}), rbac, deviations
 
     def loopback_args(self, args, ports):
-        args = set_flag(args, "--leader-election-namespace", "kuberay-system")  # found from the pod otherwise
         args = set_flag(args, "--metrics-addr", f"127.0.0.1:{ports['metrics']}")
         return set_flag(args, "--health-probe-bind-address", f"127.0.0.1:{ports['health']}")
+
+    def health_url(self, ports):
+        return f"http://127.0.0.1:{ports['health']}/readyz"
+
+
+def known_feature_gates(features_dir: Path) -> set[str]:
+    """Gate names an operator's pkg/features declares (`Name featuregate.Feature = "Name"`)."""
+    pattern = re.compile(r'featuregate\.Feature\s*=\s*"([A-Za-z0-9]+)"')
+    return {m for path in sorted(features_dir.glob("*.go")) if not path.name.endswith("_test.go")
+            for m in pattern.findall(path.read_text())}
+
+
+def rbac_from_kustomize(rbac_dir: Path, namespace: str) -> list[dict]:
+    """The objects a kustomize base lists under `resources:`, each namespaced object (and each
+    ServiceAccount subject of a binding) put in `namespace`, as kustomize's namespace transformer does."""
+    import yaml
+
+    listed = (yaml.safe_load((rbac_dir / "kustomization.yaml").read_text()) or {}).get("resources") or []
+    out = []
+    for rel in listed:
+        for obj in yaml.safe_load_all((rbac_dir / rel).read_text()):
+            if not obj:
+                continue
+            if obj["kind"] in ("ServiceAccount", "Role", "RoleBinding"):
+                obj["metadata"]["namespace"] = namespace
+            for subject in obj.get("subjects") or []:
+                if subject.get("kind") == "ServiceAccount":
+                    subject["namespace"] = namespace
+            out.append(obj)
+    return out
 
 
 class PrometheusOperator(Operator):
@@ -216,10 +284,11 @@ class PrometheusOperator(Operator):
     namespace = "monitoring"
 
     def ports(self):
-        return {"web": free_port()}
+        return {"web": free_port(), "egress_trap": free_port()}
 
     def health_url(self, ports):
         return f"http://127.0.0.1:{ports['web']}/healthz"
 
 
-OPERATORS: tuple[type[Operator], ...] = (PrometheusOperator, KServe, Seldon, KubeRay)
+OPERATORS: tuple[type[Operator], ...] = (PrometheusOperator, KServe, KubeRay)
+"""Seldon Core v1's operator is not among them: cluster/versions.yaml `unbuildable` says why."""

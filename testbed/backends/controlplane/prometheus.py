@@ -170,28 +170,41 @@ def targets(url: str) -> dict:
     return resp.json()["data"]
 
 
+def scrape_pools(url: str) -> list[str]:
+    """The scrape jobs of the running configuration, with or without targets (Prometheus >= 2.42)."""
+    resp = httpx.get(f"{url}/api/v1/scrape_pools", timeout=5.0)
+    resp.raise_for_status()
+    return list(resp.json()["data"]["scrapePools"])
+
+
 def check_targets(ctx, cp: dict) -> dict:
-    """Each PodMonitor endpoint the kind path applied has a discovered target (any health), and each
-    metrics endpoint a generated pod announces is among them (verify.announced_metrics)."""
+    """Each PodMonitor endpoint the kind path applied has a scrape job in prometheus-operator's generated
+    configuration and a discovered target (any health), and each metrics endpoint a generated pod
+    announces is among them (verify.announced_metrics). A platform whose operator is not run has no
+    pod: its pools are waited for as jobs only."""
     from testbed.backends.controlplane import verify
 
     run = ctx.extra["kind"]
+    unverifiable = {name: verify.not_run_text(u) for name, u in (cp.get("unverifiable") or {}).items()}
     monitors = [o for o in run.plan.manifests() if o["kind"] == "PodMonitor"]
     url = cp["prometheus_url"]
     expected = {f"podMonitor/{m['metadata']['namespace']}/{m['metadata']['name']}/{i}": m
                 for m in monitors for i, _ in enumerate(m["spec"].get("podMetricsEndpoints") or [])}
+    needs_target = [p for p, m in expected.items()
+                    if ((m.get("metadata") or {}).get("labels") or {}).get(verify.PLATFORM_LABEL) not in unverifiable]
     seen: dict = {}
 
     def probe():
-        data = targets(url)
-        seen["data"] = data
+        data, configured = targets(url), scrape_pools(url)
+        seen.update(data=data, configured=configured)
         pools = {t["scrapePool"] for t in data.get("activeTargets") or []}
-        missing = [p for p in expected if p not in pools]
-        return not missing, f"no target yet for {missing}"
+        missing = [p for p in needs_target if p not in pools] + [p for p in expected if p not in configured]
+        return not missing, f"no target or job yet for {sorted(set(missing))}"
 
     try:
         wait_until("Prometheus discovering a target for every PodMonitor endpoint", TARGETS_TIMEOUT_S, probe)
-    except Exception:  # the findings below say which have none
+    except Exception:  # noqa: BLE001 - the findings below say which have none
         pass
     data = seen.get("data") or targets(url)
-    return verify.scrape_findings(run.kube, expected, data, run.namespace)
+    configured = seen.get("configured") or scrape_pools(url)
+    return verify.scrape_findings(run.kube, expected, data, run.namespace, configured, unverifiable)

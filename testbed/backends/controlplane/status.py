@@ -45,6 +45,8 @@ def status(lay: Layout) -> dict:
     from testbed import kubernetes_path
 
     doc["kubernetes_path"] = kubernetes_path.levels(list(doc["platforms"]) or _all_platforms())
+    doc["exposure"] = exposure(records, recorded.get("operators") or {})
+    doc["skew"], doc["unverifiable"] = recorded.get("skew") or {}, recorded.get("unverifiable") or {}
     all_running = all(p["state"] == "running" for p in doc["processes"].values())
     doc["state"] = "running" if recorded.get("complete") and all_running and not verify.failed(findings) \
         else "degraded"
@@ -52,8 +54,39 @@ def status(lay: Layout) -> dict:
         f"  {name:<24} {p['state']:<8} pid {p['pid']}" for name, p in doc["processes"].items()] + [
         "checks of what `up --backend kind` deploys" + (f" (verified {recorded['verified_at']}):"
                                                         if recorded.get("verified_at") else " (incomplete run):")] + [
-        f"  {line}" for line in verify.summary_lines(findings)] + kubernetes_path.lines(doc["kubernetes_path"])
+        f"  {line}" for line in verify.summary_lines(findings)] + [
+        f"VERSION SKEW {name}: {s['built']} runs here, the kind path pins {s['kind_pin']} ({s['why']})"
+        for name, s in doc["skew"].items()] + [
+        f"NOT RUN for {platform}: {u['operator']} {u['kind_pin']} ({u['why']})"
+        for platform, u in doc["unverifiable"].items()] + [
+        f"deviation {name}: {d['what']}: {d['why']}" for name, info in (recorded.get("operators") or {}).items()
+        for d in info.get("deviations") or []] + [
+        f"listener beyond loopback: {x['owner']} {x['address']}:{x['port']} ({x.get('cause') or 'UNEXPLAINED'})"
+        for x in doc["exposure"]["non_loopback_sockets"]] + kubernetes_path.lines(doc["kubernetes_path"])
     return doc
+
+
+def exposure(records: dict, operators: dict) -> dict:
+    """Listening sockets of the running processes beyond loopback, each with its cause where an operator
+    binds every interface whatever its flags (operators.Operator.beyond_loopback)."""
+    from testbed.backends.controlplane.operators import OPERATORS
+    from testbed.backends.local import processes as lp
+
+    causes = {op.component: op.beyond_loopback for op in (cls() for cls in OPERATORS)}
+    exposed = []
+    for name, record in records.items():
+        if not procs.running(record):
+            continue
+        by_port = {port: pname for pname, port in (record.get("ports") or {}).items()}
+        for pid, socks in lp.listening_sockets(lp.session_members(record["pid"])).items():
+            for addr, port in socks:
+                if lp.is_loopback(addr):
+                    continue
+                cause = (causes.get(name) or {}).get(by_port.get(port, ""))
+                exposed.append({"owner": name, "pid": pid, "address": addr, "port": port,
+                                "port_name": by_port.get(port), "cause": cause})
+    return {"non_loopback_sockets": exposed, "count": len(exposed),
+            "unexplained": sum(1 for x in exposed if not x["cause"])}
 
 
 def _all_platforms() -> list[str]:

@@ -64,16 +64,38 @@ def run_checks(ctx, cp: dict) -> dict:
     run = ctx.extra["kind"]
     kube, ns = run.kube, run.namespace
     pods = kube.list("v1", "Pod", ns)
+    unverifiable = {name: not_run_text(u) for name, u in (cp.get("unverifiable") or {}).items()}
+    serving_labels = {name: (dict(dep.labels_set_when_serving), dep.labels_set_when_serving_why)
+                      for name, dep in ctx.deployments.items() if dep.labels_set_when_serving}
     return {
         "admission": admission(kube, run.plan.manifests(), cp),
-        "owned": {name: owned(kube, dep.api_version, dep.kind, dep.target(ctx).model_name, ns)
+        "owned": {name: (owned(kube, dep.api_version, dep.kind, dep.target(ctx).model_name, ns)
+                         if name not in unverifiable else
+                         accepted_only(kube, dep.api_version, dep.kind, dep.target(ctx).model_name, ns,
+                                       unverifiable[name]))
                   for name, dep in ctx.deployments.items()},
-        "endpoints": endpoints(kube, ns, pods),
-        "ports": ports([o for o in run.plan.manifests() if o["kind"] == "PodMonitor"], pods),
-        "pod_model": {name: pod_model(dep, dep.target(ctx), pods) for name, dep in ctx.deployments.items()
-                      if hasattr(dep, "generated_pods")},
-        "not_verifiable": [{"what": w, "why": y} for w, y in ALWAYS_NOT_VERIFIABLE],
+        "endpoints": endpoints(kube, ns, pods, unverifiable, serving_labels),
+        "ports": ports([o for o in run.plan.manifests() if o["kind"] == "PodMonitor"], pods, unverifiable),
+        "pod_model": {name: (pod_model(dep, dep.target(ctx), pods) if name not in unverifiable else
+                             {"state": NOT_VERIFIABLE, "text": f"no pods to compare the model with: {unverifiable[name]}"})
+                      for name, dep in ctx.deployments.items() if hasattr(dep, "generated_pods")},
+        "not_verifiable": [{"what": w, "why": y} for w, y in ALWAYS_NOT_VERIFIABLE] + [
+            {"what": f"{name}: its operator's reconciliation, readiness, generated pods and admission webhooks",
+             "why": text} for name, text in unverifiable.items()],
     }
+
+
+def not_run_text(u: dict) -> str:
+    return f"its operator ({u['operator']} {u['kind_pin']}) is not run here: {u['why']}"
+
+
+def accepted_only(kube, api_version: str, kind: str, name: str, namespace: str, why: str) -> dict:
+    """For a platform whose operator cannot run here: the API server stored its resource, nothing more."""
+    if kube.get(api_version, kind, name, namespace) is None:
+        return {"state": FAIL, "text": f"{kind} {namespace}/{name} is absent", "objects": []}
+    return {"state": NOT_VERIFIABLE, "objects": [],
+            "text": f"{kind} {namespace}/{name} accepted by the API server (strict field validation); what its "
+                    f"operator makes of it is not verifiable: {why}"}
 
 
 def admission(kube, applied: list[dict], cp: dict) -> dict:
@@ -214,10 +236,17 @@ def pod_model(dep, target, pods: list[dict]) -> dict:
             "text": "; ".join(problems) if problems else f"the model matches the operator's pods: {', '.join(seen)}"}
 
 
-def endpoints(kube, namespace: str, pods: list[dict]) -> dict:
+def endpoints(kube, namespace: str, pods: list[dict], unverifiable: dict[str, str] | None = None,
+              serving_labels: dict[str, tuple[dict, str]] | None = None) -> dict:
+    """Every Service with a selector has ready endpoints. Two cases are not verifiable here, each only
+    when it explains the missing endpoints: the platform's operator is not run (no pods at all), and
+    labels the operator sets only on a serving pod (serving_labels: platform -> (labels, why)), when the
+    rest of the selector does select pods."""
+    unverifiable, serving_labels = unverifiable or {}, serving_labels or {}
     items, problems = [], []
     for svc in kube.list("v1", "Service", namespace):
         name, spec = svc["metadata"]["name"], svc.get("spec") or {}
+        labels = svc["metadata"].get("labels") or {}
         selector = spec.get("selector")
         if not selector:
             items.append({"service": name, "state": NOT_VERIFIABLE, "text": "no selector (endpoints managed elsewhere)"})
@@ -225,25 +254,55 @@ def endpoints(kube, namespace: str, pods: list[dict]) -> dict:
         slices = kube.list("discovery.k8s.io/v1", "EndpointSlice", namespace,
                            label_selector=f"kubernetes.io/service-name={name}")
         ready = [ep for s in slices for ep in s.get("endpoints") or [] if (ep.get("conditions") or {}).get("ready")]
-        selected = [p["metadata"]["name"] for p in pods if _selector_matches({"matchLabels": selector},
-                                                                            p["metadata"].get("labels") or {})]
+        selected = _selected(pods, selector)
         node_ports = [p.get("nodePort") for p in spec.get("ports") or [] if p.get("nodePort")]
+        platform = labels.get(PLATFORM_LABEL) or _owner_platform(svc, serving_labels)
         item = {"service": name, "type": spec.get("type"), "selector": selector, "pods": selected,
-                "platform": (svc["metadata"].get("labels") or {}).get(PLATFORM_LABEL),
-                "ready_endpoints": len(ready), "node_ports": node_ports,
+                "platform": platform, "ready_endpoints": len(ready), "node_ports": node_ports,
                 "state": PASS if ready else FAIL,
                 "text": f"{len(ready)} ready endpoint(s) ({', '.join(selected) or 'selects no pod'})"}
         if not ready:
-            problems.append(f"Service {namespace}/{name} (selector {selector}) has no ready endpoint: "
-                            + ("it selects no pod" if not selected else f"pods {selected} not ready"))
+            later = _set_when_serving(selector, serving_labels)
+            rest = {k: v for k, v in selector.items() if k not in (later or (None, {}))[1]}
+            if platform in unverifiable and not selected:
+                item.update(state=NOT_VERIFIABLE, text=f"selects no pod: {unverifiable[platform]}")
+            elif later and not selected and _selected(pods, rest):
+                labels_later, why = later[1], later[2]
+                item.update(state=NOT_VERIFIABLE,
+                            text=f"no endpoint: the rest of its selector {rest} selects {_selected(pods, rest)}; "
+                                 f"{labels_later} is not verifiable here ({why})")
+            else:
+                problems.append(f"Service {namespace}/{name} (selector {selector}) has no ready endpoint: "
+                                + ("it selects no pod" if not selected else f"pods {selected} not ready"))
         items.append(item)
+    nv = [i for i in items if i["state"] == NOT_VERIFIABLE and i.get("selector")]
     return {"state": FAIL if problems else PASS,
             "text": "; ".join(problems) if problems else
-            f"{sum(1 for i in items if i['state'] == PASS)} Services in {namespace}, each with ready endpoints",
+            f"{sum(1 for i in items if i['state'] == PASS)} Services in {namespace} with ready endpoints"
+            + (f"; {len(nv)} not verifiable ({', '.join(i['service'] for i in nv)})" if nv else ""),
             "services": items}
 
 
-def ports(monitors: list[dict], pods: list[dict]) -> dict:
+def _selected(pods: list[dict], selector: dict) -> list[str]:
+    return [p["metadata"]["name"] for p in pods
+            if _selector_matches({"matchLabels": selector}, p["metadata"].get("labels") or {})]
+
+
+def _set_when_serving(selector: dict, serving_labels: dict) -> tuple[str, dict, str] | None:
+    """(platform, labels, why) when the selector requires labels a platform's operator sets only on a serving pod."""
+    for platform, (labels, why) in serving_labels.items():
+        if labels and all(selector.get(k) == v for k, v in labels.items()):
+            return platform, labels, why
+    return None
+
+
+def _owner_platform(svc: dict, serving_labels: dict) -> str | None:
+    later = _set_when_serving((svc.get("spec") or {}).get("selector") or {}, serving_labels)
+    return later[0] if later else None
+
+
+def ports(monitors: list[dict], pods: list[dict], unverifiable: dict[str, str] | None = None) -> dict:
+    unverifiable = unverifiable or {}
     items, problems = [], []
     for pm in monitors:
         meta, spec = pm["metadata"], pm["spec"]
@@ -255,7 +314,10 @@ def ports(monitors: list[dict], pods: list[dict]) -> dict:
                       if ep.get("portNumber") else f"targetPort {ep.get('targetPort')}")
             missing = [p["metadata"]["name"] for p in selected if not _declares(p, ep)]
             where = f"PodMonitor {meta['namespace']}/{meta['name']} endpoint {i} ({wanted})"
-            if not selected:
+            platform = (meta.get("labels") or {}).get(PLATFORM_LABEL)
+            if not selected and platform in unverifiable:
+                state, text = NOT_VERIFIABLE, f"{where}: selects no pod: {unverifiable[platform]}"
+            elif not selected:
                 state, text = FAIL, f"{where}: selects no pod"
             elif missing:
                 state, text = FAIL, (f"{where}: not declared by any container of {missing} "
@@ -267,8 +329,11 @@ def ports(monitors: list[dict], pods: list[dict]) -> dict:
             items.append({"podmonitor": f"{meta['namespace']}/{meta['name']}", "endpoint": i, "wanted": wanted,
                           "platform": (meta.get("labels") or {}).get(PLATFORM_LABEL),
                           "pods": [p["metadata"]["name"] for p in selected], "state": state, "text": text})
+    checked = sum(1 for i in items if i["state"] == PASS)
+    nv = [i["podmonitor"] for i in items if i["state"] == NOT_VERIFIABLE]
     return {"state": FAIL if problems else PASS,
-            "text": "; ".join(problems) if problems else f"{len(items)} PodMonitor endpoints, each a declared port",
+            "text": "; ".join(problems) if problems else f"{checked} PodMonitor endpoints, each a declared port"
+            + (f"; not verifiable: {', '.join(nv)} (no pods)" if nv else ""),
             "endpoints": items}
 
 
@@ -314,20 +379,34 @@ def announced_metrics(pods: list[dict]) -> list[dict]:
     return out
 
 
-def scrape_findings(kube, expected: dict, data: dict, namespace: str) -> dict:
+def scrape_findings(kube, expected: dict, data: dict, namespace: str, pools_configured: list[str] | None = None,
+                    unverifiable: dict[str, str] | None = None) -> dict:
+    """expected: scrape pool -> its PodMonitor; data: Prometheus /api/v1/targets?state=any;
+    pools_configured: /api/v1/scrape_pools (the jobs prometheus-operator generated, with or without targets)."""
+    unverifiable = unverifiable or {}
     active = data.get("activeTargets") or []
+    dropped = data.get("droppedTargetCounts") or {}
     items, problems = [], []
     for pool, pm in expected.items():
+        platform = ((pm.get("metadata") or {}).get("labels") or {}).get(PLATFORM_LABEL)
         hits = [t for t in active if t["scrapePool"] == pool]
-        if hits:
+        configured = pools_configured is None or pool in pools_configured
+        if not configured:
+            state, text = FAIL, f"{pool}: prometheus-operator generated no scrape job for it"
+        elif hits:
             health = sorted({t["health"] for t in hits})
             state, text = PASS, (f"{pool}: {len(hits)} target(s) discovered, health {'/'.join(health)} "
                                  f"({hits[0]['scrapeUrl']}; {hits[0].get('lastError') or 'no scrape yet'})")
+        elif platform in unverifiable:
+            state, text = NOT_VERIFIABLE, (f"{pool}: scrape job generated; no pod to discover "
+                                           f"({unverifiable[platform]})")
         else:
-            state, text = FAIL, f"{pool}: no target (Prometheus dropped every discovered pod port)"
+            state, text = FAIL, (f"{pool}: no target (Prometheus dropped every discovered pod port: "
+                                 f"{dropped.get(pool, 0)} dropped)")
+        if state == FAIL:
             problems.append(text)
-        items.append({"pool": pool, "state": state, "text": text,
-                      "platform": ((pm.get("metadata") or {}).get("labels") or {}).get(PLATFORM_LABEL),
+        items.append({"pool": pool, "state": state, "text": text, "platform": platform, "configured": configured,
+                      "dropped": dropped.get(pool),
                       "targets": [{"url": t["scrapeUrl"], "health": t["health"], "labels": t.get("labels", {})}
                                   for t in hits]})
     scraped = {t["scrapeUrl"].split("/")[2] for t in active if t.get("scrapeUrl")}
@@ -338,10 +417,11 @@ def scrape_findings(kube, expected: dict, data: dict, namespace: str) -> dict:
             problems.append(f"pod {a['pod']} container {a['container']} announces metrics at {a['address']} "
                             f"({a['announced_by']}), but no target scrapes it")
     ok_pools = sum(1 for i in items if i["state"] == PASS)
+    nv = [i["pool"] for i in items if i["state"] == NOT_VERIFIABLE]
     return {"state": FAIL if problems else PASS,
             "text": "; ".join(problems) if problems else
             f"{ok_pools} PodMonitor endpoints discovered by Prometheus (down: kwok pods answer nothing); "
-            f"{len(announced)} announced metrics ports scraped",
+            f"{len(announced)} announced metrics ports scraped" + (f"; not verifiable: {', '.join(nv)}" if nv else ""),
             "pools": items, "announced": announced}
 
 
@@ -375,9 +455,14 @@ def summary_lines(findings: dict) -> list[str]:
     return lines
 
 
-def platform_verdict(findings: dict, platform: str) -> dict:
-    """{"reached", "why"}: every check concerning the platform passed (its readiness may be not verifiable,
-    with its reason); the objects it concerns: its CR's owned objects, its PodMonitors and Services."""
+def platform_verdict(findings: dict, platform: str, unverifiable: dict | None = None,
+                     skew: dict | None = None) -> dict:
+    """{"reached", "partial", "why", "not_verifiable", "skew"} for the platform's control-plane level.
+
+    reached: every check concerning the platform ran and passed (some may be not verifiable, each with
+    its reason). partial: its operator could not run here (unverifiable), and everything that could be
+    checked without it passed: the level stays below "control-plane verified". skew: the operator that
+    ran is another version than the kind path's (component, built, kind_pin, why)."""
     owned = (findings.get("owned") or {}).get(platform) or {}
     pods = {o["name"] for o in owned.get("objects") or [] if o["kind"] == "Pod"}
     services = {o["name"] for o in owned.get("objects") or [] if o["kind"] == "Service"}
@@ -392,8 +477,16 @@ def platform_verdict(findings: dict, platform: str) -> dict:
     concerned += [("scrape", a) for a in (findings.get("scrape") or {}).get("announced") or [] if a.get("pod") in pods]
     missing = [name for name, f in concerned if not f]
     bad = [f"{name}: {f.get('text') or f.get('address')}" for name, f in concerned if f and f.get("state") == FAIL]
+    nv = [f"{name}: {f['text']}" for name, f in concerned if f and f.get("state") == NOT_VERIFIABLE]
+    out = {"not_verifiable": nv, **({"skew": skew} if skew else {})}
     if missing or bad or "scrape" not in findings:
-        return {"reached": False, "why": "; ".join(bad + [f"{m}: not checked" for m in missing]
-                                                    + ([] if "scrape" in findings else ["scrape: not checked"]))}
-    nv = [f"{name}: {f['text']}" for name, f in concerned if f.get("state") == NOT_VERIFIABLE]
-    return {"reached": True, "why": f"{len(concerned)} checks passed" + (f"; not verifiable: {'; '.join(nv)}" if nv else "")}
+        return {**out, "reached": False, "partial": False,
+                "why": "; ".join(bad + [f"{m}: not checked" for m in missing]
+                                 + ([] if "scrape" in findings else ["scrape: not checked"]))}
+    passed = sum(1 for _, f in concerned if f.get("state") == PASS)
+    if unverifiable:
+        return {**out, "reached": False, "partial": True,
+                "why": f"API server only: {passed} checks passed, {len(nv)} not verifiable because "
+                       f"{not_run_text(unverifiable)}"}
+    return {**out, "reached": True, "partial": False,
+            "why": f"{passed} checks passed" + (f", {len(nv)} not verifiable (listed)" if nv else "")}

@@ -81,6 +81,12 @@ class KindDeployment:
     """Why readiness() can only be reached with the serving pod running (the control-plane backend,
     whose pods run nothing, reports it as not verifiable instead of waiting); None: the operator decides."""
 
+    labels_set_when_serving: dict[str, str] = {}
+    """Selector labels the operator puts on a pod only once the pod serves: a Service selecting them has
+    endpoints only then (the control-plane backend checks the rest of the selector, and says why)."""
+
+    labels_set_when_serving_why: str = ""
+
     # --- hooks ---------------------------------------------------------------------------------
     def render_resource(self, target: Target) -> dict:
         raise NotImplementedError
