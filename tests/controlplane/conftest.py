@@ -17,6 +17,13 @@ from testbed_cli import run_testbed
 UP_TIMEOUT_S = 1200
 
 
+def pytest_addoption(parser):
+    parser.addoption("--kind-path-at", default=None, metavar="CHECKOUT",
+                     help="render each platform's kind objects with another checkout of this project (e.g. "
+                          "`git worktree add /tmp/prefix COMMIT`) and run the control-plane checks on those "
+                          "(testbed/backends/controlplane/elsewhere.py)")
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/controlplane/" in str(item.fspath).replace(os.sep, "/"):
@@ -30,7 +37,7 @@ def _missing() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def controlplane(tmp_path_factory):
+def controlplane(tmp_path_factory, request):
     """(status document, `up` output) of a control plane that ran the kind backend's deploy steps.
 
     `up` exits non-zero when a check fails but leaves everything running; the tests then name which.
@@ -43,7 +50,9 @@ def controlplane(tmp_path_factory):
     # The run records its level (testbed/kubernetes_path.py) among results: not the user's results/.
     saved = os.environ.get("TESTBED_RESULTS_DIR")
     os.environ["TESTBED_RESULTS_DIR"] = str(state / "results")
-    up = run_testbed("up", "--backend", "controlplane", state_dir=state, check=False, timeout=UP_TIMEOUT_S)
+    other = request.config.getoption("--kind-path-at")
+    env = {"TESTBED_KIND_PATH_AT": other} if other else {}
+    up = run_testbed("up", "--backend", "controlplane", state_dir=state, check=False, timeout=UP_TIMEOUT_S, env=env)
     status = json.loads(run_testbed("status", "--backend", "controlplane", "--json", state_dir=state,
                                     check=False).stdout)
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from deployers import get_platform
 from testbed import state as state_io
-from testbed.backends.controlplane import build, charts, core, pki as pki_mod, prometheus, verify
+from testbed.backends.controlplane import build, charts, core, elsewhere, pki as pki_mod, prometheus, verify
 from testbed.backends.controlplane import crds as crds_mod
 from testbed.backends.controlplane import processes as procs
 from testbed.backends.controlplane.operators import OPERATORS, Operator
@@ -75,7 +75,7 @@ class ControlPlaneBackend:
             Step("operators as processes, webhooks on loopback", self._operators),
             Step("namespace and model volume (kind step)", lambda c: self._kind_step(c, kind._namespace)),
             Step("detector service objects", self._detector_service),
-            Step("deploy platforms (kind step)", lambda c: self._kind_step(c, kind._deploy)),
+            Step("deploy platforms (kind step)", lambda c: self._deploy(c, kind)),
             Step("operators reconcile: each platform's readiness rule", self._wait_ready),
             Step("checks: objects, endpoints, ports, scrape config", self._verify),
             Step("Prometheus (prometheus-operator config, kubernetes_sd)", self._prometheus),
@@ -260,6 +260,13 @@ class ControlPlaneBackend:
         ctx.extra["kind"].plan.begin("kind")
         step(ctx)
 
+    def _deploy(self, ctx: UpContext, kind) -> None:
+        where = elsewhere.checkout()
+        if where is not None:
+            elsewhere.use(ctx.deployments, where, ctx.say)
+            ctx.extra["cp"]["kind_path_at"] = str(where)
+        self._kind_step(ctx, kind._deploy)
+
     def _detector_service(self, ctx: UpContext) -> None:
         """The kind step's objects and its Deployment-Available wait; its GET /ready through the NodePort
         needs a running pod, which kwok does not have."""
@@ -338,13 +345,17 @@ class ControlPlaneBackend:
         cp = ctx.extra["cp"]
         cp["complete"] = True
         cp["verified_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        verdicts = {name: verify.platform_verdict(cp["findings"], name, unverifiable=cp["unverifiable"].get(name),
+        if cp.get("kind_path_at"):
+            ctx.say(f"  no Kubernetes-path level recorded: the objects came from {cp['kind_path_at']} ({elsewhere.ENV})")
+            verdicts = {}
+        else:
+            verdicts = {name: verify.platform_verdict(cp["findings"], name, unverifiable=cp["unverifiable"].get(name),
                                                   skew=_platform_skew(ctx.extra["kind"], name, cp["skew"]))
-                    for name in ctx.deployments}
-        path = kubernetes_path.record("controlplane", verdicts, cp["versions"],
-                                      detail="python -m testbed up --backend controlplane")
-        ctx.say(f"  recorded in {path}: " + ", ".join(f"{n} {kubernetes_path.verdict_word(v)}"
-                                                     for n, v in verdicts.items()))
+                        for name in ctx.deployments}
+            path = kubernetes_path.record("controlplane", verdicts, cp["versions"],
+                                          detail="python -m testbed up --backend controlplane")
+            ctx.say(f"  recorded in {path}: " + ", ".join(f"{n} {kubernetes_path.verdict_word(v)}"
+                                                         for n, v in verdicts.items()))
         self._save(ctx)
         failed = verify.failed(cp["findings"])
         if failed:
@@ -369,7 +380,7 @@ class ControlPlaneBackend:
                                               "namespace": dep.target(ctx).namespace}}
                           for name, dep in ctx.deployments.items() if dep.started_at is not None},
             "applied": [charts.object_id(o) for o in run.plan.manifests()],
-            "findings": cp["findings"], "timings": ctx.timings,
+            "findings": cp["findings"], "timings": ctx.timings, "kind_path_at": cp.get("kind_path_at"),
         })
 
     # --- failure -------------------------------------------------------------------------------
@@ -469,20 +480,43 @@ def _service_account_token(kube, namespace: str, name: str | None) -> str:
 
 
 def _delete_namespaces(lay: core.Layout, recorded: dict) -> list[str]:
+    """Delete the testbed's namespace first and see it finish terminating while the operators still run
+    with valid credentials, then the operators' and monitoring namespaces.
+
+    Why the order: the custom resources carry finalizers that only their operator removes (KServe's
+    InferenceService `inferenceservice.finalizers`); each operator authenticates with a token of its
+    chart's ServiceAccount, which lives in its own namespace. Deleting every namespace at once deletes
+    those ServiceAccounts, the operator's token stops being accepted, the finalizer stays, and the
+    testbed's namespace never finishes terminating (seen: 168 s and counting)."""
     from testbed.backends.kind.kube import Kube
 
     kube = Kube(lay.kubeconfig())
-    lines = []
     names = recorded.get("namespaces") or []
-    for ns in names:
-        if kube.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}):
-            lines.append(f"deleted namespace {ns}")
+    first = [n for n in names if n == recorded.get("namespace")]
+    lines = []
     started = time.monotonic()
-    for ns in names:
-        kube.wait_gone({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
-                       max(5.0, NAMESPACE_TIMEOUT_S - (time.monotonic() - started)))
+    for group in (first, [n for n in names if n not in first]):
+        for ns in group:
+            if kube.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}):
+                lines.append(f"deleted namespace {ns}")
+        for ns in group:
+            _wait_namespace_gone(kube, ns, max(5.0, NAMESPACE_TIMEOUT_S - (time.monotonic() - started)))
     if names:
         lines.append(f"namespaces {', '.join(names)} finished terminating after {time.monotonic() - started:.0f}s")
     for pv in kube.list("v1", "PersistentVolume", label_selector="app.kubernetes.io/part-of=ml-deployment-testbed"):
         kube.delete(pv)
     return lines
+
+
+def _wait_namespace_gone(kube, namespace: str, timeout_s: float) -> None:
+    """Wait for the namespace to be gone; on time-out, say what keeps it (its status conditions name the
+    remaining content and finalizers)."""
+    obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    try:
+        kube.wait_gone(obj, timeout_s)
+    except TestbedError:
+        ns = kube.get("v1", "Namespace", namespace) or {}
+        conditions = [f"{c.get('type')}: {c.get('message')}" for c in (ns.get("status") or {}).get("conditions") or []
+                      if c.get("status") == "True"]
+        raise TestbedError(f"namespace {namespace} did not finish terminating within {timeout_s:.0f}s: "
+                           + ("; ".join(conditions) or "no condition says why")) from None
