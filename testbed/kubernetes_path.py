@@ -120,7 +120,7 @@ def levels(platforms: list[str], results_dir: Path | None = None, with_schema: b
 
 
 def lines(levels_doc: dict[str, dict]) -> list[str]:
-    out = ["Kubernetes path (schema-valid < control-plane verified < run on a real kind cluster):"]
+    out = ["Kubernetes path (schema-valid < control-plane partially verified < control-plane verified < run on a real kind cluster):"]
     for name, entry in levels_doc.items():
         out.append(f"  {name:<9} {entry['level']}")
         for key, label in LEVELS:

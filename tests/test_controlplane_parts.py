@@ -189,6 +189,19 @@ def test_prometheus_config_keeps_discovery_and_relabelling_and_never_reaches_pod
     assert "rule_files" not in out
 
 
+def test_generated_config_gets_the_config_reloaders_substitutions(tmp_path):
+    """prometheus-operator's sharding rule keeps nothing until $(SHARD) is substituted (the reloader does
+    it in a pod); the control plane's first Prometheus run dropped every target for want of it."""
+    generated = yaml.safe_dump({
+        "global": {"external_labels": {"prometheus_replica": "$(POD_NAME)"}},
+        "scrape_configs": [{"job_name": "j", "relabel_configs": [
+            {"source_labels": ["__tmp_hash", "__tmp_disable_sharding"], "regex": "$(SHARD);|.+;.+", "action": "keep"}]}]})
+    out = prometheus.for_this_host(generated, "https://127.0.0.1:6443", pki.ensure(tmp_path / "pki"), 1)
+    assert out["scrape_configs"][0]["relabel_configs"][0]["regex"] == "0;|.+;.+"
+    assert out["global"]["external_labels"]["prometheus_replica"] == "prometheus-kube-prometheus-stack-prometheus-0"
+    assert prometheus.envsubst("$(UNKNOWN) $(SHARD)") == "$(UNKNOWN) 0"
+
+
 def test_prometheus_resource_follows_the_chart_values():
     sa, prom = prometheus.prometheus_resource("v3.11.1")
     assert prom["spec"]["podMonitorSelector"] == {}  # podMonitorSelectorNilUsesHelmValues: false

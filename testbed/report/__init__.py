@@ -310,7 +310,7 @@ def to_markdown(rep: Report) -> str:
         out.append("")
     if rep.kubernetes_path:
         out += ["## Kubernetes path", "", "How far each platform's kind deployment has been checked "
-                "(schema-valid < control-plane verified < run on a real kind cluster).", ""]
+                "(schema-valid < control-plane partially verified < control-plane verified < run on a real kind cluster).", ""]
         for name, level, details in kubernetes_path_rows(rep):
             out += [f"- **{name}**: {level}"] + [f"  - {_md_escape(d)}" for d in details]
         out.append("")

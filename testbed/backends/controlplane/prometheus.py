@@ -112,10 +112,24 @@ def generated_config(kube) -> str:
     return gzip.decompress(base64.b64decode(data["prometheus.yaml.gz"])).decode()
 
 
+RELOADER_ENV = {"SHARD": "0", "POD_NAME": f"prometheus-{NAME}-0"}
+"""What prometheus-config-reloader substitutes for $(VAR) in the generated configuration before Prometheus
+reads it (its --config-envsubst-file): the operator sets SHARD on the reloader container of shard 0
+(pkg/operator/config_reloader.go ShardEnvVar), POD_NAME is the StatefulSet pod's name. The sharding keep
+rule `regex: $(SHARD);|.+;.+` (pkg/prometheus/promcfg.go) drops every target until it is substituted."""
+
+
+def envsubst(text: str, env: dict[str, str] = RELOADER_ENV) -> str:
+    import re
+
+    return re.sub(r"\$\(([A-Z_][A-Z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), text)
+
+
 def for_this_host(config_text: str, api_server: str, pki: pki_mod.Pki, proxy_port: int) -> dict:
-    """The generated configuration with this API server's address and credentials in each
-    kubernetes_sd_config, and a closed loopback proxy on each scrape (see the module docstring)."""
-    config = yaml.safe_load(config_text) or {}
+    """The generated configuration as the config reloader hands it to Prometheus (envsubst), with this API
+    server's address and credentials in each kubernetes_sd_config, and a closed loopback proxy on each
+    scrape (see the module docstring)."""
+    config = yaml.safe_load(envsubst(config_text)) or {}
     config.pop("rule_files", None)  # paths inside the pod; the chart's values create no rules
     config.pop("alerting", None)
     for scrape in config.get("scrape_configs") or []:

@@ -60,9 +60,7 @@ def status(lay: Layout) -> dict:
         f"NOT RUN for {platform}: {u['operator']} {u['kind_pin']} ({u['why']})"
         for platform, u in doc["unverifiable"].items()] + [
         f"deviation {name}: {d['what']}: {d['why']}" for name, info in (recorded.get("operators") or {}).items()
-        for d in info.get("deviations") or []] + [
-        f"listener beyond loopback: {x['owner']} {x['address']}:{x['port']} ({x.get('cause') or 'UNEXPLAINED'})"
-        for x in doc["exposure"]["non_loopback_sockets"]] + kubernetes_path.lines(doc["kubernetes_path"])
+        for d in info.get("deviations") or []] + kubernetes_path.lines(doc["kubernetes_path"])
     return doc
 
 
@@ -83,8 +81,8 @@ def exposure(records: dict, operators: dict) -> dict:
                 if lp.is_loopback(addr):
                     continue
                 cause = (causes.get(name) or {}).get(by_port.get(port, ""))
-                exposed.append({"owner": name, "pid": pid, "address": addr, "port": port,
-                                "port_name": by_port.get(port), "cause": cause})
+                exposed.append({"owner": name, "platform": None, "pid": pid, "process": lp.command_name(pid),
+                                "address": addr, "port": port, "port_name": by_port.get(port), "cause": cause})
     return {"non_loopback_sockets": exposed, "count": len(exposed),
             "unexplained": sum(1 for x in exposed if not x["cause"])}
 
