@@ -463,3 +463,93 @@ def test_partial_verification_stays_below_control_plane_verified_and_skew_is_sho
     text = "\n".join(kubernetes_path.lines(doc))
     assert "partially" in text and "VERSION SKEW" in text and "not verifiable: readiness" in text
     assert kubernetes_path.verdict_word(seldon).startswith("partially")
+
+
+def _kind_target(name: str):
+    from testbed.backends.kind import detection
+    from testbed.backends.kind.deployment import Target
+    from testbed.backends.kind.context import runtime_code_dirname
+
+    p = pins()
+    return Target(namespace="testbed", node_port=p.node_port(name), model_name="reference-classifier",
+                  artifact_subpath="reference-classifier-0123456789ab", code_dir=runtime_code_dirname(),
+                  serving=p.serving[name], model_sha256="0123456789ab" + "0" * 52, n_features=7,
+                  detectors_subpath="reference-classifier-0123456789ab-detectors",
+                  detector_service=detection.service_url("testbed"))
+
+
+def test_another_checkout_renders_the_same_objects_as_this_one_when_it_is_this_one():
+    """TESTBED_KIND_PATH_AT renders in a separate process with that checkout's code; pointed at this
+    checkout it must give exactly what the in-process deployment gives (so a difference on an older
+    checkout is the older code's, not the mechanism's)."""
+    from deployers import PLATFORMS, get_platform
+    from testbed.backends.controlplane import elsewhere
+    from testbed.settings import REPO_ROOT
+
+    for name in sorted(PLATFORMS):
+        target = _kind_target(name)
+        assert elsewhere.render(REPO_ROOT, name, target) == get_platform(name).deployment_for("kind").manifests(target)
+
+
+def test_another_checkout_replaces_only_the_rendered_objects(monkeypatch):
+    from deployers import get_platform
+    from testbed.backends.controlplane import elsewhere
+    from testbed.settings import REPO_ROOT
+
+    monkeypatch.setenv(elsewhere.ENV, str(REPO_ROOT))
+    assert elsewhere.checkout() == REPO_ROOT.resolve()
+    dep = get_platform("kserve").deployment_for("kind")
+    said = []
+    elsewhere.use({"kserve": dep}, elsewhere.checkout(), said.append)
+    target = _kind_target("kserve")
+    assert [o["kind"] for o in dep.manifests(target)] == [
+        o["kind"] for o in get_platform("kserve").deployment_for("kind").manifests(target)]
+    assert "objects rendered by the checkout" in dep.scrape_plan(target)[0]
+    assert elsewhere.ENV in said[0]
+
+
+def test_a_kind_path_checkout_that_is_not_one_is_refused_with_the_fix(monkeypatch, tmp_path):
+    from testbed.backends.controlplane import elsewhere
+    from testbed.errors import TestbedError
+
+    monkeypatch.setenv(elsewhere.ENV, str(tmp_path))
+    with pytest.raises(TestbedError, match="git worktree add"):
+        elsewhere.checkout()
+    monkeypatch.delenv(elsewhere.ENV)
+    assert elsewhere.checkout() is None
+
+
+def test_a_listener_beyond_loopback_is_shown_with_its_process_and_cause(tmp_path):
+    """status.exposure's entries carry what the CLI's exposure section prints (owner, process, pid):
+    a real process bound to every interface, once under an operator's name with a known cause, once
+    under another name (unexplained)."""
+    import sys
+    import time
+
+    from testbed.backends.controlplane import processes as cp_procs
+    from testbed.backends.controlplane.status import exposure
+    from testbed.cli import render_status
+
+    port = cp_procs.free_port()
+    code = (f"import socket,time; s=socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
+            f"s.bind(('::', {port})); s.listen(); time.sleep(60)")
+    p = cp_procs.start(cp_procs.Proc("listener", [sys.executable, "-c", code], tmp_path / "l.log"))
+    try:
+        record = {**p.record(), "ports": {"webhook": port}}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            doc = exposure({"kserve": record}, {})
+            if doc["count"]:
+                break
+            time.sleep(0.2)
+        assert doc["count"] == 1 and doc["unexplained"] == 0, doc
+        x = doc["non_loopback_sockets"][0]
+        assert x["owner"] == "kserve" and x["port"] == port and x["process"].startswith("python")
+        assert "binds every interface" in x["cause"]
+        text = render_status({"backend": "controlplane", "state": "running", "exposure": doc})
+        assert f":{port}" in text and f"pid {x['pid']}" in text and "[1]" in text
+        other = exposure({"someone": record}, {})
+        assert other["unexplained"] == 1
+        assert "UNEXPLAINED" in render_status({"backend": "controlplane", "state": "running", "exposure": other})
+    finally:
+        cp_procs.stop(p.record(), grace_s=2)

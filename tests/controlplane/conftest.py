@@ -66,6 +66,12 @@ def controlplane(tmp_path_factory, request):
                                        check=False).stdout)
         assert down.returncode == 0, down.stderr[-3000:]
         assert "finished terminating" in down.stdout, down.stdout
+        # Every namespace up created, the operators' too (KubeRay's comes from no rendered chart).
+        operator_namespaces = {op["identity"].split()[1].split("/")[0] for op in (status.get("operators") or {}).values()
+                               if op["identity"].startswith("ServiceAccount ")}
+        assert operator_namespaces <= set(status["namespaces"]), (operator_namespaces, status["namespaces"])
+        for ns in status["namespaces"]:
+            assert f"deleted namespace {ns}" in down.stdout, down.stdout
         assert after["state"] == "stopped", after
         if saved is None:
             os.environ.pop("TESTBED_RESULTS_DIR", None)

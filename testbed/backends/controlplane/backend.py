@@ -169,6 +169,7 @@ class ControlPlaneBackend:
         ctx.say(f"  {cp['findings']['crds']['state'].upper()} crds: {cp['findings']['crds']['text']}")
         namespaces = sorted({run.pins.chart(op.release).namespace for op in _operators(run) if op.release}
                             | {prometheus.NAMESPACE})
+        cp["namespaces"] = namespaces  # `down` deletes these (KubeRay's comes from no rendered chart)
         for ns in namespaces:
             run.kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         for crd in crds:
@@ -369,8 +370,8 @@ class ControlPlaneBackend:
             "schema": STATE_SCHEMA, "backend": self.name, "complete": bool(cp.get("complete")),
             "verified_at": cp.get("verified_at"), "api_server": cp.get("api_server"),
             "kubeconfig": str(lay.kubeconfig()), "namespace": run.namespace,
-            "namespaces": sorted({run.namespace, *[run.pins.chart(r).namespace for r in (cp.get("rendered") or {})],
-                                  prometheus.NAMESPACE}),
+            "namespaces": sorted({run.namespace, *cp.get("namespaces", []),
+                                  *[run.pins.chart(r).namespace for r in (cp.get("rendered") or {})]}),
             "versions": cp.get("versions", {}), "skew": cp.get("skew", {}), "unverifiable": cp.get("unverifiable", {}),
             "processes": cp["records"], "operators": cp["operators"],
             "not_applied": cp["not_applied"], "crds": cp.get("crds", []),
@@ -496,11 +497,14 @@ def _delete_namespaces(lay: core.Layout, recorded: dict) -> list[str]:
     lines = []
     started = time.monotonic()
     for group in (first, [n for n in names if n not in first]):
+        group_started = time.monotonic()
         for ns in group:
             if kube.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}):
                 lines.append(f"deleted namespace {ns}")
         for ns in group:
             _wait_namespace_gone(kube, ns, max(5.0, NAMESPACE_TIMEOUT_S - (time.monotonic() - started)))
+        if group:
+            lines.append(f"  {', '.join(group)} gone {time.monotonic() - group_started:.1f}s after the delete")
     if names:
         lines.append(f"namespaces {', '.join(names)} finished terminating after {time.monotonic() - started:.0f}s")
     for pv in kube.list("v1", "PersistentVolume", label_selector="app.kubernetes.io/part-of=ml-deployment-testbed"):
