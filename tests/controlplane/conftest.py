@@ -20,7 +20,7 @@ UP_TIMEOUT_S = 1200
 def pytest_addoption(parser):
     parser.addoption("--kind-path-at", default=None, metavar="CHECKOUT",
                      help="render each platform's kind objects with another checkout of this project (e.g. "
-                          "`git worktree add /tmp/prefix COMMIT`) and run the control-plane checks on those "
+                          "`git worktree add /tmp/prefix COMMIT`; write --kind-path-at=DIR) and run the control-plane checks on those "
                           "(testbed/backends/controlplane/elsewhere.py)")
 
 

@@ -3,7 +3,8 @@ showing what the control-plane checks find in an older kind path, e.g. the commi
 
     git worktree add /tmp/prefix 84c4db3
     TESTBED_KIND_PATH_AT=/tmp/prefix python -m testbed up --backend controlplane
-    (or: pytest -m controlplane --kind-path-at /tmp/prefix)
+    (or: pytest -m controlplane tests/controlplane --kind-path-at=/tmp/prefix; with '=': pytest reads
+    a bare path after an option it does not know yet as a test path)
 
 Only each platform's rendered objects (its custom resource, NodePort Service and PodMonitor: the
 deployment's `manifests`) come from the checkout, rendered by its own code and manifests/ in a

@@ -39,7 +39,7 @@ def status(lay: Layout) -> dict:
         url = f"http://127.0.0.1:{(prom.get('ports') or {}).get('web')}"
         doc["prometheus"] = _prometheus(url, procs.running(prom))
     doc.update(model=recorded.get("model"), namespace=recorded.get("namespace"),
-               namespaces=recorded.get("namespaces") or [], api_server=recorded.get("api_server"),
+               namespaces=recorded.get("namespaces") or [], kind_path_at=recorded.get("kind_path_at"), api_server=recorded.get("api_server"),
                kubeconfig=recorded.get("kubeconfig"), versions=recorded.get("versions"),
                verified_at=recorded.get("verified_at"), findings=findings, operators=recorded.get("operators"),
                not_applied=recorded.get("not_applied"), timings=recorded.get("timings", {}))
