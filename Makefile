@@ -12,9 +12,9 @@ up: setup
 test: setup
 	$(PY) -m pytest -q
 
-# The fast tier alone: starts no runtime and builds no runtime environment.
+# The fast tier alone: starts no runtime, builds no runtime environment, starts no control plane.
 test-fast: setup
-	$(PY) -m pytest -q -m "not integration"
+	$(PY) -m pytest -q -m "not integration and not controlplane"
 
 setup: system-packages $(STAMP)
 
