@@ -119,20 +119,28 @@ def levels(platforms: list[str], results_dir: Path | None = None, with_schema: b
     return out
 
 
+def details(entry: dict) -> list[str]:
+    """One line per level of a platform's entry (with the date and the versions of a recorded run), then
+    its version skew and what was not verifiable: what `status` and the report show."""
+    out = []
+    for key, label in LEVELS:
+        e = entry.get(key)
+        if e is None:
+            out.append(f"{label}: no record")
+            continue
+        word = "yes" if e["reached"] else "partially" if e.get("partial") else "no"
+        versions = ", ".join(f"{k} {v}" for k, v in (e.get("versions") or {}).items() if isinstance(v, str))
+        out.append(f"{label}: {word}" + (f" ({e['at']})" if e.get("at") else "")
+                   + (f" with {versions}" if versions else "") + f" - {e['why']}")
+        if e.get("skew"):
+            out.append(f"  VERSION SKEW: {skew_text(e['skew'])}")
+        out += [f"  not verifiable: {item}" for item in e.get("not_verifiable") or []]
+    return out
+
+
 def lines(levels_doc: dict[str, dict]) -> list[str]:
     out = ["Kubernetes path (schema-valid < control-plane partially verified < control-plane verified < run on a real kind cluster):"]
     for name, entry in levels_doc.items():
         out.append(f"  {name:<9} {entry['level']}")
-        for key, label in LEVELS:
-            e = entry.get(key)
-            if e is None:
-                out.append(f"    {label}: no record")
-            else:
-                when = f" ({e['at']})" if e.get("at") else ""
-                word = "yes" if e["reached"] else "partially" if e.get("partial") else "no"
-                out.append(f"    {label}: {word}{when} - {e['why']}")
-                if e.get("skew"):
-                    out.append(f"      VERSION SKEW: {skew_text(e['skew'])}")
-                for item in e.get("not_verifiable") or []:
-                    out.append(f"      not verifiable: {item}")
+        out += [f"    {line}" for line in details(entry)]
     return out

@@ -553,3 +553,51 @@ def test_a_listener_beyond_loopback_is_shown_with_its_process_and_cause(tmp_path
         assert "UNEXPLAINED" in render_status({"backend": "controlplane", "state": "running", "exposure": other})
     finally:
         cp_procs.stop(p.record(), grace_s=2)
+
+
+def test_status_and_report_show_each_level_with_its_date_and_versions(tmp_path):
+    from testbed import kubernetes_path
+    from testbed.report import kubernetes_path_rows
+
+    kubernetes_path.record("controlplane", {"kserve": {"reached": True, "why": "8 checks passed"}},
+                           {"kubernetes": "v1.33.1", "kserve": "v0.20.0"}, results_dir=tmp_path)
+    kubernetes_path.record("kind", {"kserve": {"reached": True, "why": "tests/e2e passed"}}, {"kind": "v0.29.0"},
+                           results_dir=tmp_path)
+    doc = kubernetes_path.levels(["kserve", "rayserve"], results_dir=tmp_path, with_schema=False)
+    assert doc["kserve"]["level"] == "run on a real kind cluster" and doc["rayserve"]["level"] == "none"
+    at = doc["kserve"]["controlplane"]["at"]
+    text = "\n".join(kubernetes_path.lines(doc))
+    assert f"control-plane verified: yes ({at}) with kubernetes v1.33.1, kserve v0.20.0 - 8 checks passed" in text
+    assert "run on a real kind cluster: yes" in text and "kind v0.29.0" in text
+    assert "rayserve  none" in text and "control-plane verified: no record" in text
+    rows = {name: (level, details) for name, level, details in kubernetes_path_rows(_report_with(doc))}
+    assert rows["kserve"][0] == "run on a real kind cluster"
+    assert any(d.startswith(f"control-plane verified: yes ({at}) with kubernetes v1.33.1") for d in rows["kserve"][1])
+
+
+def _report_with(levels_doc):
+    import types
+
+    return types.SimpleNamespace(kubernetes_path=levels_doc)
+
+
+def test_kind_status_shows_how_far_the_kind_path_was_checked(tmp_path, monkeypatch):
+    """`status --backend kind` of a recorded cluster (here one that is gone: no kubeconfig) carries each
+    platform's Kubernetes-path level and prints it."""
+    from testbed import kubernetes_path
+    from testbed.backends.kind.cluster import ClusterFiles
+    from testbed.backends.kind.status import cluster_status
+    from testbed.cli import render_status
+    from testbed.state import atomic_write_json
+
+    results = tmp_path / "results"
+    monkeypatch.setattr("testbed.results.RESULTS_DIR", results)
+    kubernetes_path.record("controlplane", {"kserve": {"reached": True, "why": "8 checks passed"}},
+                           {"kubernetes": "v1.33.1"})
+    cf = ClusterFiles(name="testbed", dir=tmp_path / "kind")
+    cf.dir.mkdir()
+    atomic_write_json(cf.state, {"complete": True, "platforms": {"kserve": {"resource": {}}}})
+    doc = cluster_status(cf, pins())
+    assert doc["kubernetes_path"]["kserve"]["level"] == "control-plane verified"
+    assert doc["kubernetes_path"]["kserve"]["schema"]["reached"]
+    assert "kserve    control-plane verified" in render_status(doc)

@@ -127,25 +127,10 @@ def _kubernetes_path(root: Path) -> dict:
 
 def kubernetes_path_rows(rep: Report) -> list[tuple[str, str, list[str]]]:
     """(platform, level reached, one line per level) for the report's Kubernetes path section."""
-    from testbed.kubernetes_path import LEVELS, skew_text
+    from testbed.kubernetes_path import details
 
-    rows = []
-    for name, entry in (rep.kubernetes_path or {}).items():
-        details = []
-        for key, label in LEVELS:
-            e = entry.get(key)
-            if e is None:
-                details.append(f"{label}: no record")
-                continue
-            word = "yes" if e["reached"] else "partially" if e.get("partial") else "no"
-            details.append(f"{label}: {word}" + (f" ({e['at']})" if e.get("at") else "")
-                           + (f", {', '.join(f'{k} {v}' for k, v in e['versions'].items() if isinstance(v, str))}"
-                              if e.get("versions") else "") + f": {e['why']}")
-            if e.get("skew"):
-                details.append(f"VERSION SKEW: {skew_text(e['skew'])}")
-            details += [f"not verifiable: {item}" for item in e.get("not_verifiable") or []]
-        rows.append((name, entry["level"], details))
-    return rows
+    return [(name, entry["level"], [d.strip() for d in details(entry)])
+            for name, entry in (rep.kubernetes_path or {}).items()]
 
 
 def latest_reference_variance(root: Path) -> dict | None:
