@@ -433,10 +433,14 @@ def _fmt_score(v) -> str:
 
 
 def cmd_kubernetes_path(args) -> int:
-    from deployers import PLATFORMS
     from testbed import kubernetes_path
+    from testbed.errors import UnknownPlatform
 
-    names = args.platforms.split(",") if args.platforms else sorted(PLATFORMS)
+    known = kubernetes_path.kind_platforms()
+    names = [n.strip() for n in args.platforms.split(",") if n.strip()] if args.platforms else known
+    unknown = [n for n in names if n not in known]
+    if unknown:  # a platform without a kind deployment has no Kubernetes path to check
+        raise UnknownPlatform(", ".join(unknown), known)
     if args.record_kind:
         from testbed.backends.kind.pins import pins
 

@@ -25,6 +25,13 @@ PARTIAL = "control-plane partially verified (API server only)"
 """Between schema-valid and control-plane verified: a controlplane record with partial true."""
 
 
+def kind_platforms() -> list[str]:
+    """The platforms that have a Kubernetes path (a kind deployment): only those get a level."""
+    from deployers import PLATFORMS
+
+    return sorted(name for name, p in PLATFORMS.items() if "kind" in p.deployments)
+
+
 def verdict_word(verdict: dict) -> str:
     if verdict.get("reached"):
         return "verified" + (f" (VERSION SKEW: {skew_text(verdict['skew'])})" if verdict.get("skew") else "")

@@ -482,11 +482,12 @@ def test_another_checkout_renders_the_same_objects_as_this_one_when_it_is_this_o
     """TESTBED_KIND_PATH_AT renders in a separate process with that checkout's code; pointed at this
     checkout it must give exactly what the in-process deployment gives (so a difference on an older
     checkout is the older code's, not the mechanism's)."""
-    from deployers import PLATFORMS, get_platform
+    from deployers import get_platform
     from testbed.backends.controlplane import elsewhere
+    from testbed.kubernetes_path import kind_platforms
     from testbed.settings import REPO_ROOT
 
-    for name in sorted(PLATFORMS):
+    for name in kind_platforms():
         target = _kind_target(name)
         assert elsewhere.render(REPO_ROOT, name, target) == get_platform(name).deployment_for("kind").manifests(target)
 

@@ -119,10 +119,9 @@ def build(root: Path, run_ids: list[str], out_dir: Path, by_artifact: bool = Fal
 
 
 def _kubernetes_path(root: Path) -> dict:
-    from deployers import PLATFORMS
     from testbed import kubernetes_path
 
-    return kubernetes_path.levels(sorted(PLATFORMS), results_dir=root)
+    return kubernetes_path.levels(kubernetes_path.kind_platforms(), results_dir=root)
 
 
 def kubernetes_path_rows(rep: Report) -> list[tuple[str, str, list[str]]]:

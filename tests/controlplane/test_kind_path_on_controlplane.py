@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployers import PLATFORMS
+from testbed.kubernetes_path import kind_platforms
 
 
 def _show(finding: dict) -> str:
@@ -23,7 +23,7 @@ def test_every_object_accepted_strict_and_matching_webhooks_called(controlplane)
     assert any(w["calls"] for w in admission["webhooks"]), f"no admission webhook was called: {admission['webhooks']}"
 
 
-@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+@pytest.mark.parametrize("platform", kind_platforms())
 def test_operator_reconciles_the_custom_resource_into_owned_objects(controlplane, platform):
     """A platform whose operator cannot be built here (Seldon) is accepted by the API server and listed as
     not verifiable with the reason; every other one must be reconciled into pods by its real operator."""
@@ -67,7 +67,7 @@ def test_prometheus_discovers_a_target_for_every_podmonitor_endpoint_and_announc
     assert scrape["state"] == "pass", _show(scrape)
 
 
-@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+@pytest.mark.parametrize("platform", kind_platforms())
 def test_platform_readiness_reached_or_listed_as_not_verifiable(controlplane, platform):
     from deployers import get_platform
 
@@ -94,7 +94,7 @@ def test_what_needs_a_real_node_is_listed_as_not_verifiable_never_passed(control
         assert platform["v2_base_url"] is None, f"{name}: an endpoint is claimed where no pod serves"
 
 
-@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+@pytest.mark.parametrize("platform", kind_platforms())
 def test_the_kind_paths_model_of_generated_pods_matches_what_the_operator_made(controlplane, platform):
     """deployment.generated_pods (written from operator source, used offline to predict scrape targets)
     against the real operator's pods: same containers, same declared ports."""

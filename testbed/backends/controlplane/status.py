@@ -89,9 +89,9 @@ def exposure(records: dict, operators: dict) -> dict:
 
 
 def _all_platforms() -> list[str]:
-    from deployers import PLATFORMS
+    from testbed.kubernetes_path import kind_platforms
 
-    return sorted(PLATFORMS)
+    return kind_platforms()
 
 
 def _platform(name: str, info: dict, kube, readiness: dict | None, findings: dict) -> dict:
