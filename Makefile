@@ -30,6 +30,7 @@ $(STAMP): pyproject.toml
 #   gcc, libc6-dev     the load generator's engine is C, compiled on first use
 #   python3-venv       `python3 -m venv .venv`
 #   chromium           the report test renders the HTML headless and checks the screenshot
+#   openjdk-17-jre-headless  TorchServe's frontend is Java (17 or later); skipped when a java 17+ is there
 # Only what is missing is installed (`apt-get update` first), as root or through sudo.
 system-packages:
 	@missing=""; \
@@ -40,6 +41,7 @@ system-packages:
 	test -f /usr/include/stdio.h || test -n "$$CC" || missing="$$missing libc6-dev"; \
 	python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || test -x $(PY) || missing="$$missing python3-venv"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])' || missing="$$missing openjdk-17-jre-headless"; \
 	if [ -n "$$missing" ]; then \
 	  command -v apt-get >/dev/null 2>&1 || { echo "error: install these (Debian package names):$$missing" >&2; exit 1; }; \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from deployers import formats
 from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.pins import CLUSTER_DIR
 from testbed.backends.kind.budget import Item, cpu, memory
@@ -17,7 +18,8 @@ from testbed.backends.local import detection
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
-from testbed.platforms import Platform
+from testbed.platforms import (ALL, FAILED, OK, BatchingSupport, Documented, DocumentedRow, ExplainPath,
+                               MetricsCatalogue, Platform, Signal, UserFile, WireProtocol)
 
 def upstream_file(version: str, name: str) -> Path:
     """A file of KServe's Helm charts at `version`, vendored under cluster/upstream/ (SOURCES.md there)."""
@@ -60,6 +62,7 @@ class KServeLocal(LocalProcess):
     env = ENV
     port_names = ("http",)
     version_packages = ("kserve", "scikit-learn", "numpy", "alibi", "shap")
+    detection_label = "add-on"
     loopback_by_testbed = ("KServe 0.20.0 hard-codes 0.0.0.0 for its REST server (kserve/protocol/rest/server.py:94) "
                            "with no parameter, flag or variable; the testbed's ModelServer subclass "
                            "(deployers/runtimes/kserve_loopback.py) binds it to 127.0.0.1",)
@@ -77,7 +80,7 @@ class KServeLocal(LocalProcess):
 
     # --- detection (add-on): a transformer in front of the predictor logs payloads to the detector service
     def detection_sidecars(self, ctx, service_url: str) -> list:
-        sink = detection.sink_urls(service_url, self.platform, "add-on")["events"]
+        sink = detection.sink_urls(service_url, self.platform, self.detection_label)["events"]
         model = ctx.artifact.name
         return [detection.Sidecar(
             name="kserve-transformer", env=ENV, ready_path=f"/v2/models/{model}/ready",
@@ -88,7 +91,8 @@ class KServeLocal(LocalProcess):
     def detection_paths(self, ctx, service_url: str) -> dict:
         transformer = ctx.extra["detection_sidecars"]["kserve-transformer"]
         return detection.path_info(
-            ctx, self.platform, f"{transformer.url}/v2/models/{ctx.artifact.name}/infer", "add-on", service_url,
+            ctx, self.platform, f"{transformer.url}/v2/models/{ctx.artifact.name}/infer", self.detection_label,
+            service_url,
             computed_by="detector service (alibi-detect), fed by the transformer's payload logger",
             routing="KServe transformer (kserve.Model with predictor_host) -> predictor; each request is logged "
                     "asynchronously (in order, bounded queue, CloudEvents binary mode) to the detector service",
@@ -105,6 +109,8 @@ class KServeKind(KindDeployment):
     api_version = "serving.kserve.io/v1beta1"
     kind = "InferenceService"
     http_port = 8080
+    detection_label = "add-on"
+    recreated_by = "the predictor Deployment's ReplicaSet"
     HTTP_PORT_NAME = "http1"
     """The name the InferenceService gives the model server's port (KServe's convention for HTTP/1)."""
 
@@ -151,7 +157,7 @@ class KServeKind(KindDeployment):
         return isvc
 
     def detection_route(self, target: Target, base_url: str) -> dict | None:
-        return {"url": f"{base_url}/v2/models/{target.model_name}/infer", "label": "add-on",
+        return {"url": f"{base_url}/v2/models/{target.model_name}/infer", "label": self.detection_label,
                 "mechanism": kind_detection.PAYLOAD_LOGGER,
                 "computed_by": "detector service (alibi-detect) in the cluster, fed by KServe's payload logger",
                 "routing": "InferenceService spec.predictor.logger {mode: request}: KServe's agent sidecar posts each "
@@ -224,11 +230,109 @@ class KServeKind(KindDeployment):
                                "Service on 127.0.0.1; Prometheus scrapes it in-cluster through a PodMonitor",))
 
 
+class KServeFormats(formats.FormatServer):
+    """The KServe SDK's ModelServer with one kserve.Model per format (deployers/runtimes/formats_kserve.py):
+    user code, since KServe's own format servers are container images, not PyPI packages."""
+
+    platform = "kserve"
+    env = formats.REFERENCE_ENV
+    mechanism = {f: "user code" for f in formats.FORMATS}
+    version_packages = ("kserve", "scikit-learn", "xgboost", "lightgbm", "onnxruntime")
+
+    def command(self, python, http_port, workdir, model_dir, n_features):
+        status = workdir / "status.json"
+        status.unlink(missing_ok=True)
+        return [str(python), str(RUNTIMES_DIR / "formats_kserve.py"), "--dir", str(model_dir), "--http-port",
+                str(http_port), "--status", str(status)]
+
+    def loaded(self, client, workdir):
+        return json.loads((workdir / "status.json").read_text())["errors"]
+
+
+# Monitoring: templates use $platform and $model (string.Template); PromQL needs the braces.
+MODEL = 'platform="$platform",model_name="$model"'
+METRICS = MetricsCatalogue(
+    infer_requests_promql='sum(request_predict_seconds_count{job="kserve"})',
+    signals={
+        "requests_total": Signal(
+            "sum(request_predict_seconds_count{%s})" % MODEL, ALL,
+            "predict-step histogram count: observed for every request that reaches predict, also when it "
+            "raises (KServe 0.20 has no request counter)"),
+        "requests_ok": Signal(
+            "sum(request_postprocess_seconds_count{%s})" % MODEL, OK,
+            "derived: postprocess runs only after a successful predict"),
+        "requests_failed": Signal(
+            "sum(request_predict_seconds_count{%s}) - (sum(request_postprocess_seconds_count{%s}) or vector(0))"
+            % (MODEL, MODEL), FAILED,
+            "derived: predict observations minus postprocess observations; requests rejected before "
+            "predict (bad JSON, unknown model) are counted nowhere"),
+        "latency_histogram": Signal(
+            'sum(request_predict_seconds_bucket{%s,le="+Inf"})' % MODEL, ALL,
+            "request_{preprocess,predict,postprocess,explain}_seconds: per step, not end to end"),
+        "status_codes": Signal(None, note="no HTTP status metric in KServe 0.20's ModelServer"),
+        "queue_or_batch": Signal(None, note="no queue or batch metric in KServe 0.20's ModelServer"),
+        "model_label": Signal("count(request_predict_seconds_count{%s})" % MODEL, note="model_name label"),
+    })
+
+EXPLAIN = ExplainPath(
+    request="v1-instances", response="alibi-json", mechanism="user code",
+    route="native route POST /v1/models/<m>:explain -> kserve.Model.explain, implemented by us with alibi",
+    methods_offered={
+        "built_in": ["ART (InferenceService spec.explainer.art: adversarial examples, not feature attribution)"],
+        "extension_point": "Model.explain in a custom predictor, or a custom explainer container "
+                           "(spec.explainer.containers)",
+        "note": "the 0.20 InferenceService CRD's spec.explainer has only `art` and `containers`: no alibi "
+                "explainer server any more",
+    })
+
+BATCHING = BatchingSupport(
+    mechanism="none", offline="none",
+    detail="not available on the local backend: KServe's batcher is the agent sidecar of an InferenceService "
+           "(spec.predictor.batcher), which runs only in a cluster")
+"""The KServe Python ModelServer has no batcher; KServeKind(batcher=...) configures the agent's."""
+
+DOCUMENTED = DocumentedRow("KServe", {
+    "formats": Documented("ClusterServingRuntimes for sklearn, xgboost, lightgbm, onnx/tensorflow/pytorch (Triton), pmml, huggingface; custom kserve.Model",
+        ("https://kserve.github.io/website/docs/model-serving/predictive-inference/frameworks/overview",)),
+    "outlier": Documented("Not first-class: InferenceService logger -> alibi-detect service (add-on)",
+        ("https://github.com/kserve/kserve/issues/679",)),
+    "drift": Documented("Not first-class: logger -> alibi-detect drift service (add-on)",
+        ("https://github.com/kserve/kserve/issues/679",)),
+    "monitoring": Documented("Prometheus: request_{preprocess,predict,postprocess,explain}_seconds per model",
+        ("https://kserve.github.io/website/docs/admin-guide/prometheus-metrics",)),
+    "explainability": Documented("ART explainer built in; alibi removed in v0.13 (custom explainer container instead)",
+        ("https://kserve.github.io/website/docs/model-serving/predictive-inference/explainers",)),
+    "cicd": Documented("Declarative InferenceService CRs (GitOps); canary rollout (traffic split)",
+        ("https://kserve.github.io/website/docs/model-serving/predictive-inference/rollout-strategies/canary",)),
+    "deployment_focus": Documented("Kubernetes-native model inference (Standard/raw or Knative serverless)",
+        ("https://kserve.github.io/website/",)),
+    "cost_licence": Documented("Apache-2.0, no licence cost; cluster resources (default 1 CPU / 2 GiB per InferenceService)",
+        ("https://github.com/kserve/kserve/blob/master/LICENSE",)),
+    "docker": Documented("Yes: every runtime is a container image; custom images allowed",
+        ("https://kserve.github.io/website/docs/model-serving/predictive-inference/frameworks/custom-predictor",)),
+    "batching": Documented("Request batching: batcher sidecar (maxBatchSize, maxLatency); no offline batch component",
+        ("https://kserve.github.io/website/docs/model-serving/predictive-inference/batcher",)),
+    "ease": Documented("helm charts kserve-crd, kserve-resources, kserve-runtime-configs + cert-manager",
+        ("https://kserve.github.io/website/docs/admin-guide/kubernetes-deployment",)),
+    "robustness": Documented("Kubernetes restarts failed pods; no documented malformed-input contract beyond V2 error bodies",
+        ("https://kserve.github.io/website/docs/concepts/architecture/data-plane/v2-protocol",)),
+})
+
+
 PLATFORM = Platform(
     name="kserve",
     display_name="KServe",
-    infer_requests_promql='sum(request_predict_seconds_count{job="kserve"})',
     deployments={"local": KServeLocal, "kind": KServeKind},
+    protocol=WireProtocol(where="native", validation="native",
+                          validation_note="KServe decodes V2 itself; the feature-count check is ours "
+                                          "(kserve_server.py predict)"),
+    metrics=METRICS,
+    explain=EXPLAIN,
+    batching=BATCHING,
+    formats=KServeFormats,
+    # A kserve.Model subclass: what a user writes to serve the model.
+    user_files=(UserFile("code", RUNTIMES_DIR / "kserve_server.py"),),
+    documented=DOCUMENTED,
     facts={"runtime": "kserve.ModelServer (Python)", "licence": "Apache-2.0",
            "batching": "InferenceService `batcher` (maxBatchSize, maxLatency): the Go agent sidecar, kind only; "
                        "the local Python ModelServer has none"},

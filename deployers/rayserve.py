@@ -6,22 +6,30 @@ Ray Serve has no V2 protocol: its V2 routes are user code (deployers/runtimes/ra
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import yaml
 
+from deployers import formats
 from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
 from testbed.backends.kind.scrape_targets import GeneratedPod, Port
-from testbed.backends.local import detection, processes
+from testbed.backends.local import detection, envs, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, KnownListener, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.errors import RuntimeStartFailed
-from testbed.platforms import Platform
+from testbed.platforms import (ALL, FAILED, OK, BatchingRun, BatchingSupport, Documented, DocumentedRow,
+                               ExplainPath, MetricsCatalogue, OfflineJob, Platform, Signal, UserFile,
+                               WireProtocol)
+from testbed.settings import REPO_ROOT
 
 # alibi[shap] 0.9.6 (KernelShap, the explainer deployment) needs shap < 0.44 and numba < 0.60;
 # alibi-detect: the composed (model + detector) application loads the saved detectors in user code.
@@ -60,8 +68,17 @@ def ray_batching_args(batching) -> list[str]:
     return ["--max-batch-size", str(batching.max_batch_size), "--batch-wait-ms", str(batching.max_batch_time_ms)]
 
 
+# Ray Serve names metrics and processes by application and deployment, not by model: these are the
+# names deployers/runtimes/ray_app.py gives (serve.run(name="reference"), class V2Model).
+APP, DEPLOYMENT = "reference", "V2Model"
+
+
 class RayServeLocal(LocalProcess):
     platform = "rayserve"
+    detection_label = "user code"
+    worker_pattern = f"ray::ServeReplica:{APP}:{DEPLOYMENT}"
+    """The Serve replica that serves the infer route (app "reference" at "/", ingress V2Model): a kill
+    fault kills it, not the driver process `up` started."""
     env = ENV
     port_names = ("http", "metrics")
     version_packages = ("ray", "scikit-learn", "numpy", "fastapi", "alibi", "shap")
@@ -80,7 +97,8 @@ class RayServeLocal(LocalProcess):
         if ctx.extra.get("detectors") is not None and service_url:
             cmd += ["--detectors", str(ctx.extra["detectors"].path), "--model-sha256", ctx.artifact.sha256,
                     "--n-features", str(len(ctx.artifact.feature_names)),
-                    "--detector-sink", detection.sink_urls(service_url, self.platform, "user code")["verdicts"]]
+                    "--detector-sink", detection.sink_urls(service_url, self.platform,
+                                                           self.detection_label)["verdicts"]]
         return cmd
 
     # --- detection (user code): a second Serve application composes the model and a detector deployment
@@ -104,8 +122,8 @@ class RayServeLocal(LocalProcess):
 
     def detection_paths(self, ctx, service_url: str) -> dict:
         return detection.path_info(
-            ctx, self.platform, f"{self.detected_base()}/v2/models/{ctx.artifact.name}/infer", "user code",
-            service_url, computed_by="Ray Serve deployment `Detector` (user code, alibi-detect)",
+            ctx, self.platform, f"{self.detected_base()}/v2/models/{ctx.artifact.name}/infer",
+            self.detection_label, service_url, computed_by="Ray Serve deployment `Detector` (user code, alibi-detect)",
             routing="Serve application `detected` (route /detected): ingress awaits the model (handle to the "
                     "`reference` application) and the Detector deployment together; the Detector reports "
                     "verdicts to the detector service in order from a background thread",
@@ -129,6 +147,8 @@ class RayServeKind(KindDeployment):
     (deployers/runtimes/ray_app.py, `ray_app:build_app` with {artifact_dir, model_name})."""
 
     platform = "rayserve"
+    detection_label = "user code"
+    recreated_by = "the KubeRay operator (it recreates the RayCluster's pods)"
     api_version = "ray.io/v1"
     kind = "RayService"
     http_port = 8000
@@ -174,11 +194,11 @@ class RayServeKind(KindDeployment):
             "rayserve/detected-app.yaml", artifact_dir=f"{templates.MOUNT_PATH}/{target.artifact_subpath}",
             detectors_dir=f"{templates.MOUNT_PATH}/{target.detectors_subpath}", model_sha256=target.model_sha256,
             n_features=int(target.n_features), model_name=target.model_name,
-            sink=kind_detection.verdicts_url(self.detector_service(target), self.platform, "user code"),
+            sink=kind_detection.verdicts_url(self.detector_service(target), self.platform, self.detection_label),
             pip=kind_detection.ray_pip(target.serving["pip"]))
 
     def detection_route(self, target: Target, base_url: str) -> dict | None:
-        return {"url": f"{base_url}/detected/v2/models/{target.model_name}/infer", "label": "user code",
+        return {"url": f"{base_url}/detected/v2/models/{target.model_name}/infer", "label": self.detection_label,
                 "mechanism": "user code", "computed_by": "Ray Serve deployment `Detector` (user code, alibi-detect)",
                 "routing": "Serve application `detected` (route /detected) in the RayService: ingress awaits the "
                            "model and the Detector deployment together; the Detector reports verdicts to the "
@@ -251,11 +271,182 @@ class RayServeKind(KindDeployment):
                                "port is scraped in-cluster through a PodMonitor (query the testbed's Prometheus)"))
 
 
+# --- formats: one Serve deployment with V2 routes per format (user code) -------------------------------
+FORMATS_ENV = EnvSpec("rayserve-formats", ("ray[serve]==2.60.0", *formats.BASE, formats.XGBOOST, formats.LIGHTGBM,
+                                           formats.ONNXRUNTIME))
+
+
+class RayFormats(formats.FormatServer):
+    platform = "rayserve"
+    env = FORMATS_ENV
+    mechanism = {f: "user code" for f in formats.FORMATS}
+    version_packages = ("ray", "scikit-learn", "xgboost", "lightgbm", "onnxruntime")
+
+    def command(self, python, http_port, workdir, model_dir, n_features):
+        return [str(python), str(RUNTIMES_DIR / "formats_ray.py"), "--dir", str(model_dir), "--http-port",
+                str(http_port), "--temp-dir", str(ray_temp_dir(workdir)), "--n-features", str(n_features)]
+
+    def ready_path(self) -> str:
+        return "/status"
+
+    def extra_env(self) -> dict[str, str]:
+        return LOCAL_RAY_ENV
+
+    def loaded(self, client, workdir):
+        return client.get(self.base_url + self.ready_path()).json()["errors"]
+
+
+# --- monitoring ---------------------------------------------------------------------------------------
+INFER = f'platform="$platform",application="{APP}",route="/v2/models/{{name}}/infer",method="POST"'
+METRICS = MetricsCatalogue(
+    export_lag_s=10.0,
+    infer_requests_promql='sum(ray_serve_num_http_requests_total{job="rayserve",method="POST",'
+                          'route="/v2/models/{name}/infer",status_code="200"})',
+    signals={
+        "requests_total": Signal("sum(ray_serve_num_http_requests_total{%s})" % INFER, ALL),
+        "requests_ok": Signal('sum(ray_serve_num_http_requests_total{%s,status_code=~"2.."})' % INFER, OK),
+        "requests_failed": Signal("sum(ray_serve_num_http_error_requests_total{%s})" % INFER, FAILED),
+        "latency_histogram": Signal('sum(ray_serve_http_request_latency_ms_bucket{%s,le="+Inf"})' % INFER, ALL),
+        "status_codes": Signal('sum(ray_serve_num_http_requests_total{%s,status_code!~"2.."})' % INFER, FAILED),
+        "queue_or_batch": Signal('count(ray_serve_deployment_queued_queries{platform="$platform",'
+                                 f'application="{APP}"}})',
+                                 note="queued queries per deployment; ray_serve_batch_queue_length and "
+                                 "ray_serve_actual_batch_size appear only with @serve.batch"),
+        "model_label": Signal('count(ray_serve_deployment_request_counter_total{platform="$platform",'
+                              f'application="{APP}",deployment="{DEPLOYMENT}"}})',
+                              note="application/deployment labels; the model name itself is not a label"),
+    })
+
+EXPLAIN = ExplainPath(
+    request="v2", response="alibi-json", mechanism="user code",
+    route="POST /v2/models/<m>/explain: our ingress forwarding to an Explainer deployment (ray_app.py)",
+    methods_offered={"built_in": [], "extension_point": "any Python library inside a deployment"})
+
+
+# --- batching -----------------------------------------------------------------------------------------
+def ray_batch_sizes(metrics_url: str) -> tuple[float, float] | None:
+    """(batches, requests batched) so far, from Ray Serve's ray_serve_actual_batch_size histogram."""
+    try:
+        text = httpx.get(metrics_url, timeout=5).text
+    except httpx.HTTPError:
+        return None
+    count = total = 0.0
+    for line in text.splitlines():
+        if line.startswith("ray_serve_actual_batch_size_count"):
+            count += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("ray_serve_actual_batch_size_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+    return count, total
+
+
+def batching_snapshot(endpoint: Endpoint):
+    return ray_batch_sizes(endpoint.metrics_url)
+
+
+def batching_evidence(run: BatchingRun) -> dict:
+    """Batch sizes Ray observed during the batched load."""
+    if run.before is None:
+        return {}
+    # Ray exports metrics with a delay of several seconds: poll until the batched requests show.
+    deadline = time.monotonic() + 20
+    after = run.before
+    while time.monotonic() < deadline:
+        after = ray_batch_sizes(run.endpoint.metrics_url) or after
+        if after[1] - run.before[1] >= 0.9 * run.requests_ok:
+            break
+        time.sleep(1)
+    batches, batched = after[0] - run.before[0], after[1] - run.before[1]
+    return {"batches": batches, "requests_in_batches": batched, "requests_sent_ok": run.requests_ok,
+            "mean_batch_size": batched / batches if batches else None,
+            "source": "ray_serve_actual_batch_size histogram (sum/count) at the metrics endpoint"}
+
+
+def offline_ray_job(ray_python: Path, script: Path, artifact_dir: Path, X: np.ndarray, temp_dir: Path,
+                    actors: int = 2, chunk: int = 10000, timeout_s: float = 600.0) -> dict:
+    """A Ray batch job (actor pool over file chunks) on a Ray instance of its own; leftovers are stopped."""
+    with tempfile.TemporaryDirectory(prefix="testbed-ray-batch-") as tmp:
+        inp, out, log = Path(tmp) / "rows.npy", Path(tmp) / "labels.npy", Path(tmp) / "job.log"
+        np.save(inp, X)
+        cmd = [str(ray_python), str(script), "--artifact", str(artifact_dir), "--input", str(inp), "--output",
+               str(out), "--temp-dir", str(temp_dir), "--actors", str(actors), "--chunk", str(chunk)]
+        t0 = time.perf_counter()
+        with open(log, "w") as fh:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=fh, text=True, start_new_session=True,
+                                    env={**os.environ, **LOCAL_RAY_ENV})
+            try:
+                stdout, _ = proc.communicate(timeout=timeout_s)
+            finally:
+                processes.stop_session(proc.pid, grace_s=5)
+        wall = time.perf_counter() - t0
+        lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines or not out.exists():
+            return {"path": "Ray batch job", "error": f"exit {proc.returncode}: {processes.log_tail(log, 10)}",
+                    "rows": 0, "rows_per_s": None, "seconds": wall}
+        info = json.loads(lines[-1])
+        labels = np.load(out)
+    return {"path": f"Ray batch job: actor pool of {actors} over {chunk}-row chunks (Ray start excluded)",
+            "rows": info["rows"], "seconds": info["seconds"], "rows_per_s": info["rows"] / info["seconds"],
+            "startup_s": info["startup_s"], "wall_s_with_startup": wall, "labels": labels}
+
+
+def offline_job(job: OfflineJob) -> dict:
+    # Ray's unix sockets need a short temp dir (ray_temp_dir): one per checkout.
+    tmp = Path("/tmp") / f"testbed-raybatch-{hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:8]}"
+    return offline_ray_job(envs.python_of(envs.env_dir(ENV, job.envs_dir)), RUNTIMES_DIR / "ray_batch.py",
+                           job.artifact_dir, job.rows, tmp)
+
+
+BATCHING = BatchingSupport(
+    mechanism="user code", offline="native",
+    detail="@serve.batch in the Serve deployment (max_batch_size, batch_wait_timeout_s). Serve needs "
+           "max_ongoing_requests >= max_batch_size, so batching on also raises it from Serve's default 5 to "
+           "2 x max_batch_size: at high concurrency part of the gain is that knob (with 5, excess requests "
+           "wait in Serve's router)",
+    snapshot=batching_snapshot, evidence=batching_evidence, offline_job=offline_job)
+
+
+DOCUMENTED = DocumentedRow("Ray Serve", {
+    "formats": Documented("Framework-agnostic: any Python-loadable model in user code; no format servers",
+        ("https://docs.ray.io/en/latest/serve/index.html",)),
+    "outlier": Documented("None built in: user code (e.g. a composed detector deployment)",
+        ("https://docs.ray.io/en/latest/serve/index.html",)),
+    "drift": Documented("None built in: user code",
+        ("https://docs.ray.io/en/latest/serve/index.html",)),
+    "monitoring": Documented("Prometheus: ray_serve_num_http_requests, ray_serve_http_request_latency_ms, deployment queue/latency metrics",
+        ("https://docs.ray.io/en/latest/serve/monitoring.html",)),
+    "explainability": Documented("None built in: user code (alibi, shap)",
+        ("https://docs.ray.io/en/latest/serve/index.html",)),
+    "cicd": Documented("serve deploy with a config file; KubeRay RayService zero-downtime upgrades",
+        ("https://docs.ray.io/en/latest/serve/production-guide/kubernetes.html",)),
+    "deployment_focus": Documented("Python-first scalable serving and model composition on Ray",
+        ("https://docs.ray.io/en/latest/serve/index.html",)),
+    "cost_licence": Documented("Apache-2.0, no licence cost; Ray docs ask >= 4 CPU / 4 GB for a cluster",
+        ("https://github.com/ray-project/ray/blob/master/LICENSE",)),
+    "docker": Documented("Yes: rayproject/ray images; KubeRay on Kubernetes",
+        ("https://docs.ray.io/en/latest/cluster/kubernetes/index.html",)),
+    "batching": Documented("Request batching: @serve.batch; offline: Ray Data",
+        ("https://docs.ray.io/en/latest/serve/advanced-guides/dyn-req-batch.html",)),
+    "ease": Documented("pip install ray[serve]; on Kubernetes the kuberay-operator helm chart",
+        ("https://docs.ray.io/en/latest/cluster/kubernetes/getting-started.html",)),
+    "robustness": Documented("Replica actors restarted by the Serve controller; head node is a single point unless GCS fault tolerance is set up",
+        ("https://docs.ray.io/en/latest/serve/production-guide/fault-tolerance.html",)),
+})
+
+
 PLATFORM = Platform(
     name="rayserve",
     display_name="Ray Serve",
-    infer_requests_promql='sum(ray_serve_num_http_requests_total{job="rayserve",method="POST",route="/v2/models/{name}/infer",status_code="200"})',
     deployments={"local": RayServeLocal, "kind": RayServeKind},
+    protocol=WireProtocol(where="user code", validation="user code",
+                          validation_note="Ray Serve has no V2 protocol: decoding and validation are ours "
+                                          "(ray_app.py)"),
+    metrics=METRICS,
+    explain=EXPLAIN,
+    batching=BATCHING,
+    formats=RayFormats,
+    # A Serve deployment with V2 routes: what a user writes to serve the model.
+    user_files=(UserFile("code", RUNTIMES_DIR / "ray_app.py"),),
+    documented=DOCUMENTED,
     facts={"runtime": "Ray Serve on a local Ray instance", "licence": "Apache-2.0",
            "batching": "@serve.batch (max_batch_size, batch_wait_timeout_s) in user code; offline: Ray Data (needs "
                        "pyarrow) or Ray tasks/actors (deployers/runtimes/ray_batch.py)"},

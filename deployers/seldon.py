@@ -5,21 +5,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 
+from deployers import formats
+from testbed import v2
 from testbed.backends.kind import detection as kind_detection, templates
 from testbed.backends.kind.deployment import KindDeployment, Readiness, Target
 from testbed.backends.kind.scrape_targets import GeneratedPod, Port
-from testbed.backends.local import detection, processes
+from testbed.backends.local import detection, envs, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.errors import RuntimeStartFailed
-from testbed.platforms import Platform
+from testbed.platforms import (ALL, FAILED, OK, BatchingRun, BatchingSupport, Documented, DocumentedRow,
+                               ExplainPath, MetricsCatalogue, OfflineJob, Platform, Signal, UserFile,
+                               WireProtocol)
 
 # uvloop 0.23 breaks MLServer 1.7.1's workers ("There is no current event loop").
 # mlserver-alibi-explain and mlserver-alibi-detect pin pydantic==2.7.1 and TensorFlow in their metadata:
@@ -94,6 +101,7 @@ def saved_explainer(python: Path, artifact, state_dir: Path, say=lambda m: None)
 
 class SeldonLocal(LocalProcess):
     platform = "seldon"
+    detection_label = "native"
     env = ENV
     port_names = ("http", "grpc", "metrics")
     version_packages = ("mlserver", "mlserver-sklearn", "mlserver-alibi-explain", "alibi", "shap", "scikit-learn",
@@ -196,7 +204,7 @@ class SeldonLocal(LocalProcess):
 
     def detection_sidecars(self, ctx, service_url: str) -> list:
         fitted = ctx.extra["detectors"]
-        sink = detection.sink_urls(service_url, self.platform, "native")["verdicts"]
+        sink = detection.sink_urls(service_url, self.platform, self.detection_label)["verdicts"]
         server = detection.Sidecar(
             name="seldon-detector-server", env=ENV, ready_path="/v2/health/ready",
             port_names=("http", "grpc", "metrics"), metrics_port="metrics", labels=(("platform", self.platform),),
@@ -217,8 +225,8 @@ class SeldonLocal(LocalProcess):
         sidecars = ctx.extra["detection_sidecars"]
         instance = f"127.0.0.1:{sidecars['seldon-detector-server'].ports['metrics']}"
         return detection.path_info(
-            ctx, self.platform, f"{sidecars['seldon-pipeline'].url}/v2/models/{ctx.artifact.name}/infer", "native",
-            service_url,
+            ctx, self.platform, f"{sidecars['seldon-pipeline'].url}/v2/models/{ctx.artifact.name}/infer",
+            self.detection_label, service_url,
             computed_by="MLServer alibi-detect runtime (mlserver_alibi_detect 1.6.1) on a second MLServer; the "
                         "outlier model through a subclass that only swaps loading (save_detector cannot save it "
                         "without TensorFlow)",
@@ -242,6 +250,8 @@ class SeldonKind(KindDeployment):
     Seldon executor (which the NodePort Service targets, as Seldon's own ingress would)."""
 
     platform = "seldon"
+    detection_label = "add-on"
+    recreated_by = "the SeldonDeployment's Deployment (its ReplicaSet)"
     api_version = "machinelearning.seldon.io/v1"
     kind = "SeldonDeployment"
     http_port = 8000
@@ -293,7 +303,7 @@ class SeldonKind(KindDeployment):
         return sdep
 
     def detection_route(self, target: Target, base_url: str) -> dict | None:
-        return {"url": f"{base_url}/v2/models/{target.model_name}/infer", "label": "add-on",
+        return {"url": f"{base_url}/v2/models/{target.model_name}/infer", "label": self.detection_label,
                 "mechanism": kind_detection.PAYLOAD_LOGGER,
                 "computed_by": "detector service (alibi-detect) in the cluster, fed by the Seldon executor's "
                                "payload logger",
@@ -343,11 +353,208 @@ class SeldonKind(KindDeployment):
                                "endpoint label mlserver-metrics)"))
 
 
+# --- formats: MLServer's own runtimes, no user code ---------------------------------------------------
+FORMATS_ENV = EnvSpec("mlserver-formats", ("mlserver==1.7.1", "mlserver-sklearn==1.7.1", "mlserver-xgboost==1.7.1",
+                                           "mlserver-lightgbm==1.7.1", *formats.BASE, formats.XGBOOST,
+                                           formats.LIGHTGBM, "uvloop==0.21.0"))
+FORMAT_RUNTIMES = {"sklearn": "mlserver_sklearn.SKLearnModel", "xgboost": "mlserver_xgboost.XGBoostModel",
+                   "lightgbm": "mlserver_lightgbm.LightGBMModel"}
+
+
+class MLServerFormats(formats.FormatServer):
+    """MLServer with its runtimes mlserver-sklearn, -xgboost, -lightgbm. MLServer 1.7.1 has no ONNX
+    runtime (Seldon serves ONNX through Triton)."""
+
+    platform = "seldon"
+    env = FORMATS_ENV
+    mechanism = {f: ("native" if f in FORMAT_RUNTIMES else "none") for f in formats.FORMATS}
+    version_packages = ("mlserver", "mlserver-sklearn", "mlserver-xgboost", "mlserver-lightgbm", "xgboost",
+                        "lightgbm", "scikit-learn")
+
+    def command(self, python, http_port, workdir, model_dir, n_features):
+        grpc, metrics = (processes.claim_port(None, f"seldon formats {n}") for n in ("grpc", "metrics"))
+        repo = workdir / "models"
+        for fmt, impl in FORMAT_RUNTIMES.items():
+            (repo / fmt).mkdir(parents=True, exist_ok=True)
+            (repo / fmt / "model-settings.json").write_text(json.dumps(
+                {"name": fmt, "implementation": impl, "parameters": {"uri": str(model_dir / fmt / formats.FILES[fmt])}}))
+        (repo / "settings.json").write_text(json.dumps(
+            {"host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc, "metrics_port": metrics,
+             "metrics_dir": str(workdir), "parallel_workers": 0, "load_models_at_startup": False}))
+        return [str(python.parent / "mlserver"), "start", str(repo)]
+
+    def loaded(self, client, workdir):
+        errors = {}
+        # Load each model on its own: one failing runtime must not hide the others.
+        for fmt in FORMAT_RUNTIMES:
+            resp = client.post(f"{self.base_url}/v2/repository/models/{fmt}/load", timeout=120)
+            if resp.status_code != 200:
+                errors[fmt] = f"HTTP {resp.status_code}: {resp.text[:300]}"
+        errors["onnx"] = ("no MLServer runtime for ONNX in 1.7.1 (no mlserver-onnx release); "
+                          "Seldon serves ONNX through Triton (TRITON_SERVER), a container image")
+        return errors
+
+
+# --- monitoring ---------------------------------------------------------------------------------------
+# Templates use $platform and $model (string.Template): PromQL needs the braces.
+INFER = 'platform="$platform",path="/v2/models/{model_name}/infer",method="POST"'
+# Every signal below reads MLServer's series. Locally MLServer is the whole platform; on kind each
+# SeldonDeployment pod has two metrics sources, which its PodMonitor (manifests/seldon/podmonitor.yaml)
+# scrapes as two endpoints of job "seldon", told apart by the `endpoint` and `container` labels.
+MLSERVER_PREFIXES = ("rest_server_", "model_infer_", "batch_request_queue", "parallel_request_queue")
+METRIC_SOURCES = {
+    "local": {p: "MLServer 1.7.1 (its metrics port, /metrics)" for p in MLSERVER_PREFIXES},
+    "kind": {**{p: 'MLServer 1.7.1 in the model container: <pod IP>:6000/prometheus (MLSERVER_METRICS_PORT/'
+                   '_ENDPOINT, set by the operator but not declared), series labelled endpoint="mlserver-metrics", '
+                   'container="<model name>"' for p in MLSERVER_PREFIXES},
+             "seldon_api_executor_": 'Seldon Core v1.18.2 executor sidecar (seldon-container-engine): port metrics '
+                                     '(8000) /prometheus, series labelled endpoint="metrics", '
+                                     'container="seldon-container-engine"; the requests it forwards, timed from the '
+                                     'executor (no signal above reads them)'},
+}
+METRICS = MetricsCatalogue(
+    sources=METRIC_SOURCES,
+    infer_requests_promql='sum(model_infer_request_success_total{job="seldon"})',
+    signals={
+        "requests_total": Signal("sum(rest_server_requests_total{%s})" % INFER, ALL,
+                                 "REST middleware counter; its path label is the route template, so it "
+                                 "sums every model on the server"),
+        "requests_ok": Signal('sum(model_infer_request_success_total{platform="$platform",model="$model"})', OK),
+        "requests_failed": Signal('sum(model_infer_request_failure_total{platform="$platform",model="$model"})',
+                                  FAILED),
+        "latency_histogram": Signal('sum(rest_server_request_duration_seconds_bucket{%s,le="+Inf"})' % INFER, ALL,
+                                    "model_infer_request_duration is a summary (no buckets); the REST "
+                                    "histogram has buckets"),
+        "status_codes": Signal('sum(rest_server_requests_total{%s,status_code!~"2.."})' % INFER, FAILED,
+                               "status_code label on rest_server_requests_total"),
+        "queue_or_batch": Signal('count({platform="$platform",'
+                                 '__name__=~"batch_request_queue.*|parallel_request_queue.*"})',
+                                 note="batch_request_queue exists only with adaptive batching (max_batch_size > 1), "
+                                 "parallel_request_queue only with parallel workers; the testbed runs neither"),
+        "model_label": Signal('count(model_infer_request_success_total{platform="$platform",model="$model"})',
+                              note="model and version labels on model_infer_request_*"),
+    })
+
+# --- explanations -------------------------------------------------------------------------------------
+ALIBI_METHODS = ["anchor_tabular", "anchor_text", "anchor_image", "kernel_shap", "integrated_gradients",
+                 "tree_shap", "tree_partial_dependence", "tree_partial_dependence_variance"]
+EXPLAIN = ExplainPath(
+    request="v2", response="v2-bytes", mechanism="native",
+    route="MLServer alibi-explain runtime as a second model (<m>-explainer) calling the model's V2 infer "
+          "route (Seldon Core v2: Model spec.explainer {type, modelRef})",
+    methods_offered={
+        "built_in": ALIBI_METHODS,
+        "black_box_via_infer_uri": ["anchor_tabular", "anchor_text", "anchor_image", "kernel_shap"],
+        "note": "runtime package mlserver-alibi-explain 1.6.1 (Apache-2.0) with alibi 0.9.6 (BSL-1.1); "
+                "Seldon Core v2's Model CRD has spec.explainer",
+    })
+
+
+# --- batching -----------------------------------------------------------------------------------------
+def batching_evidence(run: BatchingRun) -> dict:
+    """The model-settings.json MLServer was started with (max_batch_size, max_batch_time applied)."""
+    path = run.workdir / "models" / run.model_name / "model-settings.json"
+    return {"applied_model_settings": json.loads(path.read_text()) if path.is_file() else None}
+
+
+def offline_mlserver_infer(mlserver_bin: Path, endpoint: Endpoint, X: np.ndarray, rows_per_line: int = 1000,
+                           workers: int = 2, timeout_s: float = 600.0) -> dict:
+    """MLServer's batch command: `mlserver infer` over a file of V2 requests (one per line)."""
+    with tempfile.TemporaryDirectory(prefix="testbed-mlserver-infer-") as tmp:
+        inp, out = Path(tmp) / "requests.jsonl", Path(tmp) / "responses.jsonl"
+        with open(inp, "w") as fh:
+            for j, i in enumerate(range(0, len(X), rows_per_line)):
+                fh.write(json.dumps(v2.request_body(X[i:i + rows_per_line], request_id=f"r{j}")) + "\n")
+        url = endpoint.base_url.split("://", 1)[1]
+        cmd = [str(mlserver_bin), "infer", "-u", url, "-m", endpoint.model_name, "-i", str(inp), "-o", str(out),
+               "-w", str(workers), "-s", "1"]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0 or not out.exists():
+            return {"path": "mlserver infer", "error": f"exit {proc.returncode}: {proc.stderr[-500:]}",
+                    "rows": 0, "rows_per_s": None, "seconds": seconds}
+        chunks: dict[int, list] = {}
+        failed = 0
+        for line in out.read_text().splitlines():
+            resp = json.loads(line)
+            idx = (resp.get("parameters") or {}).get("batch_index")
+            try:
+                chunks[int(idx)] = v2.predictions(resp, "mlserver infer")
+            except Exception:  # noqa: BLE001 - an error item: counted, not dropped
+                failed += 1
+    n_lines = (len(X) + rows_per_line - 1) // rows_per_line
+    labels = np.concatenate([np.asarray(chunks[i], dtype=np.int64) if i in chunks
+                             else np.full(min(rows_per_line, len(X) - i * rows_per_line), -1) for i in range(n_lines)])
+    rows_ok = int(sum(len(v) for v in chunks.values()))
+    # The command logs its own processing time (after its imports and set-up, which take seconds).
+    m = re.search(r"Time taken: ([\d.]+) seconds", proc.stdout + proc.stderr)
+    processing = float(m.group(1)) if m else None
+    return {"path": f"mlserver infer ({rows_per_line} rows per request, {workers} workers; wall time, its "
+                    f"start-up included)",
+            "rows": rows_ok, "seconds": seconds, "rows_per_s": rows_ok / seconds, "failed_requests": failed,
+            "missing_requests": n_lines - len(chunks) - failed, "processing_s_reported": processing,
+            "rows_per_s_processing": rows_ok / processing if processing else None, "labels": labels}
+
+
+def offline_job(job: OfflineJob) -> dict:
+    return offline_mlserver_infer(envs.env_dir(ENV, job.envs_dir) / "bin" / "mlserver", job.endpoint, job.rows,
+                                  rows_per_line=job.chunk_rows // 5)
+
+
+BATCHING = BatchingSupport(
+    mechanism="native", offline="native",
+    detail="MLServer adaptive batching (model-settings.json max_batch_size, max_batch_time)",
+    evidence=batching_evidence, offline_job=offline_job)
+
+
+DOCUMENTED = DocumentedRow("Seldon Core", {
+    "formats": Documented("Prepackaged servers: SKLEARN_SERVER, XGBOOST_SERVER, MLFLOW_SERVER, TRITON_SERVER (onnx, tf, pytorch), custom; v2: MLServer/Triton runtimes",
+        ("https://docs.seldon.ai/seldon-core-1/configuration/servers",)),
+    "outlier": Documented("alibi-detect outlier detectors via graph logger (v1) or as pipeline Models (v2)",
+        ("https://docs.seldon.ai/seldon-core-2/user-guide/data-science-monitoring/outlier",)),
+    "drift": Documented("alibi-detect drift detectors, batched in a v2 Pipeline step (needs Kafka)",
+        ("https://docs.seldon.ai/seldon-core-2/user-guide/data-science-monitoring/drift",)),
+    "monitoring": Documented("Prometheus: seldon_api_executor_* (v1), seldon_model_infer_* (v2), MLServer model_infer_request_*",
+        ("https://docs.seldon.ai/seldon-core-2/user-guide/operational-monitoring/observability",)),
+    "explainability": Documented("alibi explainers (AnchorTabular, KernelShap, ...) via explainer: spec / MLServer alibi-explain",
+        ("https://docs.seldon.ai/seldon-core-2/user-guide/data-science-monitoring/explainers",)),
+    "cicd": Documented("Declarative CRs (GitOps); v2 experiments for A/B and shadow",
+        ("https://docs.seldon.ai/seldon-core-2/user-guide/experiments",)),
+    "deployment_focus": Documented(
+        "Kubernetes inference graphs/pipelines with monitoring and explainers. Maintenance of MLServer (what "
+        "the testbed runs) is open: Seldon, its maintainer, is in liquidation and the acquirer of its assets "
+        "decides (MLServer issue #2404, April 2026); MLflow removed its MLServer backend calling the project no "
+        "longer actively maintained",
+        ("https://docs.seldon.ai/seldon-core-2", "https://github.com/SeldonIO/MLServer/issues/2404",
+         "https://github.com/mlflow/mlflow/pull/22994")),
+    "cost_licence": Documented("BSL-1.1 for Seldon Core v1 >= 1.18 and v2 >= 2.7 (non-production use allowed; production needs the Additional Use Grant or a licence); MLServer stays Apache-2.0",
+        ("https://www.seldon.io/resources/licensing-faqs",)),
+    "docker": Documented("Yes: prepackaged server images; custom images via the Python wrapper or MLServer",
+        ("https://docs.seldon.ai/seldon-core-1/configuration/servers",)),
+    "batching": Documented("MLServer adaptive batching (max_batch_size, max_batch_time); offline: seldon-batch-processor (v1), mlserver infer",
+        ("https://mlserver.readthedocs.io/en/latest/user-guide/adaptive-batching.html",)),
+    "ease": Documented("helm chart seldon-core-operator (v1) or four v2 charts; v2 needs Kafka for pipelines",
+        ("https://docs.seldon.ai/seldon-core-2/installation",)),
+    "robustness": Documented("Kubernetes restarts failed pods; v2 dataflow engine crash-loops without Kafka",
+        ("https://docs.seldon.ai/seldon-core-2/installation",)),
+})
+
+
 PLATFORM = Platform(
     name="seldon",
     display_name="Seldon Core (MLServer)",
-    infer_requests_promql='sum(model_infer_request_success_total{job="seldon"})',
     deployments={"local": SeldonLocal, "kind": SeldonKind},
+    protocol=WireProtocol(where="native", validation="native",
+                          validation_note="MLServer decodes and validates V2 itself"),
+    metrics=METRICS,
+    explain=EXPLAIN,
+    batching=BATCHING,
+    formats=MLServerFormats,
+    # MLServer is configured by JSON files (the testbed generates them into the run directory).
+    user_files=(UserFile("config", "run:seldon/models/settings.json"),
+                UserFile("config", "run:seldon/models/{model}/model-settings.json")),
+    documented=DOCUMENTED,
     facts={"runtime": "MLServer (Seldon)", "licence": "MLServer Apache-2.0; Seldon Core >=1.18 / >=2.7 BSL-1.1",
            "batching": "MLServer adaptive batching (max_batch_size, max_batch_time in model-settings.json); "
                        "offline: `mlserver infer`"},

@@ -1,7 +1,7 @@
 """Performance experiment: serving overhead, throughput vs concurrency with batching off/on, offline
 batch scoring and cost, per platform, with repeats. Writes Results under results/<run-id>/performance/.
 
-    python experiments/performance.py [--backend local] [--platforms kserve,seldon,rayserve]
+    python experiments/performance.py [--backend local] [--platforms NAME,...]
                                       [--repeats 3] [--seed S] [--quick]
 
 Each repeat brings the testbed up twice, batching off then on (the order alternates between
@@ -38,25 +38,21 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from deployers import rayserve, seldon  # noqa: E402
+from deployers import get_platform, protocol_of  # noqa: E402
 from probes import performance as perf  # noqa: E402
 from testbed import artifact as artifact_mod  # noqa: E402
-from testbed import results  # noqa: E402
-from testbed.backends.local import envs  # noqa: E402
+from testbed import results, v2  # noqa: E402
 from testbed.endpoint import Endpoint  # noqa: E402
 from testbed.errors import TestbedError  # noqa: E402
 from testbed.experiment import Run, repeat_seed, seeds_for  # noqa: E402
+from testbed.platforms import BatchingRun, OfflineJob  # noqa: E402
 from testbed.population import Population  # noqa: E402
 from testbed.procstats import Prices  # noqa: E402
 from testbed.settings import Batching, Settings  # noqa: E402
 
 EXPERIMENT = "performance"
-BATCHING_AVAILABLE = {"kserve": False, "seldon": True, "rayserve": True}
-"""Request batching on the local backend. KServe's batcher is the Go agent sidecar of an
-InferenceService (kind only); the Python ModelServer that runs locally has none."""
-
-NOT_AVAILABLE_NOTE = ("not available on the local backend: KServe's batcher is the agent sidecar of an "
-                      "InferenceService (spec.predictor.batcher), which runs only in a cluster")
+# Whether a platform batches requests on the local backend, how, and how it scores offline batches
+# is its module's PLATFORM.batching (testbed.platforms.BatchingSupport).
 
 
 def say(msg: str) -> None:
@@ -117,29 +113,35 @@ def measure_phase(mode: str, status: dict, opts, art, model, row: np.ndarray, X:
     eps = endpoints_of(status)
     names = [p for p in opts.platforms if p in eps]
     order = names[repeat % len(names):] + names[:repeat % len(names)]
-    body = perf.one_row_body(row)
     settings = Settings()
     for name in order:
         ep = eps[name]
+        body = perf.one_row_body(row, ep)  # encoded as the platform takes it, before any clock starts
         sid = status["platforms"][name]["pid"]
+        info = status["platforms"][name]
+        deployment = get_platform(name).deployments.get(opts.backend)
+        members = (lambda d=deployment, i=info: d.members(i)) if deployment is not None and \
+            hasattr(deployment, "members") else None
         rec = store.setdefault(name, {"overhead": [], "curve": {"off": [], "on": []}, "offline": [],
                                       "versions": status["platforms"][name].get("versions", {})})
-        if mode == "on" and not BATCHING_AVAILABLE[name]:
-            say(f"  [{mode}] {name}: batching {NOT_AVAILABLE_NOTE}")
+        batching = get_platform(name).batching
+        if mode == "on" and not batching.available:
+            say(f"  [{mode}] {name}: batching {batching.detail}")
             continue
         if mode == "off":
             inproc = perf.inprocess_latencies(model, row, n=opts.overhead_requests)
             served = perf.served_latencies(ep, body, n=opts.overhead_requests)
             sc = perf.overhead_scores(served["latency_s"], inproc, seed=repeat_seed(opts.seed, repeat))
             rec["overhead"].append({"repeat": repeat, "served_s": served["latency_s"], "inprocess_s": inproc,
-                                    "summary": served["summary"], "scores": sc})
+                                    "summary": served["summary"], "scores": sc,
+                                    "client_side_conversion": conversion(ep, row)})
             say(f"  [{mode}] {name}: one row p50 {sc['served_p50_ms']:.2f} ms served vs "
                 f"{sc['inprocess_p50_ms']:.3f} ms in-process (x{sc['ratio_p50']:.1f}); "
                 f"errors {served['summary']['errors']}")
-        before = perf.ray_batch_sizes(ep.metrics_url) if mode == "on" and name == "rayserve" else None
+        before = batching.snapshot(ep) if mode == "on" and batching.snapshot else None
         points = []
         for c in opts.levels:
-            p = perf.throughput_point(ep, body, c, opts.duration, sid, prices)
+            p = perf.throughput_point(ep, body, c, opts.duration, sid, prices, members=members)
             points.append(p)
             say(f"  [{mode}] {name}: c={c:<3} {p['throughput_rps']:8.1f} req/s  p50 "
                 f"{p['latency_s'].get('p50', float('nan')) * 1e3:7.2f} ms  errors {p['errors']}"
@@ -160,39 +162,42 @@ def measure_phase(mode: str, status: dict, opts, art, model, row: np.ndarray, X:
             rec["offline"].append(offline(name, ep, art, X, expected, settings, opts))
 
 
-def batching_evidence(name: str, ep: Endpoint, art, settings: Settings, ray_before, requests: int) -> dict:
-    """What shows batching was on: MLServer's applied model-settings.json; Ray's observed batch sizes."""
-    if name == "seldon":
-        path = settings.run_dir / "seldon" / "models" / art.name / "model-settings.json"
-        applied = json.loads(path.read_text()) if path.is_file() else None
-        return {"applied_model_settings": applied}
-    if name == "rayserve" and ray_before is not None:
-        # Ray exports metrics with a delay of several seconds: poll until the batched requests show.
-        deadline = time.monotonic() + 20
-        after = ray_before
-        while time.monotonic() < deadline:
-            after = perf.ray_batch_sizes(ep.metrics_url) or after
-            if after[1] - ray_before[1] >= 0.9 * requests:
-                break
-            time.sleep(1)
-        batches, batched = after[0] - ray_before[0], after[1] - ray_before[1]
-        return {"batches": batches, "requests_in_batches": batched, "requests_sent_ok": requests,
-                "mean_batch_size": batched / batches if batches else None,
-                "source": "ray_serve_actual_batch_size histogram (sum/count) at the metrics endpoint"}
-    return {}
+def conversion(ep: Endpoint, row: np.ndarray, n: int = 5000) -> dict:
+    """What a client-side adapter costs per one-row request on the client (encode + JSON of the request, JSON +
+    decode of the answer), beside V2's own JSON handling of the same request, in the same run: the served
+    latency above excludes it (bodies are encoded before the clock starts); a V2 client would spend the V2
+    figure. {} where the platform is reached without conversion."""
+    from testbed.adapters import conversion_cost
+    from testbed.platforms import WireProtocol
+
+    protocol = protocol_of(ep)
+    if not protocol.converts:
+        return {}
+    body = v2.request_body(np.asarray(row, dtype=np.float64).reshape(1, -1), request_id="cost")
+    identity = WireProtocol()
+    adapter_s = conversion_cost(protocol, body, protocol.example_answer([0], body, ep.model_name), ep.model_name, n=n)
+    v2_s = conversion_cost(identity, body, identity.example_answer([0], body, ep.model_name), ep.model_name, n=n)
+    return {"protocol": protocol.protocol, "n": n,
+            "adapter_median_us": float(np.median(adapter_s)) * 1e6, "v2_json_median_us": float(np.median(v2_s)) * 1e6,
+            "note": "client-side conversion per one-row request, measured apart; not in the served latency"}
+
+
+def batching_evidence(name: str, ep: Endpoint, art, settings: Settings, before, requests: int) -> dict:
+    """What shows batching was on, as the platform reads it (e.g. MLServer's applied model-settings.json,
+    Ray's observed batch sizes); {} when it has no way to tell."""
+    hook = get_platform(name).batching.evidence
+    if hook is None:
+        return {}
+    return hook(BatchingRun(endpoint=ep, workdir=settings.run_dir / name, model_name=art.name, before=before,
+                            requests_ok=requests))
 
 
 def offline(name: str, ep: Endpoint, art, X: np.ndarray, expected: np.ndarray, settings: Settings, opts) -> dict:
     out = {"v2": perf.offline_v2(ep, X, chunk=opts.offline_chunk)}
-    if name == "seldon":
-        out["native"] = perf.offline_mlserver_infer(envs.env_dir(seldon.ENV, settings.envs_dir) / "bin" / "mlserver", ep, X,
-                                                    rows_per_line=opts.offline_chunk // 5)
-    elif name == "rayserve":
-        import hashlib
-
-        tmp = Path("/tmp") / f"testbed-raybatch-{hashlib.sha256(str(REPO).encode()).hexdigest()[:8]}"
-        out["native"] = perf.offline_ray_job(envs.python_of(envs.env_dir(rayserve.ENV, settings.envs_dir)),
-                                             REPO / "deployers" / "runtimes" / "ray_batch.py", art.path, X, tmp)
+    job = get_platform(name).batching.offline_job
+    if job is not None:
+        out["native"] = job(OfflineJob(endpoint=ep, envs_dir=settings.envs_dir, artifact_dir=art.path, rows=X,
+                                       chunk_rows=opts.offline_chunk))
     for k, v in out.items():
         v["agreement"] = perf.agreement(v.pop("labels", None), expected)
         extra = (f", {v['rows_per_s_processing']:,.0f} rows/s by its own processing time"
@@ -223,6 +228,8 @@ def build_results(store: dict, inproc_offline: list[dict], opts, run_id: str, ar
                 measurements={"served_ms_sorted": trim(served), "inprocess_ms_sorted": trim(inproc),
                               "summaries": [strip_private(o["summary"]) for o in rec["overhead"]]},
                 evidence={**ev, "load": "closed loop, concurrency 1, one-row V2 JSON requests",
+                          # Who speaks V2 on the route measured: the platform, our code inside it, or an adapter.
+                          "protocol": get_platform(name).protocol.describe(),
                           "inprocess": "model.predict on one 2-D row in the experiment's process (scikit-learn "
                                        "of the core venv, same as the runtimes)",
                           "inprocess_versions": inprocess_versions()},
@@ -247,26 +254,20 @@ def build_results(store: dict, inproc_offline: list[dict], opts, run_id: str, ar
                 evidence={**ev, "load": "closed loop at each concurrency, one-row V2 JSON requests; then open loop "
                                         "at a fraction of the peak rate (latency from when each request was due)"},
                 mechanism="native", run_id=run_id))
-        if BATCHING_AVAILABLE.get(name) and "on" in curves and "off" in curves:
+        support = get_platform(name).batching
+        if support.available and "on" in curves and "off" in curves:
             gain = perf.batching_gain(curves["off"], curves["on"], seed=opts.seed)
             verdict = "supported"
-            mech = "native" if name == "seldon" else "user code"
+            mech = support.mechanism
         else:
-            gain, verdict, mech = {"peak_gain": None, "note": NOT_AVAILABLE_NOTE}, "not available", "none"
+            note = support.detail if not support.available else "batching on was not measured in this run"
+            gain, verdict, mech = {"peak_gain": None, "note": note}, "not available", "none"
         out.append(results.Result(
             probe="batching", platform=name, backend=opts.backend, artifact_sha256=art.sha256, verdict=verdict,
             scores=strip_private(gain), measurements={"curve": strip_private(curves)},
             evidence={**ev, "batching_settings": batching.describe() if verdict == "supported" else None,
                       "observed": strip_private(rec.get("batching_evidence", [])),
-                      "mechanism_detail": {"seldon": "MLServer adaptive batching (model-settings.json max_batch_size, "
-                                                     "max_batch_time)",
-                                           "rayserve": "@serve.batch in the Serve deployment (max_batch_size, "
-                                                       "batch_wait_timeout_s). Serve needs max_ongoing_requests >= "
-                                                       "max_batch_size, so batching on also raises it from Serve's "
-                                                       "default 5 to 2 x max_batch_size: at high concurrency part of "
-                                                       "the gain is that knob (with 5, excess requests wait in "
-                                                       "Serve's router)",
-                                           "kserve": NOT_AVAILABLE_NOTE}[name]},
+                      "mechanism_detail": support.detail},
             mechanism=mech, run_id=run_id))
         # cost: at the batching-off point of highest throughput, pooled over repeats
         cost_points = [p for pts in rec["curve"]["off"] for p in pts if p.get("cost", {}).get("cost_per_1000")]
@@ -315,7 +316,7 @@ def build_results(store: dict, inproc_offline: list[dict], opts, run_id: str, ar
                 verdict="measured" if ok else "errors", scores=scores,
                 measurements={"repeats": strip_private(rec["offline"]), "inprocess": strip_private(inproc_offline)},
                 evidence={**ev, "rows": opts.offline_rows, "chunk_rows": opts.offline_chunk},
-                mechanism={"seldon": "native", "rayserve": "native", "kserve": "none"}[name], run_id=run_id))
+                mechanism=get_platform(name).batching.offline, run_id=run_id))
     return out
 
 
@@ -380,7 +381,7 @@ def plots(rs: list[results.Result], out_dir: Path) -> list[str]:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", default="local")
-    p.add_argument("--platforms", default="kserve,seldon,rayserve")
+    p.add_argument("--platforms", default=None, help="comma-separated, or `all` (default: the default platforms)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=20261125)
     p.add_argument("--levels", default="1,2,4,8,16,32,64", help="closed-loop concurrencies of the curves")
@@ -401,7 +402,7 @@ def parse_args(argv=None):
     opts = p.parse_args(argv)
     from deployers import parse_platforms
 
-    opts.platforms = list(parse_platforms(opts.platforms))
+    opts.platforms = list(parse_platforms(opts.platforms, opts.backend))
     opts.levels = [int(x) for x in opts.levels.split(",")]
     if opts.quick:
         opts.repeats, opts.levels, opts.duration = 1, [1, 8, 32], 2.0
@@ -468,7 +469,7 @@ def main(argv=None) -> int:
         for repeat in range(opts.repeats):
             modes = ("off", "on") if repeat % 2 == 0 else ("on", "off")
             for mode in modes:
-                if mode == "on" and not any(BATCHING_AVAILABLE[p] for p in opts.platforms):
+                if mode == "on" and not any(get_platform(p).batching.available for p in opts.platforms):
                     continue
                 b = batching if mode == "on" else Batching()
                 say(f"repeat {repeat}, batching {mode}: up ...")

@@ -21,7 +21,11 @@ from probes.scenarios import Stream, user_stream
 from testbed import v2
 from testbed.endpoint import Endpoint
 from testbed.errors import DetectionPathDown, InvalidPayload, PrometheusError, TestbedError
+from testbed.platforms import WireProtocol
 from testbed.prometheus import PrometheusClient
+
+V2 = WireProtocol()
+"""The identity protocol (a detection path that takes V2 as it is)."""
 
 VERDICT_WAIT_S = 90.0
 PROMETHEUS_WAIT_S = 30.0
@@ -33,7 +37,8 @@ def path_of(endpoint: Endpoint, kind: str) -> dict:
     if not path or not path.get("url"):
         raise DetectionPathDown(endpoint.platform, kind, "its Endpoint names no detection path "
                                 f"(backend {endpoint.backend}); nothing routes its traffic to a detector")
-    ready = path["url"].rsplit("/infer", 1)[0] + "/ready"
+    # A path on a platform without V2 routes names its own readiness route.
+    ready = path.get("ready_url") or path["url"].rsplit("/infer", 1)[0] + "/ready"
     try:
         code = httpx.get(ready, timeout=5.0).status_code
     except httpx.HTTPError as exc:
@@ -64,14 +69,17 @@ class Sent:
     seconds: float = 0.0
 
 
-def send_stream(client: httpx.Client, url: str, stream: Stream, tag: str, request_rows: int, sent: Sent) -> None:
+def send_stream(client: httpx.Client, url: str, stream: Stream, tag: str, request_rows: int, sent: Sent,
+                protocol: WireProtocol = V2) -> None:
+    """The stream through a detection path at url, as the platform's protocol takes it there (encode_detected)."""
     started = time.monotonic()
     for start in range(0, stream.n, request_rows):
         rid = scoring.request_id(tag, stream.name, start)
-        body = v2.request_body(stream.rows[start:start + request_rows], request_id=rid)
+        body = protocol.request_bytes(v2.request_body(stream.rows[start:start + request_rows], request_id=rid),
+                                      detected=True)
         t0 = time.time()
         try:
-            resp = client.post(url, json=body)
+            resp = client.post(url, content=body, headers={"content-type": "application/json"})
             status = resp.status_code
         except httpx.HTTPError as exc:
             status = f"{type(exc).__name__}: {exc}"
@@ -160,17 +168,21 @@ def wait_counter(prom: PrometheusClient, query: str, target: float, timeout_s: f
 
 def side_by_side_latency(endpoint: Endpoint, path: dict, rows: np.ndarray, pairs: int, request_rows: int,
                          tag: str) -> dict:
-    """Inference latency with and without the detection path, alternating requests (same rows)."""
+    """Inference latency with and without the detection path, alternating requests (same rows), each body
+    encoded for its route before the clock starts (the platform's protocol)."""
+    from deployers import protocol_of
+
+    protocol = protocol_of(endpoint)
     with_s, without_s = [], []
     with httpx.Client(timeout=30.0) as client:
         for i in range(pairs):
             start = (i * request_rows) % max(1, rows.shape[0] - request_rows)
             chunk = rows[start:start + request_rows]
-            order = ((path["url"], with_s), (endpoint.infer_url, without_s))
-            for url, bucket in (order if i % 2 == 0 else order[::-1]):
-                body = v2.request_body(chunk, request_id=f"{tag}-latency/{i}")
+            order = ((path["url"], with_s, True), (protocol.infer_url(endpoint), without_s, False))
+            for url, bucket, detected in (order if i % 2 == 0 else order[::-1]):
+                body = protocol.request_bytes(v2.request_body(chunk, request_id=f"{tag}-latency/{i}"), detected)
                 t0 = time.perf_counter()
-                resp = client.post(url, json=body)
+                resp = client.post(url, content=body, headers={"content-type": "application/json"})
                 elapsed = time.perf_counter() - t0
                 if resp.status_code == 200:
                     bucket.append(elapsed)

@@ -28,6 +28,7 @@ import time
 import httpx
 import numpy as np
 
+from deployers import protocol_of
 from probes import detection_io as dio
 from probes import scoring, stats
 from probes.context import ProbeContext
@@ -95,11 +96,17 @@ def open_loop(url: str, bodies: list[tuple[str, bytes]], rate: float, workers: i
     return [r for r in records if r is not None]
 
 
-def interleaved_requests(population: Population, size: int, n_requests: int, seed_parts: tuple,
-                         tag: str) -> tuple[list[tuple[str, bytes]], dict, dict]:
-    """Alternating requests of a control stream and a drift stream (mean shift 1.5 sd from its middle row).
-    Returns (bodies, rows per stream, onsets)."""
+def _json_bytes(body: dict) -> bytes:
     import json
+
+    return json.dumps(body).encode()
+
+
+def interleaved_requests(population: Population, size: int, n_requests: int, seed_parts: tuple,
+                         tag: str, encode=_json_bytes) -> tuple[list[tuple[str, bytes]], dict, dict]:
+    """Alternating requests of a control stream and a drift stream (mean shift 1.5 sd from its middle row).
+    Returns (bodies, rows per stream, onsets); `encode` turns each V2 request into the bytes sent (the
+    platform's protocol at the route they go to)."""
 
     per_stream = max(1, n_requests // 2)
     n_rows = per_stream * size
@@ -112,7 +119,7 @@ def interleaved_requests(population: Population, size: int, n_requests: int, see
         for name in (CONTROL, DRIFT):
             start = j * size
             rid = scoring.request_id(tag, name, start)
-            bodies.append((rid, json.dumps(v2.request_body(streams[name][start:start + size], request_id=rid)).encode()))
+            bodies.append((rid, encode(v2.request_body(streams[name][start:start + size], request_id=rid))))
     return bodies, streams, {CONTROL: None, DRIFT: max(1, onset)}
 
 
@@ -198,9 +205,13 @@ def capacity(url: str, body: bytes, seconds: float, timeout_s: float) -> float:
 
 
 def measure(ctx: ProbeContext, endpoint) -> Result:
-    import json
-
     opt = options(ctx)
+    protocol = protocol_of(endpoint)
+    plain = protocol.request_bytes  # the platform's own route
+
+    def detected(body: dict) -> bytes:  # its detection path
+        return protocol.request_bytes(body, detected=True)
+
     result, path, tag = dio.open_result(ctx, endpoint, PROBE, "drift", {"options": opt})
     if path is None:
         return result
@@ -209,17 +220,18 @@ def measure(ctx: ProbeContext, endpoint) -> Result:
     try:
         for size in opt["sizes"]:
             probe_rows = control_stream(population, size, seed=stats.derive_seed(ctx.seed, ctx.repeat, "cap", size)).rows
-            body = json.dumps(v2.request_body(probe_rows)).encode()
+            body = detected(v2.request_body(probe_rows))
             capacities[size] = capacity(path["url"], body, opt["capacity_s"], opt["timeout_s"])
             for factor in opt["factors"]:
                 rate = max(1.0, factor * capacities[size])
                 n = int(min(opt["max_requests"], max(20, rate * opt["duration_s"])))
                 cell_tag = f"{tag}-s{size}-f{factor:g}"
-                bodies, _, onsets = interleaved_requests(population, size, n, (ctx.seed, ctx.repeat, size, factor),
-                                                         cell_tag)
+                parts = (ctx.seed, ctx.repeat, size, factor)
+                bodies, _, onsets = interleaved_requests(population, size, n, parts, cell_tag, detected)
+                plain_bodies, _, _ = interleaved_requests(population, size, n, parts, cell_tag, plain)
                 # Without first: the detection path's verdicts may still be computed after its load ends, and
                 # that work must not land in the plain route's latencies (collect waits for it below).
-                without = open_loop(endpoint.infer_url, bodies, rate, opt["workers"], opt["timeout_s"])
+                without = open_loop(protocol.infer_url(endpoint), plain_bodies, rate, opt["workers"], opt["timeout_s"])
                 since = dio.last_seq(path["verdicts_url"])
                 sent = open_loop(path["url"], bodies, rate, opt["workers"], opt["timeout_s"])
                 expected = sum(1 for r in sent if r["status"] == 200)
@@ -294,8 +306,7 @@ def outage_at_onset(ctx: ProbeContext, endpoint, faults, rate: float = 10.0, n_r
     as the onset request is due and brought back `outage_s` later. Once it is back (restarting takes its
     own time, during which the stream goes on), `tail_requests` more drifted requests follow: does the
     restarted path alarm, and how long after the onset request was sent?"""
-    import json
-
+    protocol = protocol_of(endpoint)
     result, path, tag = dio.open_result(ctx, endpoint, OUTAGE_PROBE, "drift",
                                         {"rate": rate, "requests": n_requests, "size": size, "outage_s": outage_s})
     if path is None:
@@ -305,8 +316,8 @@ def outage_at_onset(ctx: ProbeContext, endpoint, faults, rate: float = 10.0, n_r
     rows = drift_stream(population, "mean_shift", 1.5, n=(n_requests + tail_requests) * size, onset=onset,
                         seed=stats.derive_seed(ctx.seed, ctx.repeat, "outage-onset")).rows
     all_bodies = [(scoring.request_id(tag, DRIFT, i * size),
-                   json.dumps(v2.request_body(rows[i * size:(i + 1) * size], request_id=scoring.request_id(
-                       tag, DRIFT, i * size))).encode()) for i in range(n_requests + tail_requests)]
+                   protocol.request_bytes(v2.request_body(rows[i * size:(i + 1) * size], request_id=scoring.request_id(
+                       tag, DRIFT, i * size)), detected=True)) for i in range(n_requests + tail_requests)]
     bodies, tail = all_bodies[:n_requests], all_bodies[n_requests:]
     target = faults.detector_target(endpoint.platform, endpoint)
     since = dio.last_seq(path["verdicts_url"])

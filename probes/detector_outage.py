@@ -123,7 +123,6 @@ def outage_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict 
 def run(ctx: ProbeContext) -> list[Result]:
     faults = faults_for(ctx)
     opt = options(ctx)
-    body = fault_request(ctx)
     results = []
     for platform, endpoint in ctx.endpoints.items():
         started = time.time()
@@ -139,7 +138,7 @@ def run(ctx: ProbeContext) -> list[Result]:
                                     "(`status --json` -> detection.paths)", "options": opt},
                 run_id=ctx.run_id, repeat=ctx.repeat, started_at=started, finished_at=time.time()))
             continue
-        out = outage_one(faults, platform, endpoint, body, opt)
+        out = outage_one(faults, platform, endpoint, fault_request(ctx, endpoint, detected=True), opt)
         if out is None:
             continue
         s = out["scores"]

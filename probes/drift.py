@@ -19,6 +19,7 @@ import time
 import httpx
 import numpy as np
 
+from deployers import protocol_of
 from probes import detection_io as dio
 from probes import scoring, stats
 from probes.context import ProbeContext
@@ -142,7 +143,7 @@ def measure(ctx: ProbeContext, endpoint, streams: list[Stream]) -> Result:
         sent = dio.Sent()
         with httpx.Client(timeout=30.0) as client:
             for s in streams:
-                dio.send_stream(client, path["url"], s, tag, request_rows, sent)
+                dio.send_stream(client, path["url"], s, tag, request_rows, sent, protocol_of(endpoint))
         records, waited = dio.collect(path["verdicts_url"], since, tag, sent.requests - len(sent.failed))
         windows = [scoring.locate(r, tag) for r in records if r["kind"] == "drift"]
         result.scores = score(streams, windows, sent.sent_at, tag, p_val)

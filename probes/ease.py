@@ -13,17 +13,13 @@ import json
 import time
 from pathlib import Path
 
+from deployers import get_platform
 from testbed.results import Result
-from testbed.settings import REPO_ROOT, Settings
+from testbed.settings import Settings
 
-# What a user writes to serve the model on each platform, on the local backend. Seldon (MLServer) is
-# configured by JSON files the testbed generates into the run directory; KServe and Ray Serve are
-# served by Python code (a kserve.Model subclass; a Serve deployment with V2 routes).
-USER_FILES = {
-    "kserve": [("code", REPO_ROOT / "deployers" / "runtimes" / "kserve_server.py")],
-    "seldon": [("config", "run:seldon/models/settings.json"), ("config", "run:seldon/models/{model}/model-settings.json")],
-    "rayserve": [("code", REPO_ROOT / "deployers" / "runtimes" / "ray_app.py")],
-}
+# What a user writes to serve the model on each platform (on the local backend) is in the platform's
+# module: PLATFORM.user_files (testbed.platforms.UserFile), e.g. MLServer's JSON configuration files
+# the testbed generates into the run directory, or a kserve.Model subclass.
 
 
 def meaningful_lines(text: str, kind: str) -> int:
@@ -51,7 +47,8 @@ def meaningful_lines(text: str, kind: str) -> int:
 
 def count_user_lines(platform: str, run_dir: Path, model_name: str) -> tuple[int, list[dict]]:
     files, total = [], 0
-    for kind, spec in USER_FILES[platform]:
+    for user_file in get_platform(platform).user_files:
+        kind, spec = user_file.kind, user_file.path
         path = run_dir / str(spec)[4:].format(model=model_name) if str(spec).startswith("run:") else Path(spec)
         n = meaningful_lines(path.read_text(), kind)
         total += n
@@ -95,5 +92,5 @@ def run(ctx) -> list[Result]:
                              "ready:<platform> timing (process start to model ready route answering 200)",
                       "env": env_dir.name, "components": "distributions in the runtime's venv",
                       "versions": info.get("versions", {})},
-            mechanism="config" if platform == "seldon" else "user code", started_at=started))
+            mechanism=get_platform(platform).ease_mechanism, started_at=started))
     return out

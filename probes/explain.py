@@ -4,7 +4,8 @@ against the features that matter by construction.
 The reference model is trained on data where only x0, x1, x2 carry the label (testbed/population.py,
 artifact metadata "informative_features"). Every platform serves the same explainer (alibi
 KernelShap over predict_proba with one configuration, deployers/runtimes/explainer_io.py); what
-differs is the path: KServe's V1 explain route calling our Model.explain, MLServer's alibi-explain
+differs is the path, which each platform's module describes (PLATFORM.explain):
+KServe's V1 explain route calling our Model.explain, MLServer's alibi-explain
 runtime calling the model's V2 route (what Seldon Core v2 runs for a Model's `explainer`), and a
 Ray Serve deployment of our own.
 
@@ -19,16 +20,17 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
 
+from deployers import get_platform
 from probes import shapley
 from probes.context import ProbeContext
 from probes.stats import derive_seed
 from testbed import v2
 from testbed.endpoint import Endpoint
+from testbed.platforms import ExplainPath
 from testbed.population import Population
 from testbed.results import Result
 
@@ -41,48 +43,9 @@ BACKGROUND_ROWS = 20
 """The explainer's background: the first rows of the artifact's reference sample (explainer_io.CONFIG)."""
 
 
-@dataclass(frozen=True)
-class ExplainPath:
-    request: str
-    """Body the route takes: "v1-instances" ({"instances": rows}) or "v2" (an Open Inference request)."""
-
-    response: str
-    """"alibi-json" (the Explanation document) or "v2-bytes" (V2 response whose first output holds it)."""
-
-    mechanism: str
-    route: str
-    methods_offered: dict = field(default_factory=dict)
-
-
-MLSERVER_ALIBI_METHODS = ["anchor_tabular", "anchor_text", "anchor_image", "kernel_shap", "integrated_gradients",
-                          "tree_shap", "tree_partial_dependence", "tree_partial_dependence_variance"]
-
-PATHS = {
-    "kserve": ExplainPath(
-        request="v1-instances", response="alibi-json", mechanism="user code",
-        route="native route POST /v1/models/<m>:explain -> kserve.Model.explain, implemented by us with alibi",
-        methods_offered={
-            "built_in": ["ART (InferenceService spec.explainer.art: adversarial examples, not feature attribution)"],
-            "extension_point": "Model.explain in a custom predictor, or a custom explainer container "
-                               "(spec.explainer.containers)",
-            "note": "the 0.20 InferenceService CRD's spec.explainer has only `art` and `containers`: no alibi "
-                    "explainer server any more",
-        }),
-    "seldon": ExplainPath(
-        request="v2", response="v2-bytes", mechanism="native",
-        route="MLServer alibi-explain runtime as a second model (<m>-explainer) calling the model's V2 infer "
-              "route (Seldon Core v2: Model spec.explainer {type, modelRef})",
-        methods_offered={
-            "built_in": MLSERVER_ALIBI_METHODS,
-            "black_box_via_infer_uri": ["anchor_tabular", "anchor_text", "anchor_image", "kernel_shap"],
-            "note": "runtime package mlserver-alibi-explain 1.6.1 (Apache-2.0) with alibi 0.9.6 (BSL-1.1); "
-                    "Seldon Core v2's Model CRD has spec.explainer",
-        }),
-    "rayserve": ExplainPath(
-        request="v2", response="alibi-json", mechanism="user code",
-        route="POST /v2/models/<m>/explain: our ingress forwarding to an Explainer deployment (ray_app.py)",
-        methods_offered={"built_in": [], "extension_point": "any Python library inside a deployment"}),
-}
+def path_of(platform: str) -> ExplainPath | None:
+    """The platform's explanation route (its module's PLATFORM.explain); None when it serves none."""
+    return get_platform(platform).explain
 
 
 # --- pure scoring ------------------------------------------------------------------------------
@@ -154,10 +117,18 @@ def score(row_attributions: np.ndarray, feature_names: list[str], planted: list[
 def request_body(path: ExplainPath, rows: np.ndarray) -> dict:
     if path.request == "v1-instances":
         return {"instances": np.asarray(rows, dtype=np.float64).tolist()}
+    if path.request == "platform-json":
+        return path.encode(np.asarray(rows, dtype=np.float64))
     return v2.request_body(rows)
 
 
 def parse_response(path: ExplainPath, body: dict) -> dict:
+    if path.response == "platform-json":
+        try:
+            return path.decode(body)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ValueError(f"explanation answer the platform's decoder cannot read ({exc!r}): "
+                             f"{str(body)[:200]}") from None
     if path.response == "v2-bytes":
         try:
             return json.loads(body["outputs"][0]["data"][0])
@@ -230,7 +201,7 @@ def run(ctx: ProbeContext) -> list[Result]:
     batches = [X[i * rows_per_request:(i + 1) * rows_per_request] for i in range(n_requests)]
     results = []
     for platform, endpoint in ctx.endpoints.items():
-        path = PATHS.get(platform)
+        path = path_of(platform)
         base = dict(probe=PROBE, platform=platform, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
                     run_id=ctx.run_id, repeat=ctx.repeat)
         evidence = {"explain_url": endpoint.explain_url, "seed": ctx.seed, "planted": planted,

@@ -3,7 +3,6 @@ while a fault is injected (or its description in a dry run), and polling for a s
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -55,9 +54,20 @@ def engine_ns(run: LoadRun, unix_ns: int) -> int:
     return int(unix_ns - run.engine["start_unix_ns"])
 
 
-def fault_request(ctx) -> bytes:
-    """The one V2 request every fault probe sends: the artifact's first probe row."""
-    return json.dumps(v2.request_body(ctx.artifact.probe_rows()[:1], request_id="fault-probe")).encode()
+def fault_request(ctx, endpoint, detected: bool = False) -> bytes:
+    """The one request every fault probe sends (the artifact's first probe row), as the endpoint's platform takes
+    it (its protocol; `detected`: for its detection path), encoded before any load starts."""
+    from deployers import protocol_of
+
+    return protocol_of(endpoint).request_bytes(
+        v2.request_body(ctx.artifact.probe_rows()[:1], request_id="fault-probe"), detected)
+
+
+def infer_url(endpoint) -> str:
+    """Where the endpoint's platform takes inference requests (its protocol's route)."""
+    from deployers import protocol_of
+
+    return protocol_of(endpoint).infer_url(endpoint)
 
 
 def faults_for(ctx) -> "Faults":

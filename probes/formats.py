@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 
 from deployers import formats as fmt_servers
+from deployers import get_platform
 from testbed import v2
 from testbed.artifact import N_TRAIN
 from testbed.backends.local import envs
@@ -53,7 +54,7 @@ def compare(expected: list[int], got: list[int] | str) -> dict:
 
 
 def _train_env(settings: Settings):
-    return envs.ensure(fmt_servers.KSERVE_ENV, settings.envs_dir)
+    return envs.ensure(fmt_servers.REFERENCE_ENV, settings.envs_dir)
 
 
 def ensure_models(ctx, settings: Settings):
@@ -132,6 +133,12 @@ def run(ctx) -> list[Result]:
     out = []
     for platform in ctx.endpoints:
         started = __import__("time").time()
+        if get_platform(platform).formats is None:
+            out.append(Result(probe="formats", platform=platform, backend=ctx.backend,
+                              artifact_sha256=ctx.artifact.sha256, verdict="unsupported", mechanism="none",
+                              evidence={"reason": "the platform's module declares no format server "
+                                                  "(PLATFORM.formats is None)"}, started_at=started))
+            continue
         server = _server(platform, settings, model_dir, rows.shape[1])
         per_format = {}
         with httpx.Client(timeout=30.0) as client:
@@ -146,8 +153,8 @@ def run(ctx) -> list[Result]:
                                        "error": server.load_errors.get(fmt, "no mechanism")}
                     continue
                 try:
-                    resp = client.post(server.infer_url(fmt), json=body)
-                    got = labels_from(resp.json()) if resp.status_code == 200 else \
+                    resp = client.post(server.infer_url(fmt), json=server.encode(body))
+                    got = labels_from(server.decode(resp.json())) if resp.status_code == 200 else \
                         f"HTTP {resp.status_code}: {resp.text[:300]}"
                 except (httpx.HTTPError, ValueError, KeyError, IndexError) as exc:
                     got = f"{type(exc).__name__}: {exc}"

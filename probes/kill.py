@@ -19,7 +19,7 @@ import time
 
 from probes import faults as scoring
 from probes.context import ProbeContext
-from probes.fault_io import engine_ns, fault_request, faults_for, start_load, wait_ok
+from probes.fault_io import engine_ns, fault_request, faults_for, infer_url, start_load, wait_ok
 from testbed.errors import FaultAborted
 from testbed.loadgen import LoadSpec
 from testbed.results import Result
@@ -28,6 +28,11 @@ PROBE = "kill"
 DEFAULTS = {"local": {"rate": 20, "pre_s": 2, "post_s": 12, "extra_wait_s": 10, "timeout_s": 2},
             # A pod is rescheduled, its image started and the model loaded again: tens of seconds.
             "kind": {"rate": 20, "pre_s": 5, "post_s": 60, "extra_wait_s": 240, "timeout_s": 2}}
+
+
+WARM_UP_S = 60.0
+"""How long a platform may take to answer one request before the load starts (a first request can be slow:
+lazy imports, cold caches); the kill is injected into a platform known to be serving."""
 
 
 def options(ctx: ProbeContext) -> dict:
@@ -41,15 +46,20 @@ def kill_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict | 
         faults.note(f"--- {platform}")
     target = faults.kill_target(platform, endpoint)
     duration = opt["pre_s"] + opt["post_s"]
-    spec = LoadSpec(url=endpoint.infer_url, method="POST", body=body, rate=opt["rate"], concurrency=16,
+    url = infer_url(endpoint)
+    spec = LoadSpec(url=url, method="POST", body=body, rate=opt["rate"], concurrency=16,
                     duration_s=duration, max_requests=int(opt["rate"] * duration) + 1, timeout_s=opt["timeout_s"],
                     threads=1)
+    if not faults.dry_run and wait_ok(url, WARM_UP_S, "POST", body) is None:
+        # A platform that does not answer before the fault says nothing about the fault.
+        raise FaultAborted(PROBE, platform, f"{url} did not answer 200 within {WARM_UP_S:g} s "
+                                            f"before the kill; run `python -m testbed status`")
     load = start_load(faults, spec)
     if load is None:  # dry run
         faults.note(f"after {opt['pre_s']:g} s of load:")
         faults.kill(target)
         faults.note(f"score: first 2xx to a request sent after the kill; if none within {opt['post_s']:g} s of load, "
-                    f"poll {endpoint.infer_url} for {opt['extra_wait_s']:g} s more")
+                    f"poll {url} for {opt['extra_wait_s']:g} s more")
         faults.restore(target, endpoint)
         return None
     time.sleep(opt["pre_s"])
@@ -63,7 +73,7 @@ def kill_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict | 
     late = None
     if not scores["recovered"]:
         # Still down when the load ended: give the platform extra_wait_s more to come back on its own.
-        if wait_ok(endpoint.infer_url, opt["extra_wait_s"], "POST", body) is not None:
+        if wait_ok(url, opt["extra_wait_s"], "POST", body) is not None:
             late = round((time.time_ns() - kill_unix) / 1e9, 3)  # seconds from the kill to that success
     self_recovered = scores["recovered"] or late is not None
     restored_after = None if self_recovered else faults.restore(target, endpoint)
@@ -79,11 +89,10 @@ def kill_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict | 
 def run(ctx: ProbeContext) -> list[Result]:
     faults = faults_for(ctx)
     opt = options(ctx)
-    body = fault_request(ctx)
     results = []
     for platform, endpoint in ctx.endpoints.items():
         started = time.time()
-        out = kill_one(faults, platform, endpoint, body, opt)
+        out = kill_one(faults, platform, endpoint, fault_request(ctx, endpoint), opt)
         if out is None:
             continue
         s = out["scores"]

@@ -1,7 +1,8 @@
 """Monitoring: after a known traffic pattern, which signals each platform exposes in Prometheus,
 and whether the counts Prometheus holds equal what was sent.
 
-The metric catalogue below says where to look: for each platform and signal, the PromQL that answers it
+Each platform's metric catalogue (its module's PLATFORM.metrics, testbed.platforms.MetricsCatalogue)
+says where to look: for each signal, the PromQL that answers it
 (or None where none was found when it was written), what it counts, and why. It never decides the answer:
 a signal counts as exposed only when a series is found in the scrape AND it moved with the traffic the
 probe sent. Besides the catalogue's queries, every series of the platform is snapshotted before and after
@@ -19,22 +20,21 @@ from __future__ import annotations
 import re
 import string
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import numpy as np
 
+from deployers import get_platform, protocol_of
 from probes.context import ProbeContext
 from testbed import v2
 from testbed.endpoint import Endpoint
 from testbed.errors import TestbedError
+from testbed.platforms import ALL, FAILED, OK, MetricsCatalogue, Signal
 from testbed.population import Population
 from testbed.results import Result
 
 PROBE = "monitoring"
-
-# What a signal counts, so the expected value can be derived from the traffic sent.
-ALL, OK, FAILED = "all", "ok", "failed"
 
 SIGNALS = ("requests_total", "requests_ok", "requests_failed", "latency_histogram", "status_codes",
            "queue_or_batch", "model_label")
@@ -51,114 +51,16 @@ SIGNAL_DOC = {
 }
 
 
-@dataclass(frozen=True)
-class Signal:
-    query: str | None
-    """PromQL template; $platform and $model are filled in. None: the platform has no such metric."""
-
-    counts: str | None = None
-    """ALL / OK / FAILED: the query's increase must equal that many requests. None: presence only."""
-
-    note: str = ""
+def catalogue_of(platform: str) -> MetricsCatalogue | None:
+    """The platform's metric catalogue (its module's PLATFORM.metrics); None when it has none."""
+    return get_platform(platform).metrics
 
 
-@dataclass(frozen=True)
-class PlatformMetrics:
-    signals: dict[str, Signal]
-    export_lag_s: float = 0.0
-    """Extra delay between a request and its count on the metrics page (Ray exports periodically)."""
-
-    sources: dict[str, dict[str, str]] = field(default_factory=dict)
-    """backend -> {metric name prefix: which process exports those series and where Prometheus scrapes them}.
-    Where a platform's pod has more than one metrics source (Seldon on kind: MLServer and the executor)."""
-
-
-def series_sources(catalogue: PlatformMetrics, backend: str) -> dict[str, list[str]]:
+def series_sources(catalogue: MetricsCatalogue, backend: str) -> dict[str, list[str]]:
     """Signal -> the sources of the series its query reads, on `backend` ({} when the catalogue names none)."""
     known = catalogue.sources.get(backend) or {}
     return {name: sorted({source for prefix, source in known.items() if prefix in signal.query})
             for name, signal in catalogue.signals.items() if signal.query is not None and known}
-
-
-# Ray Serve labels metrics by application and deployment, not by model: these mirror the names
-# in deployers/runtimes/ray_app.py (serve.run(name="reference"), class V2Model).
-RAY_APP, RAY_DEPLOYMENT = "reference", "V2Model"
-# Templates use $platform and $model (string.Template): PromQL needs the braces.
-KSERVE_MODEL = 'platform="$platform",model_name="$model"'
-MLSERVER_INFER = 'platform="$platform",path="/v2/models/{model_name}/infer",method="POST"'
-RAY_INFER = f'platform="$platform",application="{RAY_APP}",route="/v2/models/{{name}}/infer",method="POST"'
-
-# Seldon: every signal below reads MLServer's series. Locally MLServer is the whole platform; on kind each
-# SeldonDeployment pod has two metrics sources, which its PodMonitor (manifests/seldon/podmonitor.yaml)
-# scrapes as two endpoints of job "seldon", told apart by the `endpoint` and `container` labels.
-MLSERVER_PREFIXES = ("rest_server_", "model_infer_", "batch_request_queue", "parallel_request_queue")
-SELDON_SOURCES = {
-    "local": {p: "MLServer 1.7.1 (its metrics port, /metrics)" for p in MLSERVER_PREFIXES},
-    "kind": {**{p: 'MLServer 1.7.1 in the model container: <pod IP>:6000/prometheus (MLSERVER_METRICS_PORT/'
-                   '_ENDPOINT, set by the operator but not declared), series labelled endpoint="mlserver-metrics", '
-                   'container="<model name>"' for p in MLSERVER_PREFIXES},
-             "seldon_api_executor_": 'Seldon Core v1.18.2 executor sidecar (seldon-container-engine): port metrics '
-                                     '(8000) /prometheus, series labelled endpoint="metrics", '
-                                     'container="seldon-container-engine"; the requests it forwards, timed from the '
-                                     'executor (no signal above reads them)'},
-}
-
-CATALOGUE: dict[str, PlatformMetrics] = {
-    "kserve": PlatformMetrics(signals={
-        "requests_total": Signal(
-            "sum(request_predict_seconds_count{%s})" % KSERVE_MODEL, ALL,
-            "predict-step histogram count: observed for every request that reaches predict, also when it "
-            "raises (KServe 0.20 has no request counter)"),
-        "requests_ok": Signal(
-            "sum(request_postprocess_seconds_count{%s})" % KSERVE_MODEL, OK,
-            "derived: postprocess runs only after a successful predict"),
-        "requests_failed": Signal(
-            "sum(request_predict_seconds_count{%s}) - (sum(request_postprocess_seconds_count{%s}) or vector(0))"
-            % (KSERVE_MODEL, KSERVE_MODEL), FAILED,
-            "derived: predict observations minus postprocess observations; requests rejected before "
-            "predict (bad JSON, unknown model) are counted nowhere"),
-        "latency_histogram": Signal(
-            'sum(request_predict_seconds_bucket{%s,le="+Inf"})' % KSERVE_MODEL, ALL,
-            "request_{preprocess,predict,postprocess,explain}_seconds: per step, not end to end"),
-        "status_codes": Signal(None, note="no HTTP status metric in KServe 0.20's ModelServer"),
-        "queue_or_batch": Signal(None, note="no queue or batch metric in KServe 0.20's ModelServer"),
-        "model_label": Signal("count(request_predict_seconds_count{%s})" % KSERVE_MODEL, note="model_name label"),
-    }),
-    "seldon": PlatformMetrics(signals={
-        "requests_total": Signal("sum(rest_server_requests_total{%s})" % MLSERVER_INFER, ALL,
-                                 "REST middleware counter; its path label is the route template, so it "
-                                 "sums every model on the server"),
-        "requests_ok": Signal('sum(model_infer_request_success_total{platform="$platform",model="$model"})', OK),
-        "requests_failed": Signal('sum(model_infer_request_failure_total{platform="$platform",model="$model"})',
-                                  FAILED),
-        "latency_histogram": Signal('sum(rest_server_request_duration_seconds_bucket{%s,le="+Inf"})'
-                                    % MLSERVER_INFER, ALL,
-                                    "model_infer_request_duration is a summary (no buckets); the REST "
-                                    "histogram has buckets"),
-        "status_codes": Signal('sum(rest_server_requests_total{%s,status_code!~"2.."})' % MLSERVER_INFER, FAILED,
-                               "status_code label on rest_server_requests_total"),
-        "queue_or_batch": Signal('count({platform="$platform",'
-                                 '__name__=~"batch_request_queue.*|parallel_request_queue.*"})',
-                                 note="batch_request_queue exists only with adaptive batching (max_batch_size > 1), "
-                                 "parallel_request_queue only with parallel workers; the testbed runs neither"),
-        "model_label": Signal('count(model_infer_request_success_total{platform="$platform",model="$model"})',
-                              note="model and version labels on model_infer_request_*"),
-    }, sources=SELDON_SOURCES),
-    "rayserve": PlatformMetrics(export_lag_s=10.0, signals={
-        "requests_total": Signal("sum(ray_serve_num_http_requests_total{%s})" % RAY_INFER, ALL),
-        "requests_ok": Signal('sum(ray_serve_num_http_requests_total{%s,status_code=~"2.."})' % RAY_INFER, OK),
-        "requests_failed": Signal("sum(ray_serve_num_http_error_requests_total{%s})" % RAY_INFER, FAILED),
-        "latency_histogram": Signal('sum(ray_serve_http_request_latency_ms_bucket{%s,le="+Inf"})' % RAY_INFER, ALL),
-        "status_codes": Signal('sum(ray_serve_num_http_requests_total{%s,status_code!~"2.."})' % RAY_INFER, FAILED),
-        "queue_or_batch": Signal('count(ray_serve_deployment_queued_queries{platform="$platform",'
-                                 f'application="{RAY_APP}"}})',
-                                 note="queued queries per deployment; ray_serve_batch_queue_length and "
-                                 "ray_serve_actual_batch_size appear only with @serve.batch"),
-        "model_label": Signal('count(ray_serve_deployment_request_counter_total{platform="$platform",'
-                              f'application="{RAY_APP}",deployment="{RAY_DEPLOYMENT}"}})',
-                              note="application/deployment labels; the model name itself is not a label"),
-    }),
-}
 
 
 def render(signal: Signal, platform: str, model: str) -> str | None:
@@ -174,7 +76,7 @@ def expected_counts(answered_ok: int, answered_failed: int) -> dict[str, int]:
     return {ALL: answered_ok + answered_failed, OK: answered_ok, FAILED: answered_failed}
 
 
-def score(catalogue: PlatformMetrics, before: dict[str, float | None], after: dict[str, float | None],
+def score(catalogue: MetricsCatalogue, before: dict[str, float | None], after: dict[str, float | None],
           expected: dict[str, int], discovered: dict[str, dict] | None = None) -> dict:
     """Exposure and count accuracy per signal, from query values before and after the traffic.
 
@@ -219,7 +121,7 @@ def score(catalogue: PlatformMetrics, before: dict[str, float | None], after: di
     return {"signals": per_signal, "scores": scores, "verdict": verdict}
 
 
-def counts_reached(catalogue: PlatformMetrics, before: dict, current: dict, expected: dict[str, int]) -> bool:
+def counts_reached(catalogue: MetricsCatalogue, before: dict, current: dict, expected: dict[str, int]) -> bool:
     """True once every exposed count signal has grown by at least its expected count."""
     for name, signal in catalogue.signals.items():
         if signal.counts and signal.query is not None:
@@ -229,7 +131,7 @@ def counts_reached(catalogue: PlatformMetrics, before: dict, current: dict, expe
 
 
 # --- discovery: what the scrape holds, whatever the catalogue says -----------------------------
-STATUS_LABELS = ("code", "status", "status_code", "http_status", "response_code")
+STATUS_LABELS = ("code", "status", "status_code", "http_status", "response_code", "http_response_code")
 QUEUE_NAME = re.compile(r"queue|batch|pending|ongoing|in_flight|inflight|concurren", re.I)
 LATENCY_NAME = re.compile(r"(latency|duration|seconds|_ms)[a-z_]*_bucket$", re.I)
 REQUEST_NAME = re.compile(r"request.*(_total|_count)$", re.I)
@@ -316,12 +218,15 @@ class TrafficPlan:
 
 
 def send(endpoint: Endpoint, requests: list[tuple[str, dict]], timeout_s: float = 10.0) -> dict:
+    """The traffic, through the platform's protocol (a client-side adapter converts each body)."""
+    protocol = protocol_of(endpoint)
+    url = protocol.infer_url(endpoint)
     statuses: list[int | None] = []
     errors: list[str] = []
     with httpx.Client(timeout=timeout_s) as client:
         for i, (_, body) in enumerate(requests):
             try:
-                statuses.append(client.post(endpoint.infer_url, json=body).status_code)
+                statuses.append(protocol.post(client, url, body).status_code)
             except httpx.HTTPError as exc:
                 statuses.append(None)
                 errors.append(f"request {i}: {type(exc).__name__}: {exc}"[:200])
@@ -378,13 +283,14 @@ def run(ctx: ProbeContext) -> list[Result]:
     scrape_s = float(ctx.options.get("scrape_interval_s", 2.0))
     population = Population(ctx.artifact.metadata["recipe"]["seed"])
     model = ctx.artifact.name
-    platforms = [p for p in ctx.endpoints if p in CATALOGUE]
+    catalogues = {p: catalogue_of(p) for p in ctx.endpoints}
+    platforms = [p for p in ctx.endpoints if catalogues[p] is not None]
     count_queries, all_queries = {}, {}
     for p in platforms:
-        rendered = {n: render(s, p, model) for n, s in CATALOGUE[p].signals.items() if s.query is not None}
+        rendered = {n: render(s, p, model) for n, s in catalogues[p].signals.items() if s.query is not None}
         all_queries[p] = rendered
-        count_queries[p] = {n: q for n, q in rendered.items() if CATALOGUE[p].signals[n].counts}
-    quiet = {p: CATALOGUE[p].export_lag_s + 2 * scrape_s for p in platforms}
+        count_queries[p] = {n: q for n, q in rendered.items() if catalogues[p].signals[n].counts}
+    quiet = {p: catalogues[p].export_lag_s + 2 * scrape_s for p in platforms}
 
     before = settle(ctx.prometheus, count_queries, quiet, timeout_s=60.0, poll_s=scrape_s / 2)
     # An idle interval as long as the wait for the traffic's scrape: what moves in it moves by itself.
@@ -403,34 +309,39 @@ def run(ctx: ProbeContext) -> list[Result]:
     deadline = time.monotonic() + max(quiet.values(), default=0) + 30.0
     while time.monotonic() < deadline and any(v is None for v in visible_after.values()):
         for p in platforms:
-            if visible_after[p] is None and counts_reached(CATALOGUE[p], before[p],
+            if visible_after[p] is None and counts_reached(catalogues[p], before[p],
                                                             read(ctx.prometheus, count_queries[p]), expected[p]):
                 visible_after[p] = round(time.monotonic() - sent_at[p], 2)
         time.sleep(scrape_s / 2)
     # Two more scrapes (plus Ray's export lag) so a late over-count shows up too.
-    time.sleep(2 * scrape_s + max((CATALOGUE[p].export_lag_s for p in platforms), default=0))
+    time.sleep(2 * scrape_s + max((catalogues[p].export_lag_s for p in platforms), default=0))
 
     results = []
     for p in platforms:
         after = read(ctx.prometheus, all_queries[p])
         found = discover(snaps_before[p], snapshot(ctx.prometheus, p), model, traffic[p]["answered_failed"],
                          quiet=snaps_quiet[p])
-        scored = score(CATALOGUE[p], {**before_all[p], **before[p]}, after, expected[p], found)
+        scored = score(catalogues[p], {**before_all[p], **before[p]}, after, expected[p], found)
         results.append(Result(
             probe=PROBE, platform=p, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
-            verdict=scored["verdict"], mechanism="native",
+            # The platform's own metrics, or none at all (no metrics endpoint: nothing it exposes is counted).
+            verdict=scored["verdict"], mechanism="native" if ctx.endpoints[p].metrics_url else "none",
             scores={**scored["scores"], "visible_after_s": visible_after[p], "no_answer": traffic[p]["no_answer"]},
             measurements={"signals": scored["signals"], "traffic": traffic[p], "before": before[p], "after": after},
             evidence={"queries": all_queries[p], "seed": ctx.seed, "good": plan.good, "bad": plan.bad,
                       "bad_request": f"well-formed V2 body of width {max(1, len(ctx.artifact.feature_names) - 4)}",
-                      "scrape_interval_s": scrape_s, "export_lag_s": CATALOGUE[p].export_lag_s,
+                      "protocol": protocol_of(ctx.endpoints[p]).describe(),
+                      **({} if ctx.endpoints[p].metrics_url else {
+                          "no_metrics_endpoint": "the platform exposes no metrics (its Endpoint has no metrics_url): "
+                                                 "nothing to scrape, every signal is absent"}),
+                      "scrape_interval_s": scrape_s, "export_lag_s": catalogues[p].export_lag_s,
                       "metrics_url": ctx.endpoints[p].metrics_url, "versions": ctx.versions.get(p, {}),
-                      "series_sources": series_sources(CATALOGUE[p], ctx.backend),
-                      "other_sources": {k: v for k, v in (CATALOGUE[p].sources.get(ctx.backend) or {}).items()
+                      "series_sources": series_sources(catalogues[p], ctx.backend),
+                      "other_sources": {k: v for k, v in (catalogues[p].sources.get(ctx.backend) or {}).items()
                                         if not any(k in q for q in all_queries[p].values())}},
             run_id=ctx.run_id, repeat=ctx.repeat))
     for p in ctx.endpoints:
-        if p not in CATALOGUE:
+        if catalogues[p] is None:
             results.append(Result(probe=PROBE, platform=p, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
                                   verdict="unsupported", evidence={"reason": f"no metric catalogue for {p!r}"},
                                   run_id=ctx.run_id, repeat=ctx.repeat))

@@ -13,6 +13,7 @@ import time
 import httpx
 import numpy as np
 
+from deployers import protocol_of
 from probes import detection_io as dio
 from probes import scoring, stats
 from probes.context import ProbeContext
@@ -92,7 +93,7 @@ def measure(ctx: ProbeContext, endpoint, stream: Stream) -> Result:
         since = dio.last_seq(path["verdicts_url"])
         sent = dio.Sent()
         with httpx.Client(timeout=30.0) as client:
-            dio.send_stream(client, path["url"], stream, tag, request_rows, sent)
+            dio.send_stream(client, path["url"], stream, tag, request_rows, sent, protocol_of(endpoint))
         records, waited = dio.collect(path["verdicts_url"], since, tag, sent.requests - len(sent.failed))
         flags, scores, missing_rows = dio.outlier_flags(records, stream, tag, request_rows)
         rows_after = dio.wait_counter(ctx.prometheus, rows_q, rows_before + sent.rows)

@@ -20,7 +20,7 @@ import httpx
 
 from probes import faults as scoring
 from probes.context import ProbeContext
-from probes.fault_io import fault_request, faults_for
+from probes.fault_io import fault_request, faults_for, infer_url
 from testbed.loadgen import LoadSpec, run_load
 from testbed.results import Result
 
@@ -57,7 +57,7 @@ def recovery_samples(url: str, body: bytes, wait_s: float, baseline_p50: float |
 
 
 def overload_one(endpoint, body: bytes, opt: dict) -> dict:
-    url = endpoint.infer_url
+    url = infer_url(endpoint)
     cap = run_load(LoadSpec(url=url, method="POST", body=body, concurrency=int(opt["capacity_concurrency"]),
                             duration_s=opt["capacity_s"], timeout_s=opt["timeout_s"], threads=1))
     ok = cap.ok & (cap.records["done_ns"] <= cap.engine["window_ns"])
@@ -92,7 +92,7 @@ def scoring_error(platform: str, cap):
 
 def plan(faults, endpoint, opt: dict) -> None:
     """What overload_one does, as a dry run prints it: the fault is the load itself, on any backend."""
-    url = endpoint.infer_url
+    url = infer_url(endpoint)
     faults.note(f"{endpoint.platform}: capacity: closed loop, {opt['capacity_concurrency']:g} connections for "
                 f"{opt['capacity_s']:g} s on POST {url}")
     faults.note(f"baseline: open loop at capacity/4 for {opt['baseline_s']:g} s; 15 sequential requests")
@@ -109,11 +109,10 @@ def run(ctx: ProbeContext) -> list[Result]:
         for endpoint in ctx.endpoints.values():
             plan(faults, endpoint, opt)
         return []
-    body = fault_request(ctx)
     results = []
     for platform, endpoint in ctx.endpoints.items():
         started = time.time()
-        out = overload_one(endpoint, body, opt)
+        out = overload_one(endpoint, fault_request(ctx, endpoint), opt)
         s = out["scores"]
         results.append(Result(
             probe=PROBE, platform=platform, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,

@@ -7,6 +7,7 @@ import numpy as np
 
 from testbed import v2
 from testbed.endpoint import Endpoint
+from testbed.errors import InvalidPayload
 
 
 def compare(expected: list, answers: dict[str, list | str]) -> dict:
@@ -25,17 +26,22 @@ def compare(expected: list, answers: dict[str, list | str]) -> dict:
 
 
 def run(rows: np.ndarray, expected: list, endpoints: list[Endpoint], timeout_s: float = 10.0) -> dict:
+    """Each endpoint's predictions of `rows`, sent through its platform's protocol (deployers.protocol_of)."""
+    from deployers import protocol_of
+
     answers: dict[str, list | str] = {}
     body = v2.request_body(rows, request_id="parity")
     with httpx.Client(timeout=timeout_s) as client:
         for ep in endpoints:
+            protocol = protocol_of(ep)
             try:
-                resp = client.post(ep.infer_url, json=body)
+                resp = protocol.post(client, protocol.infer_url(ep), body)
                 if resp.status_code != 200:
                     answers[ep.platform] = f"HTTP {resp.status_code}: {resp.text[:200]}"
                     continue
-                answers[ep.platform] = [int(x) for x in v2.predictions(resp.json(), ep.platform)]
-            except (httpx.HTTPError, ValueError) as exc:
+                answer = protocol.decode_infer(resp.json(), body, ep.model_name)
+                answers[ep.platform] = [int(x) for x in v2.predictions(answer, ep.platform)]
+            except (httpx.HTTPError, ValueError, InvalidPayload) as exc:
                 answers[ep.platform] = f"{type(exc).__name__}: {exc}"
     return compare([int(x) for x in expected], answers)
 

@@ -1,6 +1,7 @@
 """Performance: serving overhead, throughput vs concurrency, offline batch scoring, and cost.
 
-Measurement functions take an Endpoint (and, for cost, the runtime's session id); scoring
+Measurement functions take an Endpoint (and, for cost, the runtime's session id); a platform's own
+offline batch tool and batching evidence are its module's (PLATFORM.batching); scoring
 functions (`overhead_scores`, `batching_gain`, `curve_scores`) are pure and need no server.
 All load goes through testbed.loadgen (compiled engine, every request recorded, errors kept).
 """
@@ -8,26 +9,31 @@ All load goes through testbed.loadgen (compiled engine, every request recorded, 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
 
+from deployers import protocol_of
 from testbed import v2
 from testbed.endpoint import Endpoint
+from testbed.errors import InvalidPayload
 from testbed.loadgen import LoadSpec, run_load, stats, summarize
 from testbed.procstats import Prices, SessionMeter, cost_per_1000
 
 # --- serving overhead ----------------------------------------------------------------------------
 
 
-def one_row_body(row: np.ndarray) -> bytes:
-    return json.dumps(v2.request_body(np.asarray(row, dtype=np.float64).reshape(1, -1))).encode()
+def one_row_body(row: np.ndarray, endpoint: Endpoint | None = None) -> bytes:
+    """One row as a V2 request, encoded as the endpoint's platform takes it (its protocol); plain V2 without one."""
+    body = v2.request_body(np.asarray(row, dtype=np.float64).reshape(1, -1))
+    return protocol_of(endpoint).request_bytes(body) if endpoint is not None else json.dumps(body).encode()
+
+
+def infer_url(endpoint: Endpoint) -> str:
+    """The platform's own inference route (its protocol's), where the pre-encoded bodies go."""
+    return protocol_of(endpoint).infer_url(endpoint)
 
 
 def inprocess_latencies(model, row: np.ndarray, n: int = 2000, warmup: int = 100) -> np.ndarray:
@@ -48,9 +54,9 @@ def served_latencies(endpoint: Endpoint, body: bytes, n: int = 1000, max_s: floa
                      warmup: int = 50) -> dict:
     """Single-row requests one at a time (low load: concurrency 1), every latency recorded."""
     if warmup:
-        run_load(LoadSpec(url=endpoint.infer_url, method="POST", body=body, concurrency=1, threads=1,
+        run_load(LoadSpec(url=infer_url(endpoint), method="POST", body=body, concurrency=1, threads=1,
                           duration_s=10, max_requests=warmup))
-    run = run_load(LoadSpec(url=endpoint.infer_url, method="POST", body=body, concurrency=1, threads=1,
+    run = run_load(LoadSpec(url=infer_url(endpoint), method="POST", body=body, concurrency=1, threads=1,
                             duration_s=max_s, max_requests=n))
     return {"summary": summarize(run), "latency_s": run.latency_s, "ok": run.ok}
 
@@ -86,13 +92,14 @@ def overhead_scores(served_s, inprocess_s, seed: int = 0, n_boot: int = 1000) ->
 
 
 def throughput_point(endpoint: Endpoint, body: bytes, concurrency: int, duration_s: float,
-                     session_id: int | None, prices: Prices, timeout_s: float = 30.0) -> dict:
-    """One closed-loop run at a concurrency, with the runtime's CPU and memory over the same window."""
-    spec = LoadSpec(url=endpoint.infer_url, method="POST", body=body, concurrency=concurrency,
+                     session_id: int | None, prices: Prices, timeout_s: float = 30.0, members=None) -> dict:
+    """One closed-loop run at a concurrency, with the runtime's CPU and memory over the same window (its
+    session's processes, or members() where the runtime starts some outside it)."""
+    spec = LoadSpec(url=infer_url(endpoint), method="POST", body=body, concurrency=concurrency,
                     threads=min(2, concurrency), duration_s=duration_s, timeout_s=timeout_s,
                     max_requests=10_000_000)
     if session_id:
-        with SessionMeter(session_id) as meter:
+        with SessionMeter(session_id, members=members) as meter:
             run = run_load(spec)
         usage = meter.usage
     else:
@@ -117,27 +124,12 @@ def throughput_point(endpoint: Endpoint, body: bytes, concurrency: int, duration
 def open_loop_point(endpoint: Endpoint, body: bytes, rate: float, duration_s: float, max_connections: int = 64,
                     timeout_s: float = 30.0) -> dict:
     """Latency at a fixed offered rate (open loop, queueing counted); says when the rate was not sustained."""
-    run = run_load(LoadSpec(url=endpoint.infer_url, method="POST", body=body, rate=rate, concurrency=max_connections,
+    run = run_load(LoadSpec(url=infer_url(endpoint), method="POST", body=body, rate=rate, concurrency=max_connections,
                             duration_s=duration_s, timeout_s=timeout_s, max_requests=10_000_000))
     s = summarize(run)
     return {k: s[k] for k in ("target_rps", "sustained", "not_sustained_because", "throughput_rps",
                               "throughput_rps_ci", "offered_rps", "requests", "ok", "errors", "error_kinds",
                               "latency_s", "send_lag_p99_s")}
-
-
-def ray_batch_sizes(metrics_url: str) -> tuple[float, float] | None:
-    """(batches, requests batched) so far, from Ray Serve's ray_serve_actual_batch_size histogram."""
-    try:
-        text = httpx.get(metrics_url, timeout=5).text
-    except httpx.HTTPError:
-        return None
-    count = total = 0.0
-    for line in text.splitlines():
-        if line.startswith("ray_serve_actual_batch_size_count"):
-            count += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("ray_serve_actual_batch_size_sum"):
-            total += float(line.rsplit(" ", 1)[1])
-    return count, total
 
 
 def curve_scores(points_by_repeat: list[list[dict]], seed: int = 0) -> list[dict]:
@@ -192,19 +184,23 @@ def offline_inprocess(model, X: np.ndarray, chunk: int = 10000) -> dict:
 
 def offline_v2(endpoint: Endpoint, X: np.ndarray, chunk: int = 5000, workers: int = 2,
                timeout_s: float = 300.0) -> dict:
-    """Large V2 requests (chunk rows each), `workers` at a time; bodies are encoded before the clock starts."""
-    bodies = [json.dumps(v2.request_body(X[i:i + chunk])).encode() for i in range(0, len(X), chunk)]
+    """Large requests (chunk rows each; V2, through the platform's protocol), `workers` at a time; bodies are
+    encoded before the clock starts."""
+    protocol = protocol_of(endpoint)
+    requests = [v2.request_body(X[i:i + chunk]) for i in range(0, len(X), chunk)]
+    bodies = [protocol.request_bytes(r) for r in requests]
     results: list = [None] * len(bodies)
     errors: list[str] = []
 
     def send(i, client):
         try:
-            r = client.post(endpoint.infer_url, content=bodies[i], headers={"Content-Type": "application/json"})
+            r = client.post(infer_url(endpoint), content=bodies[i], headers={"Content-Type": "application/json"})
             if r.status_code != 200:
                 errors.append(f"chunk {i}: HTTP {r.status_code} {r.text[:200]}")
                 return
-            results[i] = v2.predictions(r.json(), endpoint.platform)
-        except (httpx.HTTPError, ValueError) as exc:
+            answer = protocol.decode_infer(r.json(), requests[i], endpoint.model_name)
+            results[i] = v2.predictions(answer, endpoint.platform)
+        except (httpx.HTTPError, ValueError, InvalidPayload) as exc:
             errors.append(f"chunk {i}: {type(exc).__name__}: {exc}")
 
     with httpx.Client(timeout=timeout_s) as client:
@@ -215,81 +211,8 @@ def offline_v2(endpoint: Endpoint, X: np.ndarray, chunk: int = 5000, workers: in
     labels = np.concatenate([np.asarray(r, dtype=np.int64) if r is not None else np.full(min(chunk, len(X) - i * chunk), -1)
                              for i, r in enumerate(results)])
     rows_ok = int(sum(len(r) for r in results if r is not None))
-    return {"path": f"V2 requests of {chunk} rows, {workers} concurrent", "rows": rows_ok, "seconds": seconds,
+    return {"path": f"{protocol.protocol} requests of {chunk} rows, {workers} concurrent", "rows": rows_ok, "seconds": seconds,
             "rows_per_s": rows_ok / seconds, "errors": errors[:10], "n_errors": len(errors), "labels": labels}
-
-
-def offline_mlserver_infer(mlserver_bin: Path, endpoint: Endpoint, X: np.ndarray, rows_per_line: int = 1000,
-                           workers: int = 2, timeout_s: float = 600.0) -> dict:
-    """MLServer's batch command: `mlserver infer` over a file of V2 requests (one per line)."""
-    with tempfile.TemporaryDirectory(prefix="testbed-mlserver-infer-") as tmp:
-        inp, out = Path(tmp) / "requests.jsonl", Path(tmp) / "responses.jsonl"
-        with open(inp, "w") as fh:
-            for j, i in enumerate(range(0, len(X), rows_per_line)):
-                fh.write(json.dumps(v2.request_body(X[i:i + rows_per_line], request_id=f"r{j}")) + "\n")
-        url = endpoint.base_url.split("://", 1)[1]
-        cmd = [str(mlserver_bin), "infer", "-u", url, "-m", endpoint.model_name, "-i", str(inp), "-o", str(out),
-               "-w", str(workers), "-s", "1"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-        seconds = time.perf_counter() - t0
-        if proc.returncode != 0 or not out.exists():
-            return {"path": "mlserver infer", "error": f"exit {proc.returncode}: {proc.stderr[-500:]}",
-                    "rows": 0, "rows_per_s": None, "seconds": seconds}
-        chunks: dict[int, list] = {}
-        failed = 0
-        for line in out.read_text().splitlines():
-            resp = json.loads(line)
-            idx = (resp.get("parameters") or {}).get("batch_index")
-            try:
-                chunks[int(idx)] = v2.predictions(resp, "mlserver infer")
-            except Exception:  # noqa: BLE001 - an error item: counted, not dropped
-                failed += 1
-    n_lines = (len(X) + rows_per_line - 1) // rows_per_line
-    labels = np.concatenate([np.asarray(chunks[i], dtype=np.int64) if i in chunks
-                             else np.full(min(rows_per_line, len(X) - i * rows_per_line), -1) for i in range(n_lines)])
-    rows_ok = int(sum(len(v) for v in chunks.values()))
-    # The command logs its own processing time (after its imports and set-up, which take seconds).
-    import re
-
-    m = re.search(r"Time taken: ([\d.]+) seconds", proc.stdout + proc.stderr)
-    processing = float(m.group(1)) if m else None
-    return {"path": f"mlserver infer ({rows_per_line} rows per request, {workers} workers; wall time, its "
-                    f"start-up included)",
-            "rows": rows_ok, "seconds": seconds, "rows_per_s": rows_ok / seconds, "failed_requests": failed,
-            "missing_requests": n_lines - len(chunks) - failed, "processing_s_reported": processing,
-            "rows_per_s_processing": rows_ok / processing if processing else None, "labels": labels}
-
-
-def offline_ray_job(ray_python: Path, script: Path, artifact_dir: Path, X: np.ndarray, temp_dir: Path,
-                    actors: int = 2, chunk: int = 10000, timeout_s: float = 600.0) -> dict:
-    """A Ray batch job (actor pool over file chunks) on a Ray instance of its own; leftovers are stopped."""
-    from deployers.rayserve import LOCAL_RAY_ENV
-    from testbed.backends.local import processes
-
-    with tempfile.TemporaryDirectory(prefix="testbed-ray-batch-") as tmp:
-        inp, out, log = Path(tmp) / "rows.npy", Path(tmp) / "labels.npy", Path(tmp) / "job.log"
-        np.save(inp, X)
-        cmd = [str(ray_python), str(script), "--artifact", str(artifact_dir), "--input", str(inp), "--output",
-               str(out), "--temp-dir", str(temp_dir), "--actors", str(actors), "--chunk", str(chunk)]
-        t0 = time.perf_counter()
-        with open(log, "w") as fh:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=fh, text=True, start_new_session=True,
-                                    env={**os.environ, **LOCAL_RAY_ENV})
-            try:
-                stdout, _ = proc.communicate(timeout=timeout_s)
-            finally:
-                processes.stop_session(proc.pid, grace_s=5)
-        wall = time.perf_counter() - t0
-        lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
-        if proc.returncode != 0 or not lines or not out.exists():
-            return {"path": "Ray batch job", "error": f"exit {proc.returncode}: {processes.log_tail(log, 10)}",
-                    "rows": 0, "rows_per_s": None, "seconds": wall}
-        info = json.loads(lines[-1])
-        labels = np.load(out)
-    return {"path": f"Ray batch job: actor pool of {actors} over {chunk}-row chunks (Ray start excluded)",
-            "rows": info["rows"], "seconds": info["seconds"], "rows_per_s": info["rows"] / info["seconds"],
-            "startup_s": info["startup_s"], "wall_s_with_startup": wall, "labels": labels}
 
 
 def agreement(labels: np.ndarray, expected: np.ndarray) -> float:

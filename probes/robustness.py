@@ -1,7 +1,10 @@
-"""Robustness: malformed payloads sent to each platform's V2 infer route, and what it answered.
+"""Robustness: malformed payloads sent to each platform's infer route, and what it answered.
 
-For each case: the status code, the start of the message, the time taken, and whether the
-server still answered its liveness and model-readiness routes afterwards. The testbed never
+The cases are V2 requests. A platform with its own protocol gets each through its client-side adapter
+(its PLATFORM.protocol): a case the adapter cannot express is recorded as refused by the adapter, never as
+the platform's answer, and bytes that are not JSON go to the platform as they are. For each case: the
+status code, the start of the message, the time taken, and whether the server still answered its
+liveness and model-readiness routes afterwards. The testbed never
 trusts an answer to be well-formed: a timeout, a reset connection or a non-JSON error body is a
 measurement, not a crash. Cases are built by a pure function; `classify`/`score` are pure too.
 """
@@ -15,8 +18,10 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
+from deployers import get_platform, protocol_of
 from probes.context import ProbeContext
 from testbed import v2
+from testbed.adapters import AdapterError
 from testbed.endpoint import Endpoint
 from testbed.results import Result
 
@@ -75,7 +80,14 @@ def cases(n_features: int, oversized_rows: int = OVERSIZED_ROWS, seed: int = 0) 
     ]
 
 
-def classify(status: int | None) -> str:
+REFUSED_BY_ADAPTER, NOT_APPLICABLE = "refused by adapter", "not applicable"
+"""Outcomes of cases the platform never saw: a client-side adapter could not express the V2 request in the
+platform's protocol (nothing sent), or the protocol has no such route (one model per server, no model name)."""
+
+
+def classify(status: int | None, outcome: str | None = None) -> str:
+    if outcome in (REFUSED_BY_ADAPTER, NOT_APPLICABLE):
+        return outcome
     if status is None:
         return "no answer"
     if 200 <= status < 300:
@@ -91,8 +103,11 @@ def score(outcomes: list[dict]) -> dict:
     """Pure: outcomes are {case, client_error, status, stayed_up} dicts."""
     if not outcomes:
         raise ValueError("no robustness outcomes to score")
-    classes = [classify(o["status"]) for o in outcomes]
-    client = [(o, c) for o, c in zip(outcomes, classes) if o["client_error"]]
+    classes = [o.get("class") if o.get("class") in (REFUSED_BY_ADAPTER, NOT_APPLICABLE) else classify(o["status"])
+               for o in outcomes]
+    # Only what the platform answered says how it tells users it was them.
+    client = [(o, c) for o, c in zip(outcomes, classes)
+              if o["client_error"] and c not in (REFUSED_BY_ADAPTER, NOT_APPLICABLE)]
     stayed_up = all(o["stayed_up"] for o in outcomes)
     scores = {
         "cases": len(outcomes),
@@ -101,8 +116,11 @@ def score(outcomes: list[dict]) -> dict:
         "rejected_4xx": classes.count("rejected"),
         "server_error_5xx": classes.count("server error"),
         "accepted_2xx": classes.count("accepted"),
-        "next_request_failed": sum(1 for o in outcomes if o.get("next_request", 200) != 200),
+        "next_request_failed": sum(1 for o in outcomes if o.get("next_request", 200) not in (200, None)),
         "no_answer": classes.count("no answer"),
+        "refused_by_adapter": classes.count(REFUSED_BY_ADAPTER),
+        "not_applicable": classes.count(NOT_APPLICABLE),
+        "platform_answered": sum(c not in (REFUSED_BY_ADAPTER, NOT_APPLICABLE) for c in classes),
         # The share of client mistakes answered as such (4xx): how well the platform tells users it was them.
         "client_errors_as_4xx": sum(c == "rejected" for _, c in client) / len(client) if client else None,
     }
@@ -119,31 +137,65 @@ def exposure_scores(listeners: list[dict] | None) -> dict:
 
 
 def _healthy(client: httpx.Client, endpoint: Endpoint, wait_s: float) -> dict:
-    """Liveness and model readiness, retried for up to wait_s (a busy server may answer late)."""
+    """Liveness and model readiness (the platform's own routes), retried for up to wait_s (a busy server may
+    answer late)."""
+    protocol = protocol_of(endpoint)
     deadline = time.monotonic() + wait_s
     last = {}
     while True:
-        for name, url in (("live", endpoint.server_live_url), ("model_ready", endpoint.model_ready_url)):
-            try:
-                last[name] = client.get(url, timeout=2.0).status_code
-            except httpx.HTTPError as exc:
-                last[name] = f"{type(exc).__name__}"
+        try:
+            last["live"] = client.get(protocol.live_url(endpoint), timeout=2.0).status_code
+        except httpx.HTTPError as exc:
+            last["live"] = f"{type(exc).__name__}"
+        try:
+            last["model_ready"] = 200 if protocol.is_ready(client, endpoint) else "not ready"
+        except httpx.HTTPError as exc:
+            last["model_ready"] = f"{type(exc).__name__}"
         if all(v == 200 for v in last.values()) or time.monotonic() > deadline:
             return {**last, "ok": all(v == 200 for v in last.values())}
         time.sleep(0.25)
 
 
+def wire_body(protocol, case: Case) -> bytes | None:
+    """The case's body as the platform's protocol carries it: as given where the platform speaks V2; through a
+    client-side adapter otherwise (bytes that are not JSON go as they are: the platform's parser meets them).
+    None when the adapter cannot express the request (AdapterError): nothing is sent."""
+    if not protocol.converts:
+        return case.body
+    try:
+        request = json.loads(case.body)
+    except ValueError:
+        return case.body
+    try:
+        return json.dumps(protocol.encode_infer(request)).encode()
+    except AdapterError:
+        return None
+
+
 def probe_one(endpoint: Endpoint, all_cases: list[Case], good_body: dict, timeout_s: float = 60.0,
               health_wait_s: float = 10.0) -> list[dict]:
+    protocol = protocol_of(endpoint)
+    good = protocol.request_bytes(good_body)
+    infer_url = protocol.infer_url(endpoint)
     outcomes = []
     with httpx.Client(timeout=timeout_s) as client:
         for case in all_cases:
-            url = endpoint.infer_url if case.model is None else \
-                f"{endpoint.base_url}/v2/models/{case.model}/infer"
+            url = infer_url if case.model is None else protocol.model_infer_url(endpoint, case.model)
+            body = wire_body(protocol, case)
+            base = {"case": case.name, "description": case.description, "client_error": case.client_error,
+                    "request_bytes": len(case.body)}
+            if url is None or body is None:
+                why = (f"{protocol.protocol} names no model in its route" if url is None else
+                       f"the client-side adapter cannot express this V2 request in {protocol.protocol}")
+                health = _healthy(client, endpoint, health_wait_s)
+                outcomes.append({**base, "status": None, "class": NOT_APPLICABLE if url is None else REFUSED_BY_ADAPTER,
+                                 "message": why, "transport_error": None, "seconds": 0.0, "next_request": None,
+                                 "health_after": health, "stayed_up": health["ok"], "sent": False})
+                continue
             started = time.monotonic()
             status, message, error = None, "", None
             try:
-                resp = client.post(url, content=case.body, headers={"content-type": case.content_type})
+                resp = client.post(url, content=body, headers={"content-type": case.content_type})
                 status, message = resp.status_code, resp.text[:300]
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"[:300]
@@ -151,23 +203,23 @@ def probe_one(endpoint: Endpoint, all_cases: list[Case], good_body: dict, timeou
             # A valid request right after, on the same keep-alive connection: some servers drop the
             # connection after an unhandled error, and a client reusing it sees a reset (a race).
             try:
-                next_status = client.post(endpoint.infer_url, json=good_body).status_code
+                next_status = client.post(infer_url, content=good,
+                                          headers={"content-type": "application/json"}).status_code
             except httpx.HTTPError as exc:
                 next_status = f"{type(exc).__name__}: {exc}"[:120]
             health = _healthy(client, endpoint, health_wait_s)
-            outcomes.append({"case": case.name, "description": case.description, "client_error": case.client_error,
-                             "request_bytes": len(case.body), "status": status, "class": classify(status),
-                             "message": message, "transport_error": error, "seconds": round(elapsed, 4),
-                             "next_request": next_status, "health_after": health, "stayed_up": health["ok"]})
+            outcomes.append({**base, "status": status, "class": classify(status), "message": message,
+                             "transport_error": error, "seconds": round(elapsed, 4), "next_request": next_status,
+                             "health_after": health, "stayed_up": health["ok"], "sent": True,
+                             **({"wire_bytes": len(body)} if body is not case.body else {})})
     return outcomes
 
 
-# Who validates the payload: the answers below are the platform's own only where it parses V2 itself.
-VALIDATION = {
-    "kserve": ("native", "KServe decodes V2 itself; the feature-count check is ours (kserve_server.py predict)"),
-    "seldon": ("native", "MLServer decodes and validates V2 itself"),
-    "rayserve": ("user code", "Ray Serve has no V2 protocol: decoding and validation are ours (ray_app.py)"),
-}
+def validation_of(platform: str) -> tuple[str, str]:
+    """(label, where) of who decodes and validates payloads on the platform (its PLATFORM.protocol): the
+    answers measured are the platform's own only where it parses V2 itself."""
+    protocol = get_platform(platform).protocol
+    return protocol.validation, protocol.validation_note
 
 
 def run(ctx: ProbeContext) -> list[Result]:
@@ -176,6 +228,7 @@ def run(ctx: ProbeContext) -> list[Result]:
     good_body = v2.request_body(ctx.artifact.probe_rows()[:1], request_id="robustness-follow-up")
     results = []
     for platform, endpoint in ctx.endpoints.items():
+        validated_by, where = validation_of(platform)
         outcomes = probe_one(endpoint, all_cases, good_body)
         scored = score(outcomes)
         exposure = None if ctx.exposure is None else ctx.exposure.get(platform) or {}
@@ -185,9 +238,10 @@ def run(ctx: ProbeContext) -> list[Result]:
             measurements["listeners_beyond_loopback"] = listeners
         results.append(Result(
             probe=PROBE, platform=platform, backend=ctx.backend, artifact_sha256=ctx.artifact.sha256,
-            verdict=scored["verdict"], mechanism=VALIDATION.get(platform, ("native", ""))[0],
+            verdict=scored["verdict"], mechanism=validated_by,
             scores={**scored["scores"], **exposure_scores(listeners)}, measurements=measurements,
-            evidence={"infer_url": endpoint.infer_url, "validation": VALIDATION.get(platform, ("", "unknown"))[1], "oversized_rows": rows, "seed": ctx.seed,
+            evidence={"infer_url": protocol_of(endpoint).infer_url(endpoint), "validation": where,
+                      "protocol": protocol_of(endpoint).describe(), "oversized_rows": rows, "seed": ctx.seed,
                       "versions": ctx.versions.get(platform, {}),
                       **({"loopback_by_testbed": exposure.get("loopback_by_testbed") or []} if exposure else {})},
             run_id=ctx.run_id, repeat=ctx.repeat))

@@ -22,8 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="bring the testbed up: runtimes, model, Prometheus")
     backend_opt(up)
-    up.add_argument("--platforms", help="comma-separated subset (default: all registered platforms)")
-    up.add_argument("--timeout", type=float, default=None, help="seconds to wait for each runtime (default 180, env TESTBED_READY_TIMEOUT_S)")
+    up.add_argument("--platforms", help="comma-separated subset, or `all` (default: the default platforms the "
+                                        "backend offers)")
+    up.add_argument("--timeout", type=float, default=None,
+                    help="seconds to wait for each runtime (default 180, env TESTBED_READY_TIMEOUT_S)")
     up.add_argument("--dry-run", action="store_true", help="print the plan without touching anything (kind)")
     up.add_argument("--out", help="with --dry-run: also write every manifest under this directory")
     up.add_argument("--retain", action="store_true", help="keep a failed cluster for inspection (kind)")
@@ -72,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp = pipe_sub.add_parser("compile", help="compile the pipeline to IR YAML that Kubeflow Pipelines accepts")
     comp.add_argument("--out", default="testbed-pipeline.yaml", help="output file (default testbed-pipeline.yaml)")
     prun = pipe_sub.add_parser("run-local", help="run it here with kfp.local's SubprocessRunner (local backend)")
-    prun.add_argument("--platforms", help="comma-separated subset (default: all registered platforms)")
+    prun.add_argument("--platforms", help="comma-separated subset, or `all` (default: the default platforms)")
     prun.add_argument("--repeats", type=int, default=1)
     prun.add_argument("--seed", type=int, default=20261125)
     prun.add_argument("--results-dir", help="where the pipeline's run is written (default results/)")
@@ -92,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     backend_opt(probe)
     probe.add_argument("probe", help="outlier | drift | monitoring | explain | robustness | all (faults, by name only: "
                        "kill | overload | detector-outage)")
-    probe.add_argument("--platforms", help="comma-separated subset of the running platforms (default: all of them)")
+    probe.add_argument("--platforms", help="comma-separated subset of the running platforms (default, or `all`: "
+                                           "all of them)")
     probe.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     probe.add_argument("--reference", metavar="REF.csv", help="drift: your reference rows (header = feature names)")
     probe.add_argument("--data", metavar="CUR.csv", help="drift/outlier: your rows to test (header = feature names)")
@@ -110,12 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def running_subset(text: str | None) -> tuple[str, ...] | None:
+    """--platforms of a verb that acts on the running testbed: None (or `all`) means every running platform."""
+    from deployers import ALL, parse_platforms
+
+    return None if not text or text.strip() == ALL else parse_platforms(text)
+
+
 def settings_from(args) -> Settings:
     from deployers import parse_platforms
 
     settings = Settings(backend=getattr(args, "backend", "local"))
     if getattr(args, "platforms", None):
-        settings = replace(settings, platforms=parse_platforms(args.platforms))
+        settings = replace(settings, platforms=parse_platforms(args.platforms, settings.backend))
     if getattr(args, "timeout", None):
         settings = replace(settings, ready_timeout_s=args.timeout)
     if getattr(args, "prometheus_port", None):
@@ -145,8 +155,16 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_up(args) -> int:
     from testbed import lifecycle
 
+    settings = settings_from(args)
+    if not args.platforms:
+        from deployers import default_platforms
+
+        left_out = [n for n in default_platforms() if n not in settings.platforms]
+        if left_out:
+            print(f"The {settings.backend} backend does not offer {', '.join(left_out)} (no {settings.backend} "
+                  f"deployment in its module): starting {', '.join(settings.platforms)}.", file=sys.stderr)
     _interrupt_on_hangup()
-    outcome = lifecycle.up(settings_from(args), dry_run=args.dry_run, out_dir=args.out, retain=args.retain)
+    outcome = lifecycle.up(settings, dry_run=args.dry_run, out_dir=args.out, retain=args.retain)
     if outcome.status:
         print(render_status(outcome.status))
     return 0
@@ -238,8 +256,9 @@ def render_status(status: dict) -> str:
     model = status.get("model")
     if model:
         lines.append(f"model: {model['name']}  sha256 {model['sha256'][:12]}  features {', '.join(model['features'])}")
+    width = max([9, *map(len, status.get("platforms", {}))])
     for name, p in status.get("platforms", {}).items():
-        lines.append(f"  {name:<9} {p['state']:<10} {p.get('v2_base_url') or '-':<24} metrics {p.get('metrics_url') or '-'}"
+        lines.append(f"  {name:<{width}} {p['state']:<10} {p.get('v2_base_url') or '-':<24} metrics {p.get('metrics_url') or '-'}"
                      + (f"  rss {p['rss_mb']:.0f} MB" if p.get("rss_mb") else ""))
     exposed = (status.get("exposure") or {}).get("non_loopback_sockets", [])
     if exposed:
@@ -328,7 +347,6 @@ def cmd_probe(args) -> int:
     in the experiments' own layout and run.json, so `report` shows the cells (n=1) and plots."""
     import argparse
 
-    from deployers import parse_platforms
     from probes import registry, userdata
     from testbed import experiment, lifecycle, results
 
@@ -341,12 +359,14 @@ def cmd_probe(args) -> int:
         if getattr(args, flag):
             options[key] = str(Path(getattr(args, flag)).resolve())
     _check_user_flags(names, options)
-    ctx = registry.context_from_status(lifecycle.status(settings),
-                                       parse_platforms(args.platforms) if args.platforms else None)
+    # --platforms all (or none): every running platform, not every registered one.
+    subset = running_subset(args.platforms)
+    ctx = registry.context_from_status(lifecycle.status(settings), subset)
     _check_user_data(options, ctx.artifact.feature_names, userdata)
     specs = [experiment.ExperimentSpec(name, registry.PROBES[name], options=registry.options_for(name, options))
              for name in names]
-    harness_args = argparse.Namespace(backend=args.backend, platforms=args.platforms, repeats=1, seed=args.seed,
+    harness_args = argparse.Namespace(backend=args.backend, platforms=",".join(subset) if subset else None,
+                                      repeats=1, seed=args.seed,
                                       resume=None, run_id=results.new_run_id("probe"), results_dir=None,
                                       keep_up=True)
     outcome = experiment.execute(specs, harness_args, say=lambda m: print(m, file=sys.stderr, flush=True),
@@ -361,7 +381,6 @@ def cmd_probe(args) -> int:
 
 def _probe_dry_run(args, names, settings) -> int:
     """Print each fault's plan on this backend; nothing is injected and no result is written."""
-    from deployers import parse_platforms
     from probes import registry
     from testbed.backends import get_backend
 
@@ -375,7 +394,7 @@ def _probe_dry_run(args, names, settings) -> int:
         print(f"# no running {args.backend} testbed: planned against `up --backend {args.backend} --dry-run`",
               flush=True)
         status = backend.planned_status(settings)
-    ctx = registry.context_from_status(status, parse_platforms(args.platforms) if args.platforms else None,
+    ctx = registry.context_from_status(status, running_subset(args.platforms),
                                        seed=args.seed, run_id="dry-run",
                                        options={"dry_run": True, "plan_out": sys.stdout})
     for name in names:

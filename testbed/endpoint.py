@@ -11,13 +11,13 @@ DETECTION_LABELS = ("native", "add-on", "user code", "probe tee", "none")
 @dataclass(frozen=True)
 class Endpoint:
     platform: str
-    """Registry name of the platform (kserve, seldon, rayserve)."""
+    """Registry name of the platform (deployers.PLATFORMS)."""
 
     backend: str
     """local or kind."""
 
     base_url: str
-    """Root of the Open Inference Protocol (V2) routes, e.g. http://127.0.0.1:8085."""
+    """Root of the platform's routes, e.g. http://127.0.0.1:8085 (the V2 routes, where it serves V2)."""
 
     model_name: str
     """Name under /v2/models/<name>."""
@@ -33,6 +33,11 @@ class Endpoint:
 
     notes: tuple[str, ...] = ()
     """Facts a reader of results needs, e.g. 'V2 routes are user code'."""
+
+    ready_url: str | None = None
+    """The route that says the model serves, where the platform has no V2 model-ready route (BentoML's
+    /readyz, MLflow's /ping, TorchServe's management API); None: model_ready_url. Its platform's
+    WireProtocol.is_ready reads it."""
 
     @property
     def infer_url(self) -> str:

@@ -11,11 +11,17 @@ class TestbedError(Exception):
 
 
 class UnknownPlatform(TestbedError):
-    def __init__(self, name: str, known: list[str]):
-        super().__init__(
-            f"Unknown platform {name!r}. Known platforms: {', '.join(known)}. "
-            f"Pass one or more of them to --platforms, separated by commas."
-        )
+    def __init__(self, name: str, known: list[str], backend: str | None = None):
+        if backend:
+            super().__init__(
+                f"The {backend} backend does not offer platform {name!r} (no {backend} deployment in its "
+                f"deployers/ module). It offers: {', '.join(known) or 'none'}; pass those to --platforms."
+            )
+        else:
+            super().__init__(
+                f"Unknown platform {name!r}. Known platforms: {', '.join(known)}. "
+                f"Pass one or more of them to --platforms, separated by commas."
+            )
 
 
 class UnknownBackend(TestbedError):

@@ -289,7 +289,7 @@ def execute(specs: list[ExperimentSpec], args, say=print, extra_header: dict | N
 
     settings = Settings(backend=args.backend)
     if args.platforms:
-        settings = replace(settings, platforms=parse_platforms(args.platforms))
+        settings = replace(settings, platforms=parse_platforms(args.platforms, settings.backend))
     root = Path(args.results_dir) if args.results_dir else results_mod.RESULTS_DIR
     probe_fns = {s.name: s.probe_fn() for s in specs}  # fail before bringing anything up
     if args.resume:

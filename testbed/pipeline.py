@@ -17,8 +17,12 @@ from typing import NamedTuple
 
 from kfp import compiler, dsl
 
+from deployers import default_platforms
+
 IMAGE = os.environ.get("TESTBED_PIPELINE_IMAGE", "localhost/ml-deployment-testbed:0.1.0")
 PIPELINE_NAME = "testbed-verified-deployment"
+DEFAULT_PLATFORMS = ",".join(default_platforms())
+"""The pipeline parameter's default (kfp needs a literal): the registry's default platforms."""
 
 
 # Component bodies run in another process (and, on Kubeflow, another machine): imports live inside.
@@ -48,7 +52,7 @@ def deploy(backend: str, platforms: str, artifact_sha256: str) -> NamedTuple("De
     from testbed.lifecycle import ensure_up
     from testbed.settings import Settings
 
-    settings = replace(Settings(backend=backend), platforms=parse_platforms(platforms))
+    settings = replace(Settings(backend=backend), platforms=parse_platforms(platforms, backend))
     status, started_here = ensure_up(settings)
     served = (status.get("model") or {}).get("sha256")
     if served != artifact_sha256:
@@ -110,7 +114,7 @@ def teardown(backend: str, started_here: bool, report_path: str) -> str:
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Train the reference model, deploy it on every platform, verify "
               "it answers like the in-process model, and report.")
-def testbed_pipeline(backend: str = "local", platforms: str = "kserve,seldon,rayserve",
+def testbed_pipeline(backend: str = "local", platforms: str = DEFAULT_PLATFORMS,
                      experiments: str = "pipeline_verify", repeats: int = 1, seed: int = 20261125,
                      artifact_seed: int = 20261125, run_id: str = ""):
     art = prepare_artifact(artifact_seed=artifact_seed).set_display_name("prepare-artifact")
@@ -142,9 +146,7 @@ def run_local(args) -> int:
     if args.results_dir:
         os.environ["TESTBED_RESULTS_DIR"] = str(Path(args.results_dir).resolve())
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    from deployers import PLATFORMS
-
-    task = testbed_pipeline(backend="local", platforms=args.platforms or ",".join(PLATFORMS),
+    task = testbed_pipeline(backend="local", platforms=args.platforms or DEFAULT_PLATFORMS,
                             repeats=args.repeats, seed=args.seed)
     print(f"pipeline {PIPELINE_NAME} finished: {task.output if hasattr(task, 'output') else 'ok'}")
     return 0

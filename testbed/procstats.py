@@ -17,10 +17,11 @@ from testbed.backends.local import processes
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def session_cpu_seconds(sid: int) -> float:
-    """user + system CPU seconds of every live process in the session (children it reaped included)."""
+def session_cpu_seconds(sid: int, members=None) -> float:
+    """user + system CPU seconds of every live process in the session (children it reaped included);
+    members() names the processes instead, for a runtime that starts some outside its session."""
     total = 0
-    for pid in processes.session_members(sid):
+    for pid in (members() if members else processes.session_members(sid)):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -42,8 +43,10 @@ class Usage:
 class SessionMeter:
     """CPU seconds used and peak/mean resident memory of one session while the `with` block runs."""
 
-    def __init__(self, sid: int, interval_s: float = 0.2):
+    def __init__(self, sid: int, interval_s: float = 0.2, members=None):
         self.sid = sid
+        self.members = members or (lambda: processes.session_members(sid))
+        """() -> the pids to account for (LocalProcess.members of the runtime); its session by default."""
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._rss: list[int] = []
@@ -51,11 +54,11 @@ class SessionMeter:
 
     def _sample(self):
         while not self._stop.is_set():
-            self._rss.append(processes.rss_bytes(processes.session_members(self.sid)))
+            self._rss.append(processes.rss_bytes(self.members()))
             self._stop.wait(self.interval_s)
 
     def __enter__(self):
-        self._cpu0 = session_cpu_seconds(self.sid)
+        self._cpu0 = session_cpu_seconds(self.sid, self.members)
         self._t0 = time.monotonic()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -64,8 +67,8 @@ class SessionMeter:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        cpu = session_cpu_seconds(self.sid) - self._cpu0
-        rss = self._rss or [processes.rss_bytes(processes.session_members(self.sid))]
+        cpu = session_cpu_seconds(self.sid, self.members) - self._cpu0
+        rss = self._rss or [processes.rss_bytes(self.members())]
         self.usage = Usage(cpu_s=max(cpu, 0.0), wall_s=time.monotonic() - self._t0, peak_rss_bytes=max(rss),
                            mean_rss_bytes=int(sum(rss) / len(rss)), samples=len(rss))
         return False

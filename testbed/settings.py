@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PLATFORMS = ("kserve", "seldon", "rayserve")
 
 
 @dataclass(frozen=True)
@@ -39,8 +38,9 @@ class Settings:
     backend: str = "local"
     """Where platforms run: `local` (processes on loopback) or `kind` (a kind cluster)."""
 
-    platforms: tuple[str, ...] = DEFAULT_PLATFORMS
-    """Platforms to bring up, by registry name (see `deployers/`)."""
+    platforms: tuple[str, ...] = None  # type: ignore[assignment]  (filled in by __post_init__)
+    """Platforms to bring up, by registry name (see `deployers/`). Not given: the registry's default
+    platforms that this backend offers (deployers.default_platforms)."""
 
     state_dir: Path = field(default_factory=lambda: Path(os.environ.get("TESTBED_STATE_DIR", REPO_ROOT / ".testbed")))
     """Pids, ports, logs, runtime environments, artifacts and Prometheus data live here.
@@ -77,6 +77,15 @@ class Settings:
 
     batching: Batching = field(default_factory=Batching)
     """Request batching on the platforms that support it (`up --batching on|off`); off by default."""
+
+    def __post_init__(self):
+        if self.platforms is None:
+            # Imported here: the registry imports the platform modules, which import these settings.
+            from deployers import default_platforms
+
+            object.__setattr__(self, "platforms", default_platforms(self.backend))
+        else:
+            object.__setattr__(self, "platforms", tuple(self.platforms))
 
     @property
     def envs_dir(self) -> Path:

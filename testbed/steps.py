@@ -5,13 +5,31 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import Callable, Protocol, TextIO
 
 from testbed.artifact import Artifact
 from testbed.endpoint import Endpoint
 from testbed.errors import ParityFailed, StepFailed, TestbedError
-from testbed.platforms import Deployment
 from testbed.settings import Settings
+
+
+class Deployment(Protocol):
+    """One platform serving the artifact on one backend (a platform module's class per backend, e.g.
+    deployers/kserve.py KServeLocal, KServeKind; the bases are testbed/backends/*/deployment.py)."""
+
+    platform: str
+
+    def deploy(self, ctx: "UpContext") -> None:
+        """Start (local) or apply (kind) what serves the model. Returns without waiting."""
+
+    def wait_ready(self, ctx: "UpContext", timeout_s: float) -> Endpoint:
+        """Block until the model answers its readiness route; raise a TestbedError on failure or timeout."""
+
+    def endpoint(self, ctx: "UpContext") -> Endpoint:
+        """The Endpoint of what `deploy` started (valid once ready)."""
+
+    def teardown(self, ctx: "UpContext") -> None:
+        """Stop/delete everything `deploy` made. Safe to call on a partial or absent deployment."""
 
 
 @dataclass

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from deployers import PLATFORMS, parse_platforms
+from deployers import PLATFORMS, default_platforms, parse_platforms
 from testbed.backends import get_backend
 from testbed.backends.local import processes
 from testbed.cli import build_parser
@@ -27,10 +27,16 @@ def test_verbs_parse():
 
 def test_platform_names_are_checked_all_at_once():
     assert parse_platforms("kserve, rayserve") == ("kserve", "rayserve")
-    assert parse_platforms(None) == tuple(PLATFORMS)
+    assert parse_platforms(None) == default_platforms() == Settings().platforms
+    assert set(default_platforms()) <= set(PLATFORMS) and parse_platforms("all") == tuple(PLATFORMS)
     with pytest.raises(UnknownPlatform) as err:
-        parse_platforms("kserve,torchserve,bento")
-    assert "torchserve, bento" in str(err.value) and "seldon" in str(err.value)
+        parse_platforms("kserve,nosuchserve,bento-x")
+    assert "nosuchserve, bento-x" in str(err.value) and "seldon" in str(err.value)
+    # Verbs on the running testbed (probe): `all` is every running platform, as no --platforms is.
+    from testbed.cli import running_subset
+
+    assert running_subset("all") is None and running_subset(None) is None
+    assert running_subset("seldon") == ("seldon",)
 
 
 def test_unknown_backend_names_the_known_ones():

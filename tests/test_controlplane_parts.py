@@ -19,7 +19,7 @@ def test_every_component_is_a_go_module_from_the_proxy():
     minimum, components = build.load()
     assert minimum == "1.26"
     names = {c.name for c in components}
-    assert {"etcd", "kubernetes", "kwok", "helm", "kserve", "kuberay-operator", "prometheus-operator",
+    assert {"etcd", "kubernetes", "kwok", "helm", "kserve-controller", "kuberay-operator", "prometheus-operator",
             "prometheus"} <= names
     for c in components:
         assert c.binaries, c.name
@@ -44,7 +44,7 @@ def test_pins_agree_with_the_kind_path():
     by = {c.name: c for c in components}
     p = pins()
     assert by["kubernetes"].version == p.kubernetes
-    assert by["kserve"].version == p.chart("kserve-resources").version
+    assert by["kserve-controller"].version == p.chart("kserve-resources").version
     kuberay = by["kuberay-operator"]
     assert kuberay.version != "v" + p.chart("kuberay-operator").version.lstrip("v")
     assert kuberay.skew["kind_pin"].lstrip("v") == p.chart("kuberay-operator").version.lstrip("v")
@@ -539,13 +539,13 @@ def test_a_listener_beyond_loopback_is_shown_with_its_process_and_cause(tmp_path
         record = {**p.record(), "ports": {"webhook": port}}
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            doc = exposure({"kserve": record}, {})
+            doc = exposure({"kserve-controller": record}, {})
             if doc["count"]:
                 break
             time.sleep(0.2)
         assert doc["count"] == 1 and doc["unexplained"] == 0, doc
         x = doc["non_loopback_sockets"][0]
-        assert x["owner"] == "kserve" and x["port"] == port and x["process"].startswith("python")
+        assert x["owner"] == "kserve-controller" and x["port"] == port and x["process"].startswith("python")
         assert "binds every interface" in x["cause"]
         text = render_status({"backend": "controlplane", "state": "running", "exposure": doc})
         assert f":{port}" in text and f"pid {x['pid']}" in text and "[1]" in text

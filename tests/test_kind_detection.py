@@ -23,7 +23,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from deployers import PLATFORMS
+from deployers import PLATFORMS, offered_on
 from testbed import artifact as artifact_mod
 from testbed import detectors
 from testbed.backends.kind import crd_schema, detection, preflight
@@ -209,7 +209,7 @@ def logger_of(obj: dict):
     return [a["name"] for a in yaml.safe_load(obj["spec"]["serveConfigV2"])["applications"]][1:] or None
 
 
-@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+@pytest.mark.parametrize("platform", sorted(offered_on("kind")))
 def test_detection_option_with_and_without_a_service_validates_against_the_crd(platform):
     cls = PLATFORMS[platform].deployments["kind"]
     schema = crd_schema.load(cls.api_version, cls.kind)
@@ -459,13 +459,13 @@ def test_state_file_entry_carries_each_published_path(fitted):
     art, fitted_detectors = fitted
     ctx = kind_ctx(art, fitted_detectors)
     ctx.extra["kind_detection"] = detection.state_of(ctx.extra["kind"])
-    ctx.deployments = {name: platform.deployments["kind"]() for name, platform in PLATFORMS.items()}
+    ctx.deployments = {name: PLATFORMS[name].deployments["kind"]() for name in offered_on("kind")}
     for dep in ctx.deployments.values():
         dep.started_at = time.monotonic()  # deployed (what _save records)
     recorded = KindBackend()._detection_state(ctx)
     assert recorded["service_url"] == "http://127.0.0.1:30106"
     assert recorded["deployment"] == {"name": "detector-service", "namespace": "testbed"}
-    assert set(recorded["paths"]) == set(PLATFORMS)
+    assert set(recorded["paths"]) == set(offered_on("kind"))
     assert recorded["paths"]["rayserve"]["outlier"]["url"].endswith("/detected/v2/models/reference-classifier/infer")
     assert recorded["detectors"] == fitted_detectors.summary()
     json.dumps(recorded)  # the state file is JSON

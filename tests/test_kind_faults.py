@@ -10,7 +10,6 @@ import re
 
 import pytest
 
-from deployers import PLATFORMS
 from probes import registry
 from testbed.backends.kind.backend import KindBackend
 from testbed.backends.kind.faults import KindFaults
@@ -43,6 +42,10 @@ def monkeypatch_module():
     mp.undo()
 
 
+PLANNED = Settings(backend="kind").platforms
+"""What `up --backend kind` deploys without --platforms (the default platforms the kind backend offers)."""
+
+
 def dry_run(state_dir, probe: str, *extra: str):
     return run_testbed("probe", probe, "--backend", "kind", "--dry-run", *extra, state_dir=state_dir, check=False)
 
@@ -53,17 +56,17 @@ def test_kill_deletes_exactly_the_pods_each_platform_serves_from(state_dir, up_p
     out = proc.stdout
     assert "no running kind testbed: planned against `up --backend kind --dry-run`" in out
     pairs = re.findall(r"^> kubectl delete pod -n (\S+) <every Running pod of -l (\S+)> --grace-period=0", out, re.M)
-    assert len(pairs) == len(PLATFORMS), out
+    assert len(pairs) == len(PLANNED), out
     deleted = {selector: namespace for namespace, selector in pairs}
     # The selector the fault deletes by is the one the platform's NodePort Service routes to.
     services = {obj["metadata"]["name"]: obj for obj in up_plan if obj["kind"] == "Service"}
-    for name in PLATFORMS:
+    for name in PLANNED:
         service = services[f"testbed-{name}-nodeport"]
         assert deleted[label_selector(service["spec"]["selector"])] == service["metadata"]["namespace"], name
     # The load is bounded and on loopback, and the kind defaults leave time for a pod to come back.
     assert len(re.findall(r"^# load: POST http://127\.0\.0\.1:\d+/v2/models/\S+/infer at 20\.0 req/s for 65\.0 s "
-                          r"\(at most 1301 requests", out, re.M)) == len(PLATFORMS)
-    assert out.count("no restore by the testbed") == len(PLATFORMS)
+                          r"\(at most 1301 requests", out, re.M)) == len(PLANNED)
+    assert out.count("no restore by the testbed") == len(PLANNED)
 
 
 def test_overload_plan_is_the_load_alone(state_dir):
@@ -104,14 +107,14 @@ def test_detector_outage_scales_the_deployment_up_deploys(state_dir, up_plan):
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     downs = re.findall(r"^> kubectl scale deployment/(\S+) -n (\S+) --replicas=0 && kubectl delete pod -n \S+ "
                        r"-l (\S+) --grace-period=0", out, re.M)
-    assert len(downs) == len(PLATFORMS), out  # every platform publishes a path on kind
+    assert len(downs) == len(PLANNED), out  # every platform publishes a path on kind
     for name, ns, selector in downs:
         assert (name, ns) == ("detector-service", namespace)
         for pair in selector.split(","):
             key, value = pair.split("=")
             assert pod_labels[key] == value  # the pods deleted are the Deployment's own
     assert out.count(f"> kubectl scale deployment/detector-service -n {namespace} "
-                     f"--replicas={deployment['spec'].get('replicas', 1)}") == len(PLATFORMS)
+                     f"--replicas={deployment['spec'].get('replicas', 1)}") == len(PLANNED)
     # The platform's own series, read from Prometheus, exclude the detector service's (it labels by platform too).
     assert f'job!="{detection.PODMONITOR_JOB}"' in out
     [monitor] = [o for o in up_plan if o["kind"] == "PodMonitor" and o["metadata"]["name"] == "detector-service"]

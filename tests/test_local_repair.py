@@ -83,7 +83,7 @@ def test_kill_under_load_accounts_for_every_request(own_testbed, monkeypatch):
     status = own_testbed.ensure_running()
     monkeypatch.setenv("TESTBED_STATE_DIR", str(own_testbed.state_dir))  # the probe finds its processes there
     ctx = context_from_status(status, None, run_id="test-faults")
-    ctx = replace(ctx, options={"rate": 20, "pre_s": 1, "post_s": 6, "extra_wait_s": 5})
+    ctx = replace(ctx, options={"rate": 20, "pre_s": 2, "post_s": 6, "extra_wait_s": 5})
     results = kill.run(ctx)
     assert {r.platform for r in results} == set(status["platforms"])
     for r in results:

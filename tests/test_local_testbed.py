@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from testbed_cli import run_testbed
-from deployers import PLATFORMS
+from deployers import PLATFORMS, default_platforms
 from testbed import v2
 from probes.detection_io import prometheus_sum, wait_counter
 from testbed.prometheus import PrometheusClient
@@ -35,19 +35,23 @@ def _settled(prom, queries: dict[str, str], quiet_s: float = 8.0, timeout_s: flo
 def test_status_contract(testbed_up):
     status = testbed_up
     assert status["schema"] == "testbed.status/v1" and status["state"] == "running"
-    assert set(status["platforms"]) == set(PLATFORMS)
+    assert set(status["platforms"]) == set(default_platforms("local"))
     assert len(status["model"]["sha256"]) == 64 and status["model"]["features"][0] == "x0"
     for name, p in status["platforms"].items():
         assert p["state"] == "ready", name
         assert p["v2_base_url"].startswith("http://127.0.0.1:")
         assert p["model_name"] == status["model"]["name"]
-        assert p["metrics_url"].startswith("http://127.0.0.1:")
+        assert p["metrics_url"] is None or p["metrics_url"].startswith("http://127.0.0.1:")
     health = {t["job"]: t["health"] for t in status["prometheus"]["targets"]}
-    assert set(health) >= {*PLATFORMS, "testbed-results"} and set(health.values()) == {"up"}
+    scraped = {n for n, p in status["platforms"].items() if p["metrics_url"]}  # a platform may expose none
+    assert scraped and set(health) >= {*scraped, "testbed-results"} and set(health.values()) == {"up"}
     # Every process `up` started is listed and checked: runtimes, detection paths, exporter, Prometheus.
     started = {p["name"]: p for p in status["processes"]}
-    assert {*PLATFORMS, "detector-service", "kserve-transformer", "seldon-detector-server", "seldon-pipeline",
-            "results-exporter", "prometheus"} <= set(started)
+    sidecars = {"kserve": {"kserve-transformer"}, "seldon": {"seldon-detector-server", "seldon-pipeline"}}
+    expected = {*status["platforms"], "detector-service", "results-exporter", "prometheus"}
+    for name in status["platforms"]:
+        expected |= sidecars.get(name, set())
+    assert expected <= set(started)
     assert {p["state"] for p in started.values()} == {"ready"} and status["problems"] == []
 
 
@@ -68,7 +72,8 @@ def test_requests_are_counted_by_each_platform_in_prometheus(testbed_up):
     prom = PrometheusClient(testbed_up["prometheus"]["url"])
     rows = np.random.default_rng(1).normal(size=(1, 7))
     rows[0, -1] = 1.0
-    queries = {n: PLATFORMS[n].infer_requests_promql for n in PLATFORMS}
+    queries = {n: PLATFORMS[n].metrics.infer_requests_promql for n in testbed_up["platforms"]
+               if PLATFORMS[n].metrics and PLATFORMS[n].metrics.infer_requests_promql}
     before = _settled(prom, queries)
     with httpx.Client(timeout=10) as client:
         for name, p in testbed_up["platforms"].items():
@@ -87,7 +92,7 @@ def test_parity_recorded_at_up(testbed_up):
 
     state = json.loads((Settings().run_dir / "state.json").read_text())
     assert state["parity"]["ok"] and state["parity"]["rows"] == 32
-    assert set(state["parity"]["platforms"]) == set(PLATFORMS)
+    assert set(state["parity"]["platforms"]) == set(default_platforms("local"))
 
 
 def test_second_up_reports_what_runs(testbed_up):

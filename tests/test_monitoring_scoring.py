@@ -2,6 +2,7 @@
 
 import pytest
 
+from deployers import PLATFORMS
 from probes import monitoring as m
 from testbed import errors
 from testbed.population import Population
@@ -17,7 +18,7 @@ def test_exact_counts_pass_and_absent_signals_are_not_exposed():
     before = {"requests_total": 9.0, "requests_ok": 6.0, "requests_failed": 3.0, "latency_histogram": 9.0}
     after = {"requests_total": 34.0, "requests_ok": 26.0, "requests_failed": 8.0, "latency_histogram": 34.0,
              "model_label": 1.0}
-    scored = m.score(m.CATALOGUE["kserve"], before, after, EXPECTED)
+    scored = m.score(m.catalogue_of("kserve"), before, after, EXPECTED)
     assert scored["verdict"] == "pass"
     assert scored["scores"]["count_accuracy"] == 1.0
     assert scored["scores"]["count_signals"] == 4
@@ -48,7 +49,7 @@ def test_discovery_finds_what_the_catalogue_left_out_and_requires_movement():
     assert found["model_label"]["moved"] and found["latency_histogram"]["moved"]
     assert sorted(found["requests_total"]["moved"]) == ['http_requests_total{code="200"}', 'http_requests_total{code="500"}']
     # KServe's catalogue has no status-code query: discovery alone makes it exposed; the queue stays unexposed.
-    scored = m.score(m.CATALOGUE["kserve"], {}, {"model_label": 1.0}, EXPECTED, found)
+    scored = m.score(m.catalogue_of("kserve"), {}, {"model_label": 1.0}, EXPECTED, found)
     assert scored["signals"]["status_codes"]["exposed"] and scored["signals"]["model_label"]["exposed"]
     assert scored["signals"]["queue_or_batch"]["found"] and not scored["signals"]["queue_or_batch"]["exposed"]
 
@@ -58,7 +59,7 @@ def test_a_miscount_fails_and_reports_the_error():
               "status_codes": 0.0}
     after = {"requests_total": 24.0, "requests_ok": 20.0, "requests_failed": 5.0, "latency_histogram": 25.0,
              "status_codes": 5.0}
-    scored = m.score(m.CATALOGUE["seldon"], before, after, EXPECTED)
+    scored = m.score(m.catalogue_of("seldon"), before, after, EXPECTED)
     assert scored["verdict"] == "fail"
     assert scored["signals"]["requests_total"]["exact"] is False
     assert scored["scores"]["count_accuracy"] == pytest.approx(4 / 5)
@@ -71,18 +72,18 @@ def test_a_counter_born_during_the_traffic_counts_from_zero():
               "status_codes": None}
     after = {"requests_total": 35.0, "requests_ok": 30.0, "requests_failed": 5.0, "latency_histogram": 35.0,
              "status_codes": 5.0}
-    assert m.score(m.CATALOGUE["seldon"], before, after, EXPECTED)["verdict"] == "pass"
+    assert m.score(m.catalogue_of("seldon"), before, after, EXPECTED)["verdict"] == "pass"
 
 
 def test_nothing_counted_is_a_fail_not_a_vacuous_pass():
-    scored = m.score(m.CATALOGUE["rayserve"], {}, {}, EXPECTED)
+    scored = m.score(m.catalogue_of("rayserve"), {}, {}, EXPECTED)
     assert scored["verdict"] == "fail"
     assert scored["scores"]["count_accuracy"] is None
     assert scored["scores"]["coverage"] == 0.0
 
 
 def test_counts_reached_waits_for_every_count_signal():
-    cat = m.CATALOGUE["rayserve"]
+    cat = m.catalogue_of("rayserve")
     before = {n: 0.0 for n in cat.signals}
     partial = {"requests_total": 25.0, "requests_ok": 20.0, "requests_failed": 5.0, "latency_histogram": 25.0,
                "status_codes": None}
@@ -91,7 +92,8 @@ def test_counts_reached_waits_for_every_count_signal():
 
 
 def test_catalogue_covers_every_signal_and_renders_plain_promql():
-    for platform, cat in m.CATALOGUE.items():
+    for platform in PLATFORMS:
+        cat = m.catalogue_of(platform)
         assert set(cat.signals) == set(m.SIGNALS), platform
         for name, signal in cat.signals.items():
             q = m.render(signal, platform, "reference-classifier")

@@ -5,6 +5,14 @@ import json
 from pathlib import Path
 
 
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def load_verified(artifact_dir):
     artifact_dir = Path(artifact_dir)
     metadata = json.loads((artifact_dir / "metadata.json").read_text())

@@ -61,7 +61,11 @@ def build(train_x: Path, train_y: Path, sklearn_model: Path, seed: int, out: Pat
 
 def loader(fmt: str, model_dir: Path):
     """The library's own API for one format: returns predict(rows: float64 2-D) -> int labels."""
-    path = Path(model_dir) / fmt / FILES[fmt]
+    return load_file(fmt, Path(model_dir) / fmt / FILES[fmt])
+
+
+def load_file(fmt: str, path: Path):
+    """loader() for one model file of format `fmt` wherever it lies (a TorchServe model directory)."""
     if fmt == "sklearn":
         import joblib
 

@@ -1,5 +1,5 @@
 """`python -m testbed report`: the criteria matrix (measured cells with CI, run id and backend for
-KServe, Seldon Core and Ray Serve; documented rows with sources for the other systems), plots, and
+the registered platforms; documented rows with sources for the other systems), plots, and
 the provenance of every run, as Markdown and as one self-contained HTML file (images inlined).
 """
 
@@ -23,10 +23,28 @@ DOCUMENTED = Path(__file__).with_name("documented.yaml")
 DOCUMENTED_SCHEMA = "testbed.documented/v1"
 
 
-def load_documented(path: Path = DOCUMENTED) -> dict:
+def measured_systems() -> list[dict]:
+    """One matrix row per registered platform, in registry order: its documented facts (the platform
+    module's PLATFORM.documented, with sources) where nothing is measured yet."""
+    from deployers import PLATFORMS  # here: the results exporter imports this package, not the platforms
+
+    return [p.documented.as_system(name) if p.documented else
+            {"id": name, "name": p.display_name, "measured_platform": name, "cells": {}}
+            for name, p in PLATFORMS.items()]
+
+
+def load_documented(path: Path = DOCUMENTED, measured: list[dict] | None = None) -> dict:
+    """documented.yaml (systems the testbed does not measure) after the measured platforms' rows."""
     data = yaml.safe_load(path.read_text())
     if data.get("schema") != DOCUMENTED_SCHEMA:
         raise ValueError(f"{path}: schema {data.get('schema')!r}, expected {DOCUMENTED_SCHEMA!r}")
+    measured = measured_systems() if measured is None else measured
+    ids = {m["id"] for m in measured}
+    twice = [s["id"] for s in data["systems"] if s["id"] in ids or s.get("measured_platform")]
+    if twice:
+        raise ValueError(f"{path}: rows for measured platforms {twice}: a measured platform's documented facts "
+                         f"live in its module (deployers/<name>.py, PLATFORM.documented); move them there")
+    data["systems"] = [*measured, *data["systems"]]
     keys = {c.key for c in CRITERIA}
     for system in data["systems"]:
         unknown = set(system["cells"]) - keys
@@ -40,7 +58,7 @@ class Matrix:
     title: str
     sha256: str | None
     rows: list[tuple[dict, dict[str, Cell]]] = field(default_factory=list)
-    """(system entry from documented.yaml, criterion key -> Cell)."""
+    """(system entry: a measured platform's or documented.yaml's, criterion key -> Cell)."""
 
 
 def build_matrix(documented: dict, runs: list[LoadedRun], sha256: str | None) -> Matrix:
@@ -246,6 +264,12 @@ def _glance_text(system: dict, cell: Cell, sources: Sources) -> tuple[str, str, 
     return "—", "", NOT_MEASURABLE
 
 
+def not_measured(rep: Report) -> list[tuple[str, str, list[str]]]:
+    """(system, why, sources) of each documented system that says why the testbed does not measure it."""
+    return [(s["name"], " ".join(str(s["not_measured_because"]).split()), list(s.get("not_measured_sources") or []))
+            for s in rep.documented["systems"] if s.get("not_measured_because")]
+
+
 def measured_criteria(rep: Report) -> list:
     return [c for c in CRITERIA if any(cells[c.key].kind == "measured" for m in rep.matrices for _, cells in m.rows)]
 
@@ -280,6 +304,12 @@ def to_markdown(rep: Report) -> str:
                         + (" PARTIAL" if cell.partial else "")
                 tds.append(_md_escape(text))
             out.append("| " + _md_escape(label) + " | " + " | ".join(tds) + " |")
+        out.append("")
+    unmeasured = not_measured(rep)
+    if unmeasured:
+        out += ["## Not measured, and why", ""]
+        out += [f"- **{name}**: {_md_escape(why)} " + "".join(f"[{n}]" for n in sources.refs(urls))
+                for name, why, urls in unmeasured]
         out.append("")
     out += ["## Details by criterion", ""]
     for c in measured_criteria(rep):
@@ -383,6 +413,11 @@ def to_html(rep: Report) -> str:
                            f"{_tag_html(tag)}<div class='small'>{small_html}</div></td>")
             parts.append(f"<tr><th>{label}</th>{''.join(tds)}</tr>")
         parts.append("</table>")
+    unmeasured = not_measured(rep)
+    if unmeasured:
+        parts.append("<h2>Not measured, and why</h2><ul>" + "".join(
+            f"<li><b>{e(name)}</b>: {e(why)} " + "".join(f"<a href='#src{n}'>[{n}]</a>" for n in sources.refs(urls))
+            + "</li>" for name, why, urls in unmeasured) + "</ul>")
     parts.append("<h2 id='details'>Details by criterion</h2>")
     for c in measured_criteria(rep):
         parts.append(f"<h3>{e(c.title)}</h3><table><tr><th>Platform</th><th>Headline</th><th>Numbers</th>"

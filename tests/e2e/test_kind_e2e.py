@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from deployers import PLATFORMS
+from deployers import PLATFORMS, offered_on
 from testbed import artifact as artifact_mod
 from testbed import v2
 from testbed.backends.kind.backend import KindBackend
@@ -26,7 +26,7 @@ from testbed.settings import Settings
 
 from kind_cli import PINS, READY_TIMEOUT_S, cli
 
-PLATFORM_NAMES = sorted(PLATFORMS)
+PLATFORM_NAMES = sorted(offered_on("kind"))
 # Request counters each platform exports itself (the platform's own metric names), per metrics source.
 SERVED_REQUESTS = {
     "kserve": ("request_predict_seconds_count",),

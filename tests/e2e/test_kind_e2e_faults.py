@@ -14,7 +14,7 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from deployers import PLATFORMS
+from deployers import offered_on
 from probes import detector_outage, kill, overload
 from probes.registry import context_from_status
 from testbed.backends.kind.faults import KindFaults
@@ -23,7 +23,7 @@ from testbed.settings import Settings
 
 from kind_cli import READY_TIMEOUT_S, cli
 
-PLATFORM_NAMES = sorted(PLATFORMS)
+PLATFORM_NAMES = sorted(offered_on("kind"))
 CLASSES = ("ok", "http_error", "timeout", "transport_error", "not_sent")
 
 

@@ -155,11 +155,12 @@ class ControlPlaneBackend:
             if op.chart_path:
                 rendered[op.release] = charts.render(helm, run.pins.chart(op.release),
                                                      built[op.component].share / op.chart_path, kube_version)
-        # kserve-crd and kserve-runtime-configs: the other two KServe charts the kind backend installs.
-        for release in ("kserve-crd", "kserve-runtime-configs"):
-            if release in releases:
-                rendered[release] = charts.render(helm, run.pins.chart(release),
-                                                  built["kserve"].share / "charts" / release, kube_version)
+        # An operator's other charts the kind backend installs (KServe: its CRDs and runtime configs).
+        for op in _operators(run):
+            for release in op.other_charts:
+                if release in releases:
+                    rendered[release] = charts.render(helm, run.pins.chart(release),
+                                                      built[op.component].share / "charts" / release, kube_version)
         # CRDs of charts not rendered here (KubeRay's module has no chart; Seldon's chart is not to be had):
         # the vendored files, which are what the kind path's charts install (cluster/crds/SOURCES.md).
         groups = {name.split(".", 1)[1] for name in run.pins.crds_for(run.platforms)}

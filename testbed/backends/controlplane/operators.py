@@ -45,6 +45,9 @@ class Operator:
     chart_path: str = ""
     """The chart's directory under the component's kept files."""
 
+    other_charts: tuple[str, ...] = ()
+    """Further charts of this operator the kind path installs (rendered from the same module's share/)."""
+
     container: str = "manager"
     webhook: bool = False
     """Serves admission webhooks: gets a certificate (SAN 127.0.0.1) and its configurations point here."""
@@ -185,8 +188,9 @@ def drop_flag(args: list[str], flag: str) -> list[str]:
 
 # --- the operators ---------------------------------------------------------------------------------
 class KServe(Operator):
-    component, binary, release = "kserve", "kserve-manager", "kserve-resources"
+    component, binary, release = "kserve-controller", "kserve-manager", "kserve-resources"
     chart_path = "charts/kserve-resources"
+    other_charts = ("kserve-crd", "kserve-runtime-configs")
     webhook = True
     beyond_loopback = {"webhook": "KServe's manager (cmd/manager) gives controller-runtime's webhook server only "
                                   "a port (--webhook-port), no host: it binds every interface"}

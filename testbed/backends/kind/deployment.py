@@ -87,6 +87,9 @@ class KindDeployment:
 
     labels_set_when_serving_why: str = ""
 
+    recreated_by: str = "its controller"
+    """Who brings a deleted serving pod back (the kill fault's self-recovery on kind), in words."""
+
     # --- hooks ---------------------------------------------------------------------------------
     def render_resource(self, target: Target) -> dict:
         raise NotImplementedError
@@ -137,6 +140,9 @@ class KindDeployment:
     detection: bool | None = False
     """A subclass's constructor option: True on, False off, None (what `up` uses): on when the backend
     deployed a detector service in the deployment's namespace (Target.detector_service)."""
+
+    detection_label: str = "none"
+    """How detection is wired on kind (testbed.endpoint.DETECTION_LABELS): native, add-on or user code."""
 
     def detection_route(self, target: Target, base_url: str) -> dict | None:
         """This platform's detection path: {"url", "label", "mechanism", **details}; None: it has none."""

@@ -34,11 +34,6 @@ SCRAPE_INTERVAL_S = 5.0
 
 GONE_TIMEOUT_S = 60.0
 
-RECREATED_BY = {"kserve": "the predictor Deployment's ReplicaSet", "seldon": "the SeldonDeployment's Deployment "
-                "(its ReplicaSet)", "rayserve": "the KubeRay operator (it recreates the RayCluster's pods)"}
-"""Who brings a deleted serving pod back on kind: the platform's own recovery."""
-
-
 def pod_summary(pod: dict) -> dict:
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
     restarts = sum(c.get("restartCount", 0) for c in status.get("containerStatuses") or [])
@@ -121,7 +116,10 @@ class KindFaults:
         return t
 
     def restore(self, target: KillTarget, endpoint) -> float | None:
-        self.plan.note(f"no restore by the testbed: {RECREATED_BY.get(target.platform, 'its controller')} recreates "
+        from deployers import get_platform
+
+        recreated_by = get_platform(target.platform).deployment_for("kind").recreated_by
+        self.plan.note(f"no restore by the testbed: {recreated_by} recreates "
                        f"the pods; a platform still down is reported (repair: `python -m testbed up --backend kind`)")
         return None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from deployers import get_platform
+from deployers import PLATFORMS, get_platform
 from testbed import artifact as artifact_mod
 from testbed import prometheus, state
 from testbed.backends.local import detection, envs, processes, repair
@@ -133,6 +133,8 @@ class LocalBackend:
             processes.claim_port(ctx.settings.prometheus_port, "Prometheus")
         ctx.settings.run_dir.mkdir(parents=True, exist_ok=True)
         ctx.deployments = {name: get_platform(name).deployment_for(self.name) for name in ctx.settings.platforms}
+        for dep in ctx.deployments.values():
+            dep.check_prerequisites()  # before any environment is built (TorchServe's java)
         self._save(ctx)
 
     def _artifact(self, ctx: UpContext) -> None:
@@ -142,6 +144,8 @@ class LocalBackend:
     def _environments(self, ctx: UpContext) -> None:
         for name, dep in ctx.deployments.items():
             started = time.monotonic()
+            if dep.build_note and not envs.is_current(dep.env, envs.env_dir(dep.env, ctx.settings.envs_dir)):
+                ctx.say(f"  {name}: {dep.build_note}")
             env_dir = envs.ensure(dep.env, ctx.settings.envs_dir, ctx.say)
             ctx.timings[f"env:{name}"] = round(time.monotonic() - started, 2)
             ctx.extra.setdefault("versions", {})[name] = envs.installed_versions(env_dir, list(dep.version_packages))
@@ -155,9 +159,11 @@ class LocalBackend:
     def _start_prometheus(self, ctx: UpContext) -> None:
         run_dir = ctx.settings.run_dir
         port = processes.claim_port(ctx.settings.prometheus_port, "Prometheus")
+        # A platform that exposes no metrics (its Endpoint has no metrics_url) is no scrape target: the
+        # monitoring probe reports that as a finding.
         targets = [prometheus.ScrapeTarget(job=name, url=dep.endpoint(ctx).metrics_url,
                                            labels=(("platform", name), ("backend", self.name)))
-                   for name, dep in ctx.deployments.items()]
+                   for name, dep in ctx.deployments.items() if dep.endpoint(ctx).metrics_url]
         targets += ctx.extra.get("extra_scrape_targets", [])
         targets += detection.scrape_targets(ctx, self.name)
         ctx.extra["scrape_jobs"] = [t.job for t in targets]
@@ -314,6 +320,14 @@ class LocalBackend:
             seen = processes.stop_session(pid)
             lines.append(f"stopped {name} (session {pid}, {len(seen)} processes)")
             say(f"  {lines[-1]}")
+        for name, info in (current.get("platforms") or {}).items():
+            # Processes a runtime starts outside its session (found by what it recorded, never by name).
+            left = get_platform(name).deployments["local"].leftovers(info) if name in PLATFORMS else []
+            for pid in left:
+                processes.stop_session(pid, grace_s=5.0)
+            if left:
+                lines.append(f"stopped {len(left)} more {name} processes outside its session")
+                say(f"  {lines[-1]}")
         return lines
 
     def _archive_run_dir(self, settings: Settings) -> None:
@@ -418,17 +432,18 @@ def _platform_status(name: str, info: dict, client: httpx.Client) -> dict:
         if processes.is_ours(pid, info.get("pid_start")):
             state_ = "not ready"
             try:
-                if ep and client.get(ep.model_ready_url).status_code == 200:
+                if ep and get_platform(name).protocol.is_ready(client, ep):
                     state_ = "ready"
             except httpx.HTTPError:
                 pass
-    members = processes.session_members(pid) if pid else []
     deployment = get_platform(name).deployments["local"]
+    members = deployment.members(info) if pid else []
     sockets = _sockets(members, deployment.listener_cause)
     return {
         "state": state_,
         "v2_base_url": ep.base_url if ep else None,
-        "infer_url": ep.infer_url if ep else None,
+        "infer_url": get_platform(name).protocol.infer_url(ep) if ep else None,
+        "protocol": get_platform(name).protocol.describe(),
         "model_name": ep.model_name if ep else None,
         "metrics_url": ep.metrics_url if ep else None,
         "pid": pid,
@@ -436,6 +451,7 @@ def _platform_status(name: str, info: dict, client: httpx.Client) -> dict:
         "rss_mb": round(processes.rss_bytes(members) / 2**20, 1),
         "ports": info.get("ports", {}),
         "log": info.get("log"),
+        "workdir": info.get("workdir"),
         "ready_after_s": info.get("ready_after_s"),
         "versions": info.get("versions", {}),
         "endpoint": info.get("endpoint"),

@@ -44,6 +44,14 @@ class LocalProcess:
     version_packages: tuple[str, ...] = ()
     """Distributions whose versions go into status and results as evidence."""
 
+    build_note: str = ""
+    """Why the first build of `env` takes long (`up` says it before building); empty when it does not."""
+
+    @classmethod
+    def check_prerequisites(cls) -> None:
+        """Raise a TestbedError naming what is missing outside the venv (and how to install it) before `up`
+        builds anything; nothing by default."""
+
     known_listeners: tuple[KnownListener, ...] = ()
     """Sockets of this runtime that stay beyond loopback whatever the testbed sets; `status` shows the cause beside
     each, and calls any other socket beyond loopback unexplained."""
@@ -69,6 +77,82 @@ class LocalProcess:
 
     def extra_env(self, workdir: Path) -> dict[str, str]:
         return {}
+
+    worker_pattern: str | None = None
+    """Command-line prefix of the process that serves the infer route, which a kill fault kills (e.g. a
+    Ray Serve replica); None: the process of the runtime's session listening on the endpoint's port."""
+
+    def find_worker(self, recorded: dict, base_url: str) -> tuple[int, str] | None:
+        """(pid, how it was found) of the process a kill fault kills, for a runtime whose serving worker
+        neither `worker_pattern` nor the port finds (e.g. workers outside the recorded session);
+        None: found the default way (testbed/backends/local/faults.py serving_worker)."""
+        return None
+
+    @classmethod
+    def members(cls, info: dict) -> list[int]:
+        """Every live process of this runtime, from its state-file entry (pid, workdir): status's process count
+        and RSS, the exposure audit. Its session, unless the runtime starts processes outside it."""
+        return processes.session_members(info["pid"]) if info.get("pid") else []
+
+    @classmethod
+    def leftovers(cls, info: dict) -> list[int]:
+        """Processes of this runtime outside its session that `down` must stop after the session (BentoML's
+        workers: circus starts each in a session of its own); none by default."""
+        return []
+
+    # --- detection hooks (testbed/backends/local/detection.py) -----------------------------------
+    detection_label: str = "none"
+    """How this platform's outlier/drift detection is wired here (testbed.endpoint.DETECTION_LABELS):
+    native, add-on or user code; "none" when the platform publishes no detection path."""
+
+    def detection_sidecars(self, ctx: UpContext, service_url: str) -> list:
+        """Helper processes of the detection path (detection.Sidecar), started after the runtime."""
+        return []
+
+    def detection_ready(self, ctx: UpContext, service_url: str, timeout_s: float) -> None:
+        """Block until the detection path inside the runtime is ready (after the model is)."""
+
+    def detection_paths(self, ctx: UpContext, service_url: str) -> dict | None:
+        """Endpoint.detection once everything is ready (detection.path_info); None: no detection path."""
+        return None
+
+    def ready_url(self, endpoint: Endpoint) -> str:
+        """What wait_ready polls until it answers 200 (Endpoint.ready_url where the platform has no V2 route)."""
+        return endpoint.ready_url or endpoint.model_ready_url
+
+    def is_ready(self, client: httpx.Client, endpoint: Endpoint) -> bool:
+        """One readiness check; a platform whose health route answers before its model serves overrides it."""
+        return client.get(self.ready_url(endpoint)).status_code == 200
+
+    # --- helpers for detection as user code inside the runtime ---------------------------------
+    def usercode_detection(self, ctx: UpContext) -> dict | None:
+        """The saved detectors and this platform's verdict sink, for detection as user code inside the
+        runtime ({"dir", "model_sha256", "n_features", "sink"}); None when `up` runs no detection."""
+        from testbed.detection_path import sink_urls
+
+        service_url = (ctx.extra.get("detection") or {}).get("service_url")
+        if ctx.extra.get("detectors") is None or not service_url:
+            return None
+        return {"dir": str(ctx.extra["detectors"].path), "model_sha256": ctx.artifact.sha256,
+                "n_features": len(ctx.artifact.feature_names),
+                "sink": sink_urls(service_url, self.platform, "user code")["verdicts"]}
+
+    def wait_until(self, check, what: str, timeout_s: float, interval_s: float = 0.25) -> None:
+        """Poll check(client) -> bool until True; RuntimeStartFailed naming `what` (and this runtime's log)
+        when the runtime exits or timeout_s passes. HTTP errors count as not yet."""
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                try:
+                    if check(client):
+                        return
+                except httpx.HTTPError:
+                    pass
+                if not processes.alive(self.pid) or time.monotonic() > deadline:
+                    raise RuntimeStartFailed(f"{self.platform} {what}", "did not become ready" if processes.alive(
+                        self.pid) else f"its process (pid {self.pid}) exited", self.log_path,
+                                             processes.log_tail(self.log_path))
+                time.sleep(interval_s)
 
     # --- protocol ----------------------------------------------------------------------------
     def __init__(self):
@@ -134,13 +218,13 @@ class LocalProcess:
                                              + (f" with code {exit_code}" if exit_code is not None else ""),
                                              self.log_path, processes.log_tail(self.log_path))
                 try:
-                    if client.get(endpoint.model_ready_url).status_code == 200:
+                    if self.is_ready(client, endpoint):
                         self.ready_after_s = round(time.monotonic() - self.started_at, 2)
                         return endpoint
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise RuntimeStartFailed(self.platform, f"{endpoint.model_ready_url} did not answer 200 "
+                    raise RuntimeStartFailed(self.platform, f"{self.ready_url(endpoint)} did not answer 200 "
                                              f"within {timeout_s:.0f}s", self.log_path,
                                              processes.log_tail(self.log_path))
                 time.sleep(0.25)
@@ -154,6 +238,8 @@ class LocalProcess:
     def teardown(self, ctx: UpContext | None = None) -> None:
         if self.pid is not None:
             processes.stop_session(self.pid)
+        for pid in self.leftovers(self.to_state()):
+            processes.stop_session(pid, grace_s=5.0)
 
     # --- persisted form (the state file), so `status` and `down` work from another process ----
     def to_state(self) -> dict:

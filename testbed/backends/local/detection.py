@@ -3,8 +3,8 @@
 Three `up` steps (see LocalBackend.up_steps):
 - `detectors`: fit the detectors once beside the artifact (or verify the saved ones), start the
   detector service (KServe's add-on target, every path's verdict sink, a Prometheus target).
-- `start detection paths`: start each platform's sidecars (a platform module's Local class may
-  define `detection_sidecars(ctx, sink)`), e.g. KServe's transformer, Seldon's pipeline stand-in.
+- `start detection paths`: start each platform's sidecars (its local Deployment's
+  `detection_sidecars(ctx, sink)`), e.g. KServe's transformer, Seldon's pipeline stand-in.
 - `wait for detection paths`: after the models are ready (so detector loading never delays them),
   run each platform's `detection_ready(ctx, sink)` (e.g. MLServer loads its detector models), wait
   for every sidecar, then publish each path as Endpoint.detection.
@@ -172,10 +172,7 @@ def step_start_paths(ctx: UpContext, save: Callable[[UpContext], None]) -> None:
         return
     service_url = _state(ctx)["service_url"]
     for name, dep in ctx.deployments.items():
-        hook = getattr(dep, "detection_sidecars", None)
-        if hook is None:
-            continue
-        for sidecar in hook(ctx, service_url):
+        for sidecar in dep.detection_sidecars(ctx, service_url):
             sidecar.start(ctx)
             _register(ctx, sidecar)
             ctx.say(f"  {name}: {sidecar.name} pid {sidecar.pid} on {sidecar.url}")
@@ -203,9 +200,8 @@ def step_wait_paths(ctx: UpContext, save: Callable[[UpContext], None]) -> None:
     jobs = [threading.Thread(target=guarded, args=(s.wait_ready, timeout), daemon=True)
             for s in ctx.extra.get("detection_sidecars", {}).values()]
     for name, dep in ctx.deployments.items():
-        hook = getattr(dep, "detection_ready", None)
-        if hook is not None:
-            jobs.append(threading.Thread(target=guarded, args=(hook, ctx, service_url, timeout), daemon=True))
+        jobs.append(threading.Thread(target=guarded, args=(dep.detection_ready, ctx, service_url, timeout),
+                                     daemon=True))
     for j in jobs:
         j.start()
     for j in jobs:
@@ -216,9 +212,9 @@ def step_wait_paths(ctx: UpContext, save: Callable[[UpContext], None]) -> None:
         save(ctx)
         raise errors[0]
     for name, dep in ctx.deployments.items():
-        paths = getattr(dep, "detection_paths", None)
+        paths = dep.detection_paths(ctx, service_url)
         if paths is not None:
-            state["paths"][name] = paths(ctx, service_url)
+            state["paths"][name] = paths
     ctx.timings["ready:detection"] = round(time.monotonic() - started, 2)
     save(ctx)
     ctx.say("  " + ", ".join(f"{n}: {p['outlier']['label']}" for n, p in state["paths"].items())

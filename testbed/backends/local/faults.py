@@ -26,11 +26,6 @@ from testbed.errors import FaultTargetMissing, PlatformNotUp, RuntimeStartFailed
 from testbed.faults import DetectorTarget, KillTarget
 from testbed.settings import Settings
 
-WORKER_PATTERNS = {"rayserve": "ray::ServeReplica:reference:V2Model"}
-"""Platform -> command-line prefix of its serving worker; otherwise the process listening on its port.
-(Ray: app "reference" serves the infer route at "/", deployers/runtimes/ray_app.py; its ingress is V2Model.)"""
-
-
 @dataclass
 class Captured:
     """How to start a recorded process again."""
@@ -65,9 +60,16 @@ def capture(pid: int, log: str) -> Captured:
 
 
 def serving_worker(platform: str, info: dict, base_url: str) -> tuple[int, str]:
-    """(pid, how it was found) of the process that serves the platform's infer route."""
+    """(pid, how it was found) of the process that serves the platform's infer route: the one its local
+    Deployment names by command line (worker_pattern), otherwise the one listening on the endpoint's port."""
+    from deployers import get_platform
+
+    deployment = get_platform(platform).deployment_for("local")
+    found = deployment.find_worker(info, base_url)
+    if found is not None:
+        return found
     members = processes.session_members(info["pid"])
-    pattern = WORKER_PATTERNS.get(platform)
+    pattern = deployment.worker_pattern
     if pattern:
         for pid in members:
             if " ".join(_cmdline(pid)).startswith(pattern):
@@ -104,12 +106,13 @@ def served_models(base_url: str) -> list[str]:
 
 
 def restart(settings: Settings, key: tuple[str, ...], captured: Captured, ready_url: str,
-            timeout_s: float, base_url: str | None = None, models: list[str] = ()) -> float:
+            timeout_s: float, base_url: str | None = None, models: list[str] = (), is_ready=None) -> float:
     """Stop what is left of the recorded session at state[key...], start captured again, record its pid.
 
     key: ("platforms", name) or ("detection", "processes", name). models: loaded in order through
     the V2 repository API at base_url once the server is live (what it had loaded before). Returns
-    seconds until ready_url answered 200; RuntimeStartFailed (naming the log) when it does not."""
+    seconds until ready_url answered 200 (or is_ready(client) said so: a platform's own readiness check);
+    RuntimeStartFailed (naming the log) when it does not."""
     current = state.load(settings.run_dir) or {}
     node = current
     for k in key:
@@ -138,7 +141,7 @@ def restart(settings: Settings, key: tuple[str, ...], captured: Captured, ready_
                 raise RuntimeStartFailed(key[-1], f"its restarted process (pid {pid}) exited", captured.log,
                                          processes.log_tail(Path(captured.log)))
             try:
-                if client.get(ready_url).status_code == 200:
+                if is_ready(client) if is_ready else client.get(ready_url).status_code == 200:
                     return time.monotonic() - started
             except httpx.HTTPError:
                 pass
@@ -198,12 +201,16 @@ class LocalFaults:
         return kill(target.evidence["pid"], target.description, target.platform)
 
     def restore(self, target, endpoint) -> float | None:
+        from deployers import protocol_of
+
+        protocol = protocol_of(endpoint)
         if self.dry_run:
             self.note(f"# if {target.platform} is still down: restart its recorded command line "
-                      f"({' '.join(target.handle['leader'].cmd[:3])} ...) and wait for {endpoint.model_ready_url}")
+                      f"({' '.join(target.handle['leader'].cmd[:3])} ...) and wait for {protocol.ready_url(endpoint)}")
             return None
         return restart(self.settings, ("platforms", target.platform), target.handle["leader"],
-                       endpoint.model_ready_url, RESTORE_TIMEOUT_S, endpoint.base_url, target.handle["models"])
+                       protocol.ready_url(endpoint), RESTORE_TIMEOUT_S, endpoint.base_url, target.handle["models"],
+                       is_ready=lambda client: protocol.is_ready(client, endpoint))
 
     def after_kill(self, target) -> dict:
         current = (state.load(self.settings.run_dir) or {}).get("platforms", {}).get(target.platform) or {}

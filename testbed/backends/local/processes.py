@@ -308,3 +308,21 @@ def log_tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(text.rstrip().splitlines()[-lines:]) or "(log is empty)"
+
+
+def with_env(name: str, value: str) -> list[int]:
+    """Live processes whose environment has name=value (readable ones: our own user's).
+
+    Some runtimes put their workers in sessions of their own (BentoML's circus arbiter calls setsid
+    for every worker), so a session does not find them, and a worker orphaned by a killed parent has
+    no parent to find it by; the environment the testbed gave the leader is inherited by all of them.
+    """
+    needle = f"{name}={value}".encode()
+    found = []
+    for pid in _all_pids():
+        try:
+            if needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") and alive(pid):
+                found.append(pid)
+        except OSError:
+            continue
+    return found
