@@ -161,7 +161,10 @@ def cmd_up(args) -> int:
 
         left_out = [n for n in default_platforms() if n not in settings.platforms]
         if left_out:
-            print(f"The {settings.backend} backend does not offer {', '.join(left_out)} (no {settings.backend} "
+            from testbed.platforms import DEPLOYS
+
+            print(f"The {settings.backend} backend does not offer {', '.join(left_out)} (no "
+                  f"{DEPLOYS.get(settings.backend, settings.backend)} "
                   f"deployment in its module): starting {', '.join(settings.platforms)}.", file=sys.stderr)
     _interrupt_on_hangup()
     outcome = lifecycle.up(settings, dry_run=args.dry_run, out_dir=args.out, retain=args.retain)
