@@ -43,7 +43,7 @@ os.environ.setdefault("TESTBED_READY_TIMEOUT_S", "900")
 import pytest  # noqa: E402
 
 from testbed.backends.local import envs, processes  # noqa: E402
-from testbed_cli import run_testbed  # noqa: E402
+from testbed_cli import SESSION_PLATFORMS, run_testbed  # noqa: E402
 
 
 def pytest_addoption(parser):
@@ -97,7 +97,7 @@ _install_guard()
 
 # --- testbeds ------------------------------------------------------------------------------------------
 def _up(state_dir: Path | None = None) -> dict:
-    run_testbed("up", state_dir=state_dir)
+    run_testbed("up", "--platforms", SESSION_PLATFORMS, state_dir=state_dir)
     return json.loads(run_testbed("status", "--json", state_dir=state_dir).stdout)
 
 
