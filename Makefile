@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: up test test-fast setup system-packages down status bench-loadgen perf
+.PHONY: up test test-fast setup system-packages down status bench-loadgen perf controlplane test-controlplane
 
 up: setup
 	$(PY) -m testbed up
@@ -12,9 +12,9 @@ up: setup
 test: setup
 	$(PY) -m pytest -q
 
-# The fast tier alone: starts no runtime and builds no runtime environment.
+# The fast tier alone: starts no runtime, builds no runtime environment, starts no control plane.
 test-fast: setup
-	$(PY) -m pytest -q -m "not integration"
+	$(PY) -m pytest -q -m "not integration and not controlplane"
 
 setup: system-packages $(STAMP)
 
@@ -60,3 +60,12 @@ bench-loadgen: setup
 
 perf: setup
 	$(PY) experiments/performance.py
+
+# The control-plane backend (issue 12): etcd, Kubernetes, kwok, helm, the operators and Prometheus built
+# from source with Go >= 1.26 (no Docker), cached by version under ~/.cache/testbed/controlplane.
+# The first build takes long (README); later runs check the cache in seconds.
+controlplane: setup
+	$(PY) -m testbed.backends.controlplane.build
+
+test-controlplane: controlplane
+	$(PY) -m pytest -q -m controlplane tests/controlplane

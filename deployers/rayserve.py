@@ -162,6 +162,11 @@ class RayServeKind(KindDeployment):
     api_version = "ray.io/v1"
     kind = "RayService"
     http_port = 8000
+    readiness_needs_pod = ("KubeRay sets Ready once the Ray dashboard in the head pod reports the Serve "
+                           "applications RUNNING; a pod without a container has no dashboard")
+    labels_set_when_serving = {"ray.io/serve": "true"}
+    labels_set_when_serving_why = ("KubeRay labels a pod ray.io/serve=true only once the Serve proxy in it answers "
+                                   "its health check, which needs a running Ray head")
 
     def __init__(self, namespace: str | None = None, node_port: int | None = None, workers: int = 0,
                  num_replicas: int = 1, detection: bool | None = None):

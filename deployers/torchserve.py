@@ -283,6 +283,7 @@ class TorchServeFormats(formats.FormatServer):
 
 # --- monitoring: read off TorchServe's metrics port (metrics_mode=prometheus) after known traffic ----------
 MODEL = 'platform="$platform",model_name="$model"'
+FAILED_QUERY = 'sum(Requests4XX{platform="$platform"}) + (sum(Requests5XX{platform="$platform"}) or vector(0))'
 METRICS = MetricsCatalogue(
     # Counts every request that reached the model's handler, answered 2xx or not (a handler's 400 too), and its
     # explanations; the `-detected` model has a series of its own.
@@ -293,13 +294,14 @@ METRICS = MetricsCatalogue(
                                  "answered 2xx or not, explanations included"),
         "requests_ok": Signal(None, note="no per-model success counter: Requests2XX is host-wide and counts the "
                                          "management API's calls (readiness polls) too"),
-        "requests_failed": Signal('sum(Requests4XX{platform="$platform"}) + sum(Requests5XX{platform="$platform"})',
-                                  FAILED, "Requests4XX/5XX: host-wide (every model, management API included), no "
-                                          "model label"),
+        # Each status-class counter appears only once a response of its class was sent (measured: no Requests5XX
+        # series before the first 5xx), so the 5xx term is 0 while absent.
+        "requests_failed": Signal(FAILED_QUERY, FAILED, "Requests4XX/5XX: host-wide (every model, management API "
+                                                        "included), no model label; a series appears with its "
+                                                        "first response of that class"),
         "latency_histogram": Signal(None, note="ts_inference_latency_microseconds and ts_queue_latency_microseconds "
                                                "are counters (sums of microseconds), not histograms"),
-        "status_codes": Signal('sum(Requests4XX{platform="$platform"}) + sum(Requests5XX{platform="$platform"})',
-                               FAILED, "one counter per status class (Requests2XX/4XX/5XX), host-wide"),
+        "status_codes": Signal(FAILED_QUERY, FAILED, "one counter per status class (Requests2XX/4XX/5XX), host-wide"),
         "queue_or_batch": Signal("sum(ts_queue_latency_microseconds{%s})" % MODEL,
                                  note="time spent queued (a counter of microseconds); no batch-size metric: the "
                                       "handler reports requests per call in the V2 answer's parameters"),

@@ -10,7 +10,8 @@ the local backend a platform still down is then restarted by the probe from its 
 line (reported as `restored_by_probe`, never as recovery); on kind it is reported as not recovered.
 
 Options (ctx.options): rate (req/s, default 20), pre_s (2; kind 5), post_s (12; kind 60),
-extra_wait_s (10; kind 240), timeout_s (2), dry_run (print the plan, inject nothing).
+extra_wait_s (local: 10, or 1.5x the platform's time to ready at `up` when longer, unless given; kind 240),
+timeout_s (2), dry_run (print the plan, inject nothing).
 """
 
 from __future__ import annotations
@@ -40,11 +41,26 @@ def options(ctx: ProbeContext) -> dict:
     return {k: float(ctx.options.get(k, d)) for k, d in defaults.items()}
 
 
-def kill_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict | None:
+START_FACTOR = 1.5
+"""A platform whose own supervisor restarts the killed worker may need about as long as its first start (TorchServe
+reloads the handler in a new python worker: tens of seconds); the probe waits that long, times this factor."""
+
+
+def recovery_wait_s(opt: dict, target, explicit: bool) -> float:
+    """Seconds of polling after the load before a platform counts as not recovered by itself: the option, or at
+    least START_FACTOR x the platform's recorded time to ready at `up` (local), unless the user set the option."""
+    started = (target.evidence or {}).get("ready_after_s")
+    if explicit or not started:
+        return opt["extra_wait_s"]
+    return max(opt["extra_wait_s"], round(START_FACTOR * float(started), 1))
+
+
+def kill_one(faults, platform: str, endpoint, body: bytes, opt: dict, explicit_wait: bool = False) -> dict | None:
     """One kill under load (None in a dry run, after printing what it would do)."""
     if faults.dry_run:
         faults.note(f"--- {platform}")
     target = faults.kill_target(platform, endpoint)
+    opt = {**opt, "extra_wait_s": recovery_wait_s(opt, target, explicit_wait)}
     duration = opt["pre_s"] + opt["post_s"]
     url = infer_url(endpoint)
     spec = LoadSpec(url=url, method="POST", body=body, rate=opt["rate"], concurrency=16,
@@ -83,7 +99,7 @@ def kill_one(faults, platform: str, endpoint, body: bytes, opt: dict) -> dict | 
                    "time_to_recover_s": scores["first_success_s"] if scores["recovered"] else late})
     return {"scores": scores, "worker": {**target.evidence, "description": target.description,
                                          **faults.after_kill(target)},
-            "kill_ns": kill_ns, "run": run}
+            "kill_ns": kill_ns, "run": run, "extra_wait_s": opt["extra_wait_s"]}
 
 
 def run(ctx: ProbeContext) -> list[Result]:
@@ -92,7 +108,8 @@ def run(ctx: ProbeContext) -> list[Result]:
     results = []
     for platform, endpoint in ctx.endpoints.items():
         started = time.time()
-        out = kill_one(faults, platform, endpoint, fault_request(ctx, endpoint), opt)
+        out = kill_one(faults, platform, endpoint, fault_request(ctx, endpoint), opt,
+                       explicit_wait="extra_wait_s" in ctx.options)
         if out is None:
             continue
         s = out["scores"]
@@ -103,7 +120,8 @@ def run(ctx: ProbeContext) -> list[Result]:
             scores={k: v for k, v in s.items()},
             measurements={"timeline": scoring.timeline(out["run"].records, out["kill_ns"]),
                           "load": out["run"].spec.describe(), "engine": out["run"].engine},
-            evidence={"worker": out["worker"], "options": opt, "seed": ctx.seed,
+            evidence={"worker": out["worker"], "options": {**opt, "extra_wait_s": out["extra_wait_s"]},
+                      "seed": ctx.seed,
                       "versions": ctx.versions.get(platform, {}),
                       "fault": faults.kill_fault,
                       "note": "self-recovery = the platform alone (local: the runtime; kind: its controllers "

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def backend_opt(p):
-        p.add_argument("--backend", default="local", help="local (default) or kind")
+        p.add_argument("--backend", default="local", help="local (default), kind, or controlplane (kind's deploy checked by a real "
+                                                  "API server and operators; `make controlplane` first)")
 
     up = sub.add_parser("up", help="bring the testbed up: runtimes, model, Prometheus")
     backend_opt(up)
@@ -122,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--dry-run", action="store_true",
                        help="fault probes only: print what the fault would do on this backend, inject nothing "
                             "(kind: planned against `up --dry-run` when no cluster is running)")
+    kpath = sub.add_parser("kubernetes-path", help="the level each platform's Kubernetes path reached: schema-valid, "
+                           "control-plane verified, run on a real kind cluster")
+    kpath.add_argument("--json", action="store_true")
+    kpath.add_argument("--record-kind", action="store_true",
+                       help="record that the kind e2e tests passed for --platforms (the e2e workflow, after them)")
+    kpath.add_argument("--platforms", help="comma-separated (default: all)")
     return parser
 
 
@@ -201,7 +208,10 @@ def cmd_up(args) -> int:
 
         left_out = [n for n in default_platforms() if n not in settings.platforms]
         if left_out:
-            print(f"The {settings.backend} backend does not offer {', '.join(left_out)} (no {settings.backend} "
+            from testbed.platforms import DEPLOYS
+
+            print(f"The {settings.backend} backend does not offer {', '.join(left_out)} (no "
+                  f"{DEPLOYS.get(settings.backend, settings.backend)} "
                   f"deployment in its module): starting {', '.join(settings.platforms)}.", file=sys.stderr)
     _interrupt_on_hangup()
     outcome = lifecycle.up(settings, dry_run=args.dry_run, out_dir=args.out, retain=args.retain)
@@ -332,6 +342,7 @@ def render_status(status: dict) -> str:
     if detection.get("state"):  # the kind backend's detector service (testbed/backends/kind/detection.py)
         lines.append(f"detection: {detection.get('service_url')}  {detection['state']}"
                      + (f"  (Deployment {detection['resource_state']})" if detection.get("resource_state") else ""))
+    lines += status.get("summary_lines", [])  # backend-specific lines (controlplane: processes, checks)
     prom = status.get("prometheus")
     if prom:
         lines.append(f"prometheus: {prom['url']}  {prom['state']}")
@@ -503,6 +514,29 @@ def _fmt_score(v) -> str:
     return str(v)
 
 
-VERBS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "metrics": cmd_metrics, "artifact": cmd_artifact,
+def cmd_kubernetes_path(args) -> int:
+    from testbed import kubernetes_path
+    from testbed.errors import UnknownPlatform
+
+    known = kubernetes_path.kind_platforms()
+    names = [n.strip() for n in args.platforms.split(",") if n.strip()] if args.platforms else known
+    unknown = [n for n in names if n not in known]
+    if unknown:  # a platform without a kind deployment has no Kubernetes path to check
+        raise UnknownPlatform(", ".join(unknown), known)
+    if args.record_kind:
+        from testbed.backends.kind.pins import pins
+
+        p = pins()
+        path = kubernetes_path.record("kind", {n: {"reached": True, "why": "tests/e2e passed on a kind cluster"}
+                                               for n in names},
+                                      {"kind_node": p.node_image, "charts": {c.release: c.version for c in p.charts}},
+                                      detail="pytest tests/e2e --e2e")
+        print(f"recorded {path}")
+    doc = kubernetes_path.levels(names)
+    print(json.dumps(doc, indent=2) if args.json else "\n".join(kubernetes_path.lines(doc)))
+    return 0
+
+
+VERBS = {"kubernetes-path": cmd_kubernetes_path, "up": cmd_up, "status": cmd_status, "down": cmd_down, "metrics": cmd_metrics, "artifact": cmd_artifact,
          "probe": cmd_probe, "report": cmd_report, "pipeline": cmd_pipeline, "results-exporter": cmd_results_exporter,
          "images": cmd_images, "load": cmd_load}

@@ -13,8 +13,10 @@ class TestbedError(Exception):
 class UnknownPlatform(TestbedError):
     def __init__(self, name: str, known: list[str], backend: str | None = None):
         if backend:
+            from testbed.platforms import DEPLOYS
+
             super().__init__(
-                f"The {backend} backend does not offer platform {name!r} (no {backend} deployment in its "
+                f"The {backend} backend does not offer platform {name!r} (no {DEPLOYS.get(backend, backend)} deployment in its "
                 f"deployers/ module). It offers: {', '.join(known) or 'none'}; pass those to --platforms."
             )
         else:

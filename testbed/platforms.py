@@ -313,6 +313,11 @@ class DocumentedRow:
 
 
 # --- the platform -----------------------------------------------------------------------------------
+DEPLOYS = {"controlplane": "kind"}
+"""Backends that deploy another backend's Deployment: the control-plane backend applies each platform's
+kind deployment, unchanged, to a real API server (testbed/backends/controlplane)."""
+
+
 @dataclass(frozen=True)
 class Platform:
     name: str
@@ -352,11 +357,11 @@ class Platform:
 
     # --- questions ---------------------------------------------------------------------------------
     def offered_on(self, backend: str) -> bool:
-        return backend in self.deployments
+        return DEPLOYS.get(backend, backend) in self.deployments
 
     def deployment_for(self, backend: str) -> Deployment:
         try:
-            factory = self.deployments[backend]
+            factory = self.deployments[DEPLOYS.get(backend, backend)]
         except KeyError:
             from testbed.errors import TestbedError
 

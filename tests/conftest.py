@@ -7,8 +7,10 @@ they are immutable and named by their pins (testbed/backends/local/envs.py), so 
 each once. `testbed_up` is the session's testbed (read-only for tests); `own_testbed` is a second one
 for tests that kill its processes.
 
-Tiers: tests marked `integration` start runtimes or build their environments; the others (the fast
-tier, `pytest -m "not integration"`) may do neither, which `_fast_tier_guard` enforces in-process.
+Tiers: tests marked `integration` start runtimes or build their environments; tests marked
+`controlplane` (tests/controlplane/) start the control plane built by `make controlplane` and are
+skipped without it; the others (the fast tier, `pytest -m "not integration and not controlplane"`)
+may do neither, which `_fast_tier_guard` enforces in-process.
 The e2e tests (tests/e2e/) need Docker and kind; they are marked `e2e` and skipped unless `--e2e`.
 """
 
@@ -41,7 +43,7 @@ os.environ.setdefault("TESTBED_READY_TIMEOUT_S", "900")
 import pytest  # noqa: E402
 
 from testbed.backends.local import envs, processes  # noqa: E402
-from testbed_cli import run_testbed  # noqa: E402
+from testbed_cli import SESSION_PLATFORMS, run_testbed  # noqa: E402
 
 
 def pytest_addoption(parser):
@@ -95,7 +97,7 @@ _install_guard()
 
 # --- testbeds ------------------------------------------------------------------------------------------
 def _up(state_dir: Path | None = None) -> dict:
-    run_testbed("up", state_dir=state_dir)
+    run_testbed("up", "--platforms", SESSION_PLATFORMS, state_dir=state_dir)
     return json.loads(run_testbed("status", "--json", state_dir=state_dir).stdout)
 
 

@@ -18,7 +18,8 @@ from testbed.prometheus import PrometheusClient
 
 pytestmark = pytest.mark.integration
 
-LABELS = {"kserve": "add-on", "seldon": "native", "rayserve": "user code"}
+LABELS = {"kserve": "add-on", "seldon": "native", "rayserve": "user code", "bentoml": "user code",
+          "mlflow": "user code", "torchserve": "user code"}
 
 
 def _ctx(status: dict, **options) -> ProbeContext:

@@ -9,8 +9,8 @@ import httpx
 import numpy as np
 import pytest
 
-from testbed_cli import run_testbed
-from deployers import PLATFORMS, default_platforms
+from testbed_cli import run_testbed, session_platforms
+from deployers import PLATFORMS
 from testbed import v2
 from probes.detection_io import prometheus_sum, wait_counter
 from testbed.prometheus import PrometheusClient
@@ -35,7 +35,7 @@ def _settled(prom, queries: dict[str, str], quiet_s: float = 8.0, timeout_s: flo
 def test_status_contract(testbed_up):
     status = testbed_up
     assert status["schema"] == "testbed.status/v1" and status["state"] == "running"
-    assert set(status["platforms"]) == set(default_platforms("local"))
+    assert set(status["platforms"]) == set(session_platforms())
     assert len(status["model"]["sha256"]) == 64 and status["model"]["features"][0] == "x0"
     for name, p in status["platforms"].items():
         assert p["state"] == "ready", name
@@ -92,7 +92,7 @@ def test_parity_recorded_at_up(testbed_up):
 
     state = json.loads((Settings().run_dir / "state.json").read_text())
     assert state["parity"]["ok"] and state["parity"]["rows"] == 32
-    assert set(state["parity"]["platforms"]) == set(default_platforms("local"))
+    assert set(state["parity"]["platforms"]) == set(session_platforms())
 
 
 def test_second_up_reports_what_runs(testbed_up):

@@ -1,6 +1,8 @@
-"""BentoML, MLflow and TorchServe runtimes for real (marked integration): each platform's local Deployment
-is started on free loopback ports in a state directory of this test's own, with the detector service
-and its user-code detection path, then checked and stopped.
+"""BentoML, MLflow and TorchServe runtimes for real (marked integration). The checks that only send requests
+run against the session's testbed (`testbed_up`, which runs every platform unless TESTBED_TEST_PLATFORMS
+names fewer): parity, loopback, malformed input, metrics, explanations, the user-code detection paths.
+Server-side batching and the kill each start the platform's local Deployment alone, on free loopback
+ports in a state directory of the test's own, and stop it.
 
 Runtime environments are the session's (TESTBED_ENVS_DIR, tests/conftest.py), built once and reused
 while their pins are unchanged: TorchServe's holds torch with its CUDA libraries (~2.6 GB download,
@@ -22,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deployers import bentoml as bentoml_platform, mlflow as mlflow_platform, torchserve as torchserve_platform
 from testbed import artifact as artifact_mod, v2
+from testbed.endpoint import Endpoint
 from testbed.backends.local import detection, processes
 from probes.explain import parse_response, request_body
 from testbed.settings import Batching, Settings
@@ -35,13 +38,35 @@ LOCAL = {"bentoml": bentoml_platform.BentoMLLocal, "mlflow": mlflow_platform.MLf
 READY_TIMEOUT_S = 420.0
 
 
+class OnTestbed:
+    """One platform of the session's testbed, from its `status --json`: what the tests need to reach it."""
+
+    def __init__(self, name: str, status: dict):
+        p = status["platforms"][name]
+        self.name = name
+        self.adapter = MODULES[name].PLATFORM.protocol
+        self.endpoint = Endpoint.from_json(p["endpoint"])
+        self.artifact = artifact_mod.load(Path(status["model"]["path"]))
+        self.ports = p["ports"]
+        self.service_url = (status.get("detection") or {}).get("service_url")
+        self._info = {"pid": p["pid"], "ports": p["ports"], "workdir": p["workdir"]}
+
+    def info(self) -> dict:
+        return self._info
+
+    def pids(self) -> list[int]:
+        return LOCAL[self.name].members(self.info())
+
+
 class Running:
-    """One platform up with its detection path, and what the tests need to reach it."""
+    """One platform's Deployment up on its own (a test's state dir), and what the tests need to reach it."""
 
     def __init__(self, name: str, ctx: UpContext, dep):
         self.name, self.ctx, self.dep = name, ctx, dep
         self.adapter = MODULES[name].PLATFORM.protocol
         self.endpoint = dep.endpoint(ctx)
+        self.artifact = ctx.artifact
+        self.ports = dep.ports
 
     def info(self) -> dict:
         """What the state file records of the deployment (what members and the kill target are found from)."""
@@ -79,22 +104,24 @@ def _down(ctx: UpContext, dep) -> None:
             processes.stop_session(sidecar.pid)
 
 
+def _down_and_check(up: Running) -> None:
+    pids, ports = up.pids(), dict(up.dep.ports)
+    _down(up.ctx, up.dep)
+    left = [p for p in pids if processes.alive(p)]
+    assert not left, f"{up.name}: processes left after teardown: {left}"
+    assert not [p for p in ports.values() if processes.is_listening(p)], f"{up.name}: ports still open {ports}"
+
+
 @pytest.fixture(scope="module", params=sorted(MODULES))
-def running(request, tmp_path_factory):
-    up = _up(request.param, tmp_path_factory.mktemp(f"state-{request.param}"))
-    try:
-        yield up
-    finally:
-        pids, ports = up.pids(), dict(up.dep.ports)
-        _down(up.ctx, up.dep)
-        left = [p for p in pids if processes.alive(p)]
-        assert not left, f"{up.name}: processes left after teardown: {left}"
-        assert not [p for p in ports.values() if processes.is_listening(p)], f"{up.name}: ports still open {ports}"
+def running(request, testbed_up):
+    if request.param not in testbed_up["platforms"]:
+        pytest.skip(f"the session's testbed does not run {request.param} (TESTBED_TEST_PLATFORMS)")
+    return OnTestbed(request.param, testbed_up)
 
 
 def test_predictions_equal_the_in_process_model_on_the_probe_rows(running):
-    rows = running.ctx.artifact.probe_rows()
-    expected = running.ctx.artifact.load_model().predict(rows).astype(int).tolist()
+    rows = running.artifact.probe_rows()
+    expected = running.artifact.load_model().predict(rows).astype(int).tolist()
     with httpx.Client(timeout=30.0) as client:
         answer = running.adapter.infer(client, running.endpoint, v2.request_body(rows, request_id="parity"))
     assert answer["id"] == "parity"
@@ -104,7 +131,7 @@ def test_predictions_equal_the_in_process_model_on_the_probe_rows(running):
 def test_every_listening_socket_is_on_loopback(running):
     sockets = processes.listening_sockets(running.pids())
     listening = [s for socks in sockets.values() for s in socks]
-    assert {port for _, port in listening} >= {running.dep.ports["http"]}
+    assert {port for _, port in listening} >= {running.ports["http"]}
     assert all(processes.is_loopback(addr) for addr, _ in listening), listening
 
 
@@ -129,7 +156,7 @@ COUNTERS = {
 
 def test_metrics_count_the_requests_sent(running):
     ep, n = running.endpoint, 12
-    body = v2.request_body(running.ctx.artifact.probe_rows()[:1])
+    body = v2.request_body(running.artifact.probe_rows()[:1])
     if running.name == "mlflow":
         # A measured finding, not an error: MLflow's scoring server has no metrics route.
         assert ep.metrics_url is None
@@ -155,12 +182,12 @@ def _explain(running, rows: np.ndarray) -> dict:
 
 def test_explanations_are_kernel_shap_values_that_add_up_to_the_model_output(running):
     """SHAP's local accuracy: per class, expected value + the row's attributions = predict_proba of the row."""
-    rows = running.ctx.artifact.probe_rows()[:3]
+    rows = running.artifact.probe_rows()[:3]
     explanation = _explain(running, rows)
     assert explanation["meta"]["name"] == "KernelShap"
     shap_values = np.asarray(explanation["data"]["shap_values"], dtype=float)
     expected_value = np.asarray(explanation["data"]["expected_value"], dtype=float)
-    proba = running.ctx.artifact.load_model().predict_proba(rows)
+    proba = running.artifact.load_model().predict_proba(rows)
     assert shap_values.shape == (proba.shape[1], len(rows), rows.shape[1])
     np.testing.assert_allclose(shap_values.sum(axis=2).T + expected_value, proba, atol=1e-6)
 
@@ -174,9 +201,9 @@ def test_detection_path_reports_the_detector_services_own_verdicts(running):
     rows (same saved detectors), and every request reaches the verdict log with its id and row count."""
     path = running.endpoint.detection["outlier"]
     assert path["label"] == "user code"
-    service = running.ctx.extra["detection"]["service_url"]
+    service = running.service_url
     rng = np.random.default_rng(20261129)
-    rows = running.ctx.artifact.probe_rows()[:10].copy()
+    rows = running.artifact.probe_rows()[:10].copy()
     rows[::3, :3] += rng.normal(8.0, 1.0, size=(len(rows[::3]), 3))  # far outside the reference: outliers
     with httpx.Client(timeout=60.0) as client:
         for i in range(0, len(rows), 5):
@@ -202,11 +229,11 @@ def test_drift_windows_account_for_every_row_once_under_concurrency(running):
     complete windows are exactly those sent minus what the previous traffic left pending, each request's
     rows are taken once, and no request's rows are split out of order."""
     path = running.endpoint.detection["drift"]
-    service = running.ctx.extra["detection"]["service_url"]
+    service = running.service_url
     window = path["window_rows"]
     sent_before = sum(v["n_rows"] for v in _verdicts(service, running.name) if v["kind"] == "outlier")
     pending_before = sent_before % window
-    rows = running.ctx.artifact.reference()[:window * 2]
+    rows = running.artifact.reference()[:window * 2]
     n_requests = len(rows) // 20
 
     def send(i: int) -> None:
@@ -259,8 +286,8 @@ def test_server_side_batching_merges_concurrent_requests(name, tmp_path):
     up = _up(name, tmp_path / "state", Batching(enabled=True, max_batch_size=16, max_batch_time_ms=50.0),
              detect=False)
     try:
-        rows = up.ctx.artifact.probe_rows()
-        expected = up.ctx.artifact.load_model().predict(rows).astype(int).tolist()
+        rows = up.artifact.probe_rows()
+        expected = up.artifact.load_model().predict(rows).astype(int).tolist()
         n = 64
 
         def send(i: int) -> dict:
@@ -276,16 +303,16 @@ def test_server_side_batching_merges_concurrent_requests(name, tmp_path):
         assert sizes and max(sizes) > 1, sizes
         assert max(sizes) <= 16
     finally:
-        _down(up.ctx, up.dep)
+        _down_and_check(up)
 
 
 def _serves(up: Running, client: httpx.Client) -> bool:
     try:
-        answer = up.adapter.infer(client, up.endpoint, v2.request_body(up.ctx.artifact.probe_rows()[:2], "alive"))
+        answer = up.adapter.infer(client, up.endpoint, v2.request_body(up.artifact.probe_rows()[:2], "alive"))
     except (httpx.HTTPError, ValueError):
         return False
     return [int(x) for x in v2.predictions(answer, up.name)] == \
-        up.ctx.artifact.load_model().predict(up.ctx.artifact.probe_rows()[:2]).astype(int).tolist()
+        up.artifact.load_model().predict(up.artifact.probe_rows()[:2]).astype(int).tolist()
 
 
 @pytest.mark.parametrize("name, recovers", [("bentoml", True), ("mlflow", False), ("torchserve", True)])
@@ -313,4 +340,4 @@ def test_killing_the_serving_worker(name, recovers, tmp_path):
             new_pid, _ = MODULES[name].serving_worker(info)
             assert new_pid != pid
     finally:
-        _down(up.ctx, up.dep)
+        _down_and_check(up)

@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from deployers import protocol_of
 from probes import explain, monitoring, registry, robustness
 from testbed_cli import run_testbed as run_cli
 
@@ -21,18 +22,27 @@ def by_platform(results):
     return {r.platform: r for r in results}
 
 
+# Count signals each platform's own metrics answer (read off their /metrics pages; docs/new-platforms.md):
+# TorchServe counts every request per model, and failures only host-wide; MLflow's scoring server has no metrics.
+COUNT_SIGNALS = {"kserve": 4, "seldon": 4, "rayserve": 4, "bentoml": 4, "torchserve": 3, "mlflow": 0}
+
+
 def test_prometheus_counts_match_the_traffic_sent(ctx):
     results = by_platform(monitoring.run(ctx))
     assert set(results) == set(ctx.endpoints)
     for platform, r in results.items():
         signals = r.measurements["signals"]
         counted = {n: (s["expected"], s["observed"]) for n, s in signals.items() if "exact" in s}
-        assert r.scores["count_signals"] >= 4, (platform, signals)
-        assert r.verdict == "pass" and r.scores["count_accuracy"] == 1.0, (platform, counted)
         # Every request got an answer or is accounted for; the traffic was the plan's.
         traffic = r.measurements["traffic"]
         assert traffic["good_sent"] == 20 and traffic["bad_sent"] == 5
         assert traffic["answered_ok"] + traffic["answered_failed"] + traffic["no_answer"] == 25
+        if not COUNT_SIGNALS[platform]:  # a measured finding: nothing to scrape, every signal absent
+            assert ctx.endpoints[platform].metrics_url is None and r.mechanism == "none"
+            assert r.scores["signals_found"] == 0 and r.verdict == "fail", (platform, signals)
+            continue
+        assert r.scores["count_signals"] >= COUNT_SIGNALS[platform], (platform, signals)
+        assert r.verdict == "pass" and r.scores["count_accuracy"] == 1.0, (platform, counted)
         assert signals["requests_failed"]["observed"] == traffic["answered_failed"]
 
 
@@ -52,7 +62,11 @@ def test_every_platform_stays_up_after_malformed_payloads(ctx):
         cases = {c["case"]: c for c in r.measurements["cases"]}
         assert r.verdict == "pass", (platform, r.scores["down_after"])
         assert all(c["stayed_up"] for c in cases.values())
-        assert cases["unknown_model"]["status"] == 404, (platform, cases["unknown_model"])
+        # A protocol whose routes name no model (BentoML's API methods, MLflow's one /invocations) has no such case.
+        assert cases["unknown_model"]["status"] == 404 or (
+            cases["unknown_model"]["class"] == robustness.NOT_APPLICABLE
+            and protocol_of(ctx.endpoints[platform]).model_infer_url(ctx.endpoints[platform], "x") is None), \
+            (platform, cases["unknown_model"])
         assert 400 <= cases["wrong_shape"]["status"] < 600
 
 

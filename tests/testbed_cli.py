@@ -8,6 +8,16 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+SESSION_PLATFORMS = os.environ.get("TESTBED_TEST_PLATFORMS", "all")
+"""What the session's testbeds run (`up --platforms ...`): every registered platform unless TESTBED_TEST_PLATFORMS
+names fewer, so parity and every probe run on each platform at least once per session."""
+
+
+def session_platforms() -> tuple[str, ...]:
+    """The registry names SESSION_PLATFORMS stands for."""
+    from deployers import parse_platforms
+
+    return parse_platforms(SESSION_PLATFORMS, "local")
 
 
 def run_testbed(*args: str, state_dir: Path | None = None, check: bool = True, timeout: float = 3600,

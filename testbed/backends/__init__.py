@@ -13,6 +13,7 @@ from testbed.steps import Step, UpContext
 BACKENDS = {
     "local": "testbed.backends.local.backend:LocalBackend",
     "kind": "testbed.backends.kind:KindBackend",
+    "controlplane": "testbed.backends.controlplane:ControlPlaneBackend",
 }
 
 

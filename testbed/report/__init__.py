@@ -110,6 +110,8 @@ class Report:
     """(key, title, png path or None, reason when absent)."""
 
     experiments_unknown: list[str]
+    kubernetes_path: dict | None = None
+    """testbed.kubernetes_path.levels of each measured platform (None: not computed)."""
     reference_variance: dict | None = None
     """The newest experiments/reference_variance.py record under the results root, for Methods."""
 
@@ -136,6 +138,7 @@ def build(root: Path, run_ids: list[str], out_dir: Path, by_artifact: bool = Fal
     unknown = sorted({e for r in sel.runs for e in r.experiments} - known)
     report = Report(generated_at=time.time(), matrices=matrices, runs=sel.runs, skipped=sel.skipped,
                     documented=documented, plots=plot_rows, experiments_unknown=unknown,
+                    kubernetes_path=_kubernetes_path(root),
                     reference_variance=latest_reference_variance(root))
     md, page = to_markdown(report), to_html(report)
     atomic_write_text(out_dir / "report.md", md)
@@ -144,6 +147,20 @@ def build(root: Path, run_ids: list[str], out_dir: Path, by_artifact: bool = Fal
         (out_dir / name).chmod(0o644)  # a report is for sharing (atomic writes create files 0600)
     return {"markdown": out_dir / "report.md", "html": out_dir / "report.html", "runs": [r.run_id for r in sel.runs],
             "skipped": sel.skipped, "report": report}
+
+
+def _kubernetes_path(root: Path) -> dict:
+    from testbed import kubernetes_path
+
+    return kubernetes_path.levels(kubernetes_path.kind_platforms(), results_dir=root)
+
+
+def kubernetes_path_rows(rep: Report) -> list[tuple[str, str, list[str]]]:
+    """(platform, level reached, one line per level) for the report's Kubernetes path section."""
+    from testbed.kubernetes_path import details
+
+    return [(name, entry["level"], [d.strip() for d in details(entry)])
+            for name, entry in (rep.kubernetes_path or {}).items()]
 
 
 def latest_reference_variance(root: Path) -> dict | None:
@@ -320,6 +337,12 @@ def to_markdown(rep: Report) -> str:
                 out.append(f"- **{system['name']}** ({cell.tag or 'no mechanism'}; {cell.method}):")
                 out += [f"  - {_md_escape(line)}" for line in cell.lines]
         out.append("")
+    if rep.kubernetes_path:
+        out += ["## Kubernetes path", "", "How far each platform's kind deployment has been checked "
+                "(schema-valid < control-plane partially verified < control-plane verified < run on a real kind cluster).", ""]
+        for name, level, details in kubernetes_path_rows(rep):
+            out += [f"- **{name}**: {level}"] + [f"  - {_md_escape(d)}" for d in details]
+        out.append("")
     out += ["## Plots", ""]
     for key, title, path, reason in rep.plots:
         out.append(f"![{title}]({path.name})" if path else f"- {title}: not drawn ({reason}).")
@@ -427,6 +450,10 @@ def to_html(rep: Report) -> str:
                              f"{e(', '.join(sorted(set(cell.runs))))} · {e(', '.join(sorted(set(cell.backends))))}"
                              + (" · PARTIAL" if cell.partial else "") + "</td></tr>")
         parts.append("</table>")
+    if rep.kubernetes_path:
+        parts.append("<h2>Kubernetes path</h2><ul>" + "".join(
+            f"<li><b>{e(name)}</b>: {e(level)}<ul>" + "".join(f"<li>{e(d)}</li>" for d in details) + "</ul></li>"
+            for name, level, details in kubernetes_path_rows(rep)) + "</ul>")
     parts.append("<h2>Plots</h2>")
     for key, title, path, reason in rep.plots:
         if path:

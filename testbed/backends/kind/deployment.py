@@ -77,6 +77,16 @@ class KindDeployment:
     http_port: int = 0
     """The serving container's HTTP port, targeted by the NodePort Service."""
 
+    readiness_needs_pod: str | None = None
+    """Why readiness() can only be reached with the serving pod running (the control-plane backend,
+    whose pods run nothing, reports it as not verifiable instead of waiting); None: the operator decides."""
+
+    labels_set_when_serving: dict[str, str] = {}
+    """Selector labels the operator puts on a pod only once the pod serves: a Service selecting them has
+    endpoints only then (the control-plane backend checks the rest of the selector, and says why)."""
+
+    labels_set_when_serving_why: str = ""
+
     recreated_by: str = "its controller"
     """Who brings a deleted serving pod back (the kill fault's self-recovery on kind), in words."""
 

@@ -36,6 +36,11 @@ def cluster_status(cf: ClusterFiles, pins: Pins) -> dict:
                and doc["prometheus"]["state"] == "ready"
                and (doc.get("detection") is None or doc["detection"]["state"] == "ready"))
     doc["state"] = "running" if healthy else "degraded"
+    from testbed import kubernetes_path
+
+    # How far this path was checked before this cluster (schema, control plane, an earlier kind run).
+    doc["kubernetes_path"] = kubernetes_path.levels(list(doc["platforms"]))
+    doc["summary_lines"] = kubernetes_path.lines(doc["kubernetes_path"])
     return doc
 
 

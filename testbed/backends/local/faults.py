@@ -191,7 +191,10 @@ class LocalFaults:
         log = info.get("log") or f"{self.settings.run_dir}/{platform}/runtime.log"
         return KillTarget(platform, f"pid {worker} ({how})",
                           evidence={"pid": worker, "found_by": how, "leader_pid": info["pid"],
-                                    "was_leader": worker == info["pid"]},
+                                    "was_leader": worker == info["pid"],
+                                    # How long this platform took to get ready at `up`: a restart of its
+                                    # worker by the platform itself may need as long (kill.recovery_wait_s).
+                                    "ready_after_s": info.get("ready_after_s")},
                           handle={"leader": capture(info["pid"], log), "models": served_models(endpoint.base_url)})
 
     def kill(self, target) -> int:
