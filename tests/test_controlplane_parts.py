@@ -602,3 +602,26 @@ def test_kind_status_shows_how_far_the_kind_path_was_checked(tmp_path, monkeypat
     assert doc["kubernetes_path"]["kserve"]["level"] == "control-plane verified"
     assert doc["kubernetes_path"]["kserve"]["schema"]["reached"]
     assert "kserve    control-plane verified" in render_status(doc)
+
+
+def test_the_report_shows_each_kind_platforms_level_from_the_results_it_reads(tmp_path):
+    """The report's Kubernetes path section reads the level records among the results it is built from,
+    lists only platforms with a kind deployment, and shows a partial level with its reason."""
+    from testbed import kubernetes_path, report
+
+    root = tmp_path / "results"
+    kubernetes_path.record("controlplane", {
+        "kserve": {"reached": True, "why": "8 checks passed"},
+        "seldon": {"reached": False, "partial": True, "why": "API server only: operator not run",
+                   "not_verifiable": ["readiness: no operator"]}}, {"kubernetes": "v1.33.1"}, results_dir=root)
+    md = report.build(root, [], tmp_path / "out")["markdown"].read_text()
+    section = md[md.index("## Kubernetes path"):]
+    assert "- **kserve**: control-plane verified" in section
+    assert f"- **seldon**: {kubernetes_path.PARTIAL}" in section and "not verifiable: readiness: no operator" in section
+    assert "with kubernetes v1.33.1" in section
+    for name in kubernetes_path.kind_platforms():
+        assert f"- **{name}**:" in section
+    from deployers import PLATFORMS
+
+    for name in set(PLATFORMS) - set(kubernetes_path.kind_platforms()):
+        assert f"- **{name}**:" not in section
