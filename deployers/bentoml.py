@@ -24,6 +24,7 @@ from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.errors import FaultTargetMissing
+from testbed.serving import ModelServing
 from testbed.platforms import (ALL, FAILED, OK, BatchingRun, BatchingSupport, Documented, DocumentedRow,
                                ExplainPath, MetricsCatalogue, Platform, Signal, UserFile, WireProtocol)
 
@@ -53,6 +54,16 @@ def batching_config(batching) -> dict | None:
     if not batching.enabled:
         return None
     return {"max_batch_size": int(batching.max_batch_size), "max_latency_ms": MAX_LATENCY_MS}
+
+
+SERVING = ModelServing(formats={}, unsupported={
+    fmt: "BentoML serves any Python model as user code (a @bentoml.service that loads it with its library; "
+         "bentoml.sklearn, bentoml.xgboost, bentoml.lightgbm and bentoml.onnx save it in the model store), but the "
+         "testbed's BentoML service (deployers/runtimes/bentoml_service.py) answers INT64 labels and its client-side "
+         "adapter (testbed/adapters.py) sends one numeric tensor, so a user's model (named columns, string labels, "
+         "regression values) is not served on BentoML here yet"
+    for fmt in ("sklearn", "xgboost", "lightgbm", "onnx")})
+"""BentoML would load every format the testbed serves, in code a user writes; the testbed's service does not yet."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +139,7 @@ class BentoMLLocal(LocalProcess):
     platform = "bentoml"
     detection_label = "user code"
     env = ENV
+    serving = SERVING
     port_names = ("http",)
     version_packages = ("bentoml", "scikit-learn", "numpy", "alibi", "shap", "alibi-detect")
 

@@ -20,6 +20,7 @@ from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.platforms import (ALL, FAILED, OK, BatchingSupport, Documented, DocumentedRow, ExplainPath,
                                MetricsCatalogue, Platform, Signal, UserFile, WireProtocol)
+from testbed.serving import FormatSupport, ModelServing
 
 def upstream_file(version: str, name: str) -> Path:
     """A file of KServe's Helm charts at `version`, vendored under cluster/upstream/ (SOURCES.md there)."""
@@ -57,9 +58,21 @@ ENV = EnvSpec("kserve", ("kserve==0.20.0", "scikit-learn==1.5.2", "numpy==1.26.4
                          "alibi[shap]==0.9.6", "shap==0.43.0"))
 
 
+SERVING = ModelServing(formats={
+    "sklearn": FormatSupport("our kserve.Model (deployers/runtimes/kserve_server.py): joblib.load", "user code"),
+    "xgboost": FormatSupport("our kserve.Model: XGBClassifier / XGBRegressor .load_model", "user code",
+                             (formats.XGBOOST,)),
+    "lightgbm": FormatSupport("our kserve.Model: lightgbm.Booster(model_file=...)", "user code", (formats.LIGHTGBM,)),
+    "onnx": FormatSupport("our kserve.Model: onnxruntime.InferenceSession", "user code", (formats.ONNXRUNTIME,)),
+})
+"""KServe's own format servers (sklearnserver, xgbserver, lgbserver, Triton for ONNX) are container images, the local
+backend runs none: its ModelServer serves every format through our kserve.Model, with the format's library."""
+
+
 class KServeLocal(LocalProcess):
     platform = "kserve"
     env = ENV
+    serving = SERVING
     port_names = ("http",)
     version_packages = ("kserve", "scikit-learn", "numpy", "alibi", "shap")
     detection_label = "add-on"

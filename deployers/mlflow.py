@@ -38,6 +38,7 @@ from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.errors import InvalidPayload
+from testbed.serving import ModelServing
 from testbed.platforms import (BatchingSupport, Documented, DocumentedRow, ExplainPath, MetricsCatalogue,
                                OfflineJob, Platform, Signal, UserFile, WireProtocol)
 
@@ -106,6 +107,17 @@ def packages_dir(artifact_path: Path) -> Path:
     return artifact_path.parent / f"{artifact_path.name}-mlflow"
 
 
+SERVING = ModelServing(formats={}, unsupported={
+    fmt: f"MLflow serves it natively through its {flavour} flavour ({flavour}.save_model, then the pyfunc scoring "
+         f"server), but the testbed's MLflow runtime packages only the testbed's own classifier so far: "
+         f"deployers/runtimes/mlflow_models.py saves the model with mlflow.sklearn, its pyfunc wrapper answers INT64 "
+         f"labels, and the client-side adapter (testbed/adapters.py) sends one numeric tensor, so a user's model "
+         f"(another flavour, named columns, string labels, regression values) is not served on MLflow here yet"
+    for fmt, flavour in (("sklearn", "mlflow.sklearn"), ("xgboost", "mlflow.xgboost"),
+                         ("lightgbm", "mlflow.lightgbm"), ("onnx", "mlflow.onnx"))})
+"""MLflow's flavours would load every format the testbed serves; the testbed's packaging does not yet."""
+
+
 class MLflowLocal(LocalProcess):
     """The kill fault's target is the default one, the process listening on the http port: the scoring server,
     session leader. Nothing restarts it (MLflow has no supervisor; the user-code server, its child, stops with
@@ -114,6 +126,7 @@ class MLflowLocal(LocalProcess):
     platform = "mlflow"
     detection_label = "user code"
     env = ENV
+    serving = SERVING
     port_names = ("http", "usercode")
     version_packages = ("mlflow", "scikit-learn", "numpy", "fastapi", "uvicorn", "alibi", "shap", "alibi-detect")
 

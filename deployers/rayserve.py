@@ -25,6 +25,7 @@ from testbed.backends.local import detection, envs, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, KnownListener, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
+from testbed.serving import FormatSupport, ModelServing
 from testbed.errors import RuntimeStartFailed
 from testbed.platforms import (ALL, FAILED, OK, BatchingRun, BatchingSupport, Documented, DocumentedRow,
                                ExplainPath, MetricsCatalogue, OfflineJob, Platform, Signal, UserFile,
@@ -68,6 +69,14 @@ def ray_batching_args(batching) -> list[str]:
     return ["--max-batch-size", str(batching.max_batch_size), "--batch-wait-ms", str(batching.max_batch_time_ms)]
 
 
+SERVING = ModelServing(formats={
+    "sklearn": FormatSupport("our deployment (deployers/runtimes/ray_app.py): joblib.load", "user code"),
+    "xgboost": FormatSupport("our deployment: XGBClassifier / XGBRegressor .load_model", "user code",
+                             (formats.XGBOOST,)),
+    "lightgbm": FormatSupport("our deployment: lightgbm.Booster(model_file=...)", "user code", (formats.LIGHTGBM,)),
+    "onnx": FormatSupport("our deployment: onnxruntime.InferenceSession", "user code", (formats.ONNXRUNTIME,)),
+}, frame_packages=("pandas==2.3.3",))
+"""Ray Serve has no model runtimes: a deployment loads any format with its library (user code)."""
 # Ray Serve names metrics and processes by application and deployment, not by model: these are the
 # names deployers/runtimes/ray_app.py gives (serve.run(name="reference"), class V2Model).
 APP, DEPLOYMENT = "reference", "V2Model"
@@ -80,6 +89,7 @@ class RayServeLocal(LocalProcess):
     """The Serve replica that serves the infer route (app "reference" at "/", ingress V2Model): a kill
     fault kills it, not the driver process `up` started."""
     env = ENV
+    serving = SERVING
     port_names = ("http", "metrics")
     version_packages = ("ray", "scikit-learn", "numpy", "fastapi", "alibi", "shap")
     known_listeners = (KnownListener("ray::ServeReplica", "::", REPLICA_GRPC_CAUSE),)

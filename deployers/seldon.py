@@ -3,6 +3,7 @@ with under the V2 protocol, and what Seldon Core v2 runs); a SeldonDeployment on
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -23,6 +24,7 @@ from testbed.backends.local import detection, envs, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
+from testbed.serving import FormatSupport, ModelServing
 from testbed.errors import RuntimeStartFailed
 from testbed.platforms import (ALL, FAILED, OK, BatchingRun, BatchingSupport, Documented, DocumentedRow,
                                ExplainPath, MetricsCatalogue, OfflineJob, Platform, Signal, UserFile,
@@ -55,11 +57,52 @@ def mlserver_settings(ports: dict[str, int], workdir: Path) -> dict:
     }
 
 
-def model_settings(artifact_path: Path, model_name: str, version: str, batching=None) -> dict:
+RUNTIMES = {"sklearn": "mlserver_sklearn.SKLearnModel", "xgboost": "mlserver_xgboost.XGBoostModel",
+            "lightgbm": "mlserver_lightgbm.LightGBMModel"}
+"""MLServer's runtime per model format: what Seldon Core serves SKLEARN_SERVER, XGBOOST_SERVER and LIGHTGBM_SERVER
+with under the V2 protocol."""
+
+
+def _xgboost_refusal(artifact) -> str | None:
+    if artifact.task != "classification":
+        return None
+    if (artifact.metadata.get("inspection") or {}).get("xgboost_sklearn_type") == "classifier":
+        return None
+    return ("MLServer's XGBoost runtime (mlserver-xgboost 1.7.1, _load_sklearn_interface) loads a file without "
+            "XGBoost's scikit-learn metadata as an XGBRegressor, so this classifier (saved with Booster.save_model) "
+            "would answer class-1 probabilities where labels are expected. What would work: save it with "
+            "XGBClassifier.save_model (the scikit-learn API writes that metadata)")
+
+
+def _lightgbm_refusal(artifact) -> str | None:
+    if artifact.task != "classification":
+        return None
+    return ("MLServer's LightGBM runtime (mlserver-lightgbm 1.7.1) answers Booster.predict, the class probabilities, "
+            "with no label output to ask for, and the testbed compares labels. What would work: the LGBMClassifier "
+            "saved with joblib (MLServer's scikit-learn runtime answers labels and probabilities), or serving this "
+            "file on KServe or Ray Serve")
+
+
+SERVING = ModelServing(
+    formats={
+        "sklearn": FormatSupport("MLServer's scikit-learn runtime (mlserver_sklearn.SKLearnModel)", "native"),
+        "xgboost": FormatSupport("MLServer's XGBoost runtime (mlserver_xgboost.XGBoostModel)", "native",
+                                 ("mlserver-xgboost==1.7.1", formats.XGBOOST), _xgboost_refusal),
+        "lightgbm": FormatSupport("MLServer's LightGBM runtime (mlserver_lightgbm.LightGBMModel)", "native",
+                                  ("mlserver-lightgbm==1.7.1", formats.LIGHTGBM), _lightgbm_refusal),
+    },
+    unsupported={"onnx": "MLServer 1.7.1, Seldon's runtime here, has no ONNX runtime (there is no mlserver-onnx "
+                         "release); Seldon Core serves ONNX through Triton (TRITON_SERVER), a container image the "
+                         "local backend does not run. What would work: the model in its original scikit-learn, "
+                         "XGBoost or LightGBM form, or this ONNX file on KServe or Ray Serve"})
+
+
+def model_settings(artifact_path: Path, model_name: str, version: str, batching=None, model_file: str = "model.joblib",
+                   implementation: str = RUNTIMES["sklearn"]) -> dict:
     settings = {
         "name": model_name,
-        "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": str(artifact_path / "model.joblib"), "version": version},
+        "implementation": implementation,
+        "parameters": {"uri": str(artifact_path / model_file), "version": version},
     }
     if batching is not None and batching.enabled:
         # MLServer's adaptive batching: max_batch_time is in seconds.
@@ -68,25 +111,27 @@ def model_settings(artifact_path: Path, model_name: str, version: str, batching=
     return settings
 
 
-def explainer_settings(model_name: str, version: str, saved_explainer: Path, infer_uri: str) -> dict:
-    """MLServer's alibi-explain runtime: black-box KernelShap calling the model's V2 route for predict_proba."""
+def explainer_settings(model_name: str, version: str, saved_explainer: Path, infer_uri: str,
+                       infer_output: str = "predict_proba") -> dict:
+    """MLServer's alibi-explain runtime: black-box KernelShap calling the model's V2 route for predict_proba (a
+    regression model's `predict`)."""
     return {
         "name": model_name + EXPLAINER_SUFFIX,
         "implementation": "mlserver_alibi_explain.AlibiExplainRuntime",
         "parameters": {
             "uri": str(saved_explainer),
             "version": version,
-            "extra": {"explainer_type": "kernel_shap", "infer_uri": infer_uri, "infer_output": "predict_proba",
+            "extra": {"explainer_type": "kernel_shap", "infer_uri": infer_uri, "infer_output": infer_output,
                       "explainer_batch": True},
         },
     }
 
 
-def saved_explainer(python: Path, artifact, state_dir: Path, say=lambda m: None) -> Path:
+def saved_explainer(python: Path, artifact, state_dir: Path, say=lambda m: None, env: EnvSpec = ENV) -> Path:
     """The KernelShap explainer fitted on the artifact and saved with alibi (by the mlserver env's python),
     reused while the artifact, the explainer code and the environment are unchanged."""
-    code = (RUNTIMES_DIR / "explainer_io.py").read_bytes()
-    key = hashlib.sha256(code + artifact.sha256.encode() + ENV.digest().encode()).hexdigest()[:12]
+    code = b"".join((RUNTIMES_DIR / f).read_bytes() for f in ("explainer_io.py", "model_io.py"))
+    key = hashlib.sha256(code + artifact.sha256.encode() + env.digest().encode()).hexdigest()[:12]
     out = state_dir / "explainers" / f"{artifact.path.name}-kernel_shap-{key}"
     if (out / "meta.dill").is_file():
         return out
@@ -99,10 +144,22 @@ def saved_explainer(python: Path, artifact, state_dir: Path, say=lambda m: None)
     return out
 
 
+def explainer_unavailable(artifact) -> str | None:
+    """Why MLServer's alibi-explain runtime cannot explain this model, or None."""
+    if artifact.metadata.get("input") == "frame":
+        return ("MLServer's alibi-explain runtime (1.6.1) calls the model's V2 route with one numeric tensor "
+                "(NumpyRequestCodec), and this model takes named columns (a DataFrame with string categories): "
+                "the explainer fails while it loads (ValueError: Specifying the columns using strings is only "
+                "supported for dataframes). What would work: a model that takes one array (categories encoded "
+                "as numbers before it), or an explainer of your own as a custom MLServer runtime")
+    return None
+
+
 class SeldonLocal(LocalProcess):
     platform = "seldon"
     detection_label = "native"
     env = ENV
+    serving = SERVING
     port_names = ("http", "grpc", "metrics")
     version_packages = ("mlserver", "mlserver-sklearn", "mlserver-alibi-explain", "alibi", "shap", "scikit-learn",
                         "numpy")
@@ -113,15 +170,19 @@ class SeldonLocal(LocalProcess):
         model_dir.mkdir(parents=True, exist_ok=True)
         (workdir / "metrics").mkdir(exist_ok=True)
         (repo / "settings.json").write_text(json.dumps(mlserver_settings(ports, workdir), indent=2))
+        art = ctx.artifact
         (model_dir / "model-settings.json").write_text(
-            json.dumps(model_settings(ctx.artifact.path, ctx.artifact.name, ctx.artifact.sha256[:12],
-                                      ctx.settings.batching), indent=2))
-        explainer_dir = repo / (ctx.artifact.name + EXPLAINER_SUFFIX)
+            json.dumps(model_settings(art.path, art.name, art.sha256[:12], ctx.settings.batching,
+                                      art.metadata.get("model_file", "model.joblib"), RUNTIMES[art.format]), indent=2))
+        if explainer_unavailable(art):
+            ctx.say(f"  seldon: no explainer for {art.name}: {explainer_unavailable(art)}")
+            return [str(python.parent / "mlserver"), "start", str(repo)]
+        explainer_dir = repo / (art.name + EXPLAINER_SUFFIX)
         explainer_dir.mkdir(parents=True, exist_ok=True)
-        infer_uri = f"http://127.0.0.1:{ports['http']}/v2/models/{ctx.artifact.name}/infer"
+        infer_uri = f"http://127.0.0.1:{ports['http']}/v2/models/{art.name}/infer"
         (explainer_dir / "model-settings.json").write_text(json.dumps(explainer_settings(
-            ctx.artifact.name, ctx.artifact.sha256[:12], saved_explainer(python, ctx.artifact, ctx.settings.state_dir,
-                                                                         ctx.say), infer_uri), indent=2))
+            art.name, art.sha256[:12], saved_explainer(python, art, ctx.settings.state_dir, ctx.say, self.env),
+            infer_uri, "predict" if art.task == "regression" else "predict_proba"), indent=2))
         return [str(python.parent / "mlserver"), "start", str(repo)]
 
     def wait_ready(self, ctx, timeout_s: float) -> Endpoint:
@@ -130,7 +191,8 @@ class SeldonLocal(LocalProcess):
         deadline = self.started_at + timeout_s
         with httpx.Client(timeout=max(5.0, timeout_s)) as client:
             self._poll(client, endpoint.server_live_url, deadline, timeout_s)
-            for name in (ctx.artifact.name, ctx.artifact.name + EXPLAINER_SUFFIX):
+            explainer = () if explainer_unavailable(ctx.artifact) else (ctx.artifact.name + EXPLAINER_SUFFIX,)
+            for name in (ctx.artifact.name, *explainer):
                 url = f"{endpoint.base_url}/v2/repository/models/{name}/load"
                 try:
                     resp = client.post(url)
@@ -158,6 +220,11 @@ class SeldonLocal(LocalProcess):
                 raise RuntimeStartFailed(self.platform, f"{url} did not answer 200 within {timeout_s:.0f}s",
                                          self.log_path, processes.log_tail(self.log_path))
             time.sleep(0.25)
+
+    def endpoint(self, ctx) -> Endpoint:
+        endpoint = super().endpoint(ctx)
+        reason = explainer_unavailable(ctx.artifact)
+        return dataclasses.replace(endpoint, explain_url=None, explain_unavailable=reason) if reason else endpoint
 
     def make_endpoint(self, ports, model_name) -> Endpoint:
         base = f"http://127.0.0.1:{ports['http']}"
@@ -218,8 +285,15 @@ class SeldonLocal(LocalProcess):
                 "--mlserver", f"http://127.0.0.1:{self.ports['http']}", "--detector-server", server.url,
                 "--model", ctx.artifact.name, "--outlier-model", self.OUTLIER_MODEL, "--drift-model", self.DRIFT_MODEL,
                 "--outlier-threshold", str(fitted.metadata["outlier"]["threshold"]),
-                "--features", ",".join(ctx.artifact.feature_names), "--sink", sink])
+                "--features", ",".join(ctx.artifact.feature_names), "--sink", sink,
+                *(["--encode-columns", str(ctx.artifact.path / "metadata.json")] if self._columns(ctx) else [])])
         return [server, pipeline]
+
+    @staticmethod
+    def _columns(ctx) -> bool:
+        """The model takes named columns (V2 'pd' requests, testbed/v2.py): MLServer's alibi-detect runtime decodes
+        a request into one array, so a pipeline step of ours turns the columns into category codes first."""
+        return ctx.artifact.metadata.get("input") == "frame"
 
     def detection_paths(self, ctx, service_url: str) -> dict:
         sidecars = ctx.extra["detection_sidecars"]
@@ -237,6 +311,11 @@ class SeldonLocal(LocalProcess):
             kind_equivalent="Seldon Core v2 Pipeline with steps [model, outlier-detector, drift-detector "
                             "(batch.size)], detectors as Model CRs on an MLServer Server; Seldon Core v1: the "
                             "SeldonDeployment logger to the detector service",
+            notes="" if not self._columns(ctx) else
+                  "the model takes named columns with string categories: before the detector steps, a step of ours "
+                  "(user code in the stand-in; a transformer Model in a real Pipeline) encodes the columns into "
+                  "one tensor of category codes, since MLServer's alibi-detect runtime decodes a request into one "
+                  "array",
             native_metrics="the detector MLServer exports seldon_model_drift (histogram: _count = windows, "
                            "_sum = alarms), scraped as job seldon-detector-server",
             native_promql={

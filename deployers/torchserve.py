@@ -36,6 +36,7 @@ from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.errors import FaultTargetMissing, MissingBinary
+from testbed.serving import ModelServing
 from testbed.platforms import (ALL, FAILED, BatchingRun, BatchingSupport, Documented, DocumentedRow, ExplainPath,
                                MetricsCatalogue, Platform, Signal, UserFile, WireProtocol)
 
@@ -127,10 +128,21 @@ def serving_worker(info: dict, model: str = MODEL_NAME) -> tuple[int, str]:
     return pids[0], f"worker of model {model} named by the management API ({url})"
 
 
+SERVING = ModelServing(formats={}, unsupported={
+    fmt: "TorchServe serves a model that is not PyTorch only through a custom handler (user code); the testbed's "
+         "handler (deployers/runtimes/torchserve_handler.py) is archived with the testbed's own model file "
+         "(model.joblib, deployers/runtimes/torchserve_launch.py) and answers INT64 labels of one numeric tensor, so "
+         "a user's model (another file, named columns, string labels, regression values) is not served on "
+         "TorchServe here yet"
+    for fmt in ("sklearn", "xgboost", "lightgbm", "onnx")})
+"""TorchServe would need a handler of the user's own for their model; the testbed's handler serves its own model."""
+
+
 class TorchServeLocal(LocalProcess):
     platform = "torchserve"
     detection_label = "user code"
     env = ENV
+    serving = SERVING
     port_names = ("http", "management", "metrics", "grpc_inference", "grpc_management")
     version_packages = ("torchserve", "torch-model-archiver", "torch", "scikit-learn", "numpy", "alibi", "shap",
                         "alibi-detect")

@@ -56,9 +56,9 @@ def one_start(env: dict, platform_set: str) -> dict:
         if proc.returncode != 0:
             raise SystemExit(f"up ({platform_set}) failed:\n{proc.stderr[-3000:]}")
         status = json.loads(cli(env, "status", "--json").stdout)
+        parts = rss_mb(status)  # while it runs: the processes besides the platforms are read live
     finally:
         cli(env, "down")
-    parts = rss_mb(status)
     return {"set": platform_set, "platforms": list(status["platforms"]), "up_s": round(wall, 1),
             "rss_total_mb": round(sum(parts.values())), "rss_mb": parts}
 

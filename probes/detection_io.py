@@ -8,10 +8,8 @@ one request in flight, `request_rows` rows per request, each request named by
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -20,7 +18,7 @@ from probes import scoring
 from probes.scenarios import Stream, user_stream
 from testbed import v2
 from testbed.endpoint import Endpoint
-from testbed.errors import DetectionPathDown, InvalidPayload, PrometheusError, TestbedError
+from testbed.errors import DetectionPathDown, PrometheusError, TestbedError
 from testbed.platforms import WireProtocol
 from testbed.prometheus import PrometheusClient
 
@@ -70,13 +68,14 @@ class Sent:
 
 
 def send_stream(client: httpx.Client, url: str, stream: Stream, tag: str, request_rows: int, sent: Sent,
-                protocol: WireProtocol = V2) -> None:
-    """The stream through a detection path at url, as the platform's protocol takes it there (encode_detected)."""
+                protocol: WireProtocol = V2, wire: v2.Wire | None = None) -> None:
+    """The stream through a detection path at url, as the platform's protocol takes it there (encode_detected), in
+    the model's layout (`wire`: columns for a model that takes named columns)."""
     started = time.monotonic()
     for start in range(0, stream.n, request_rows):
         rid = scoring.request_id(tag, stream.name, start)
-        body = protocol.request_bytes(v2.request_body(stream.rows[start:start + request_rows], request_id=rid),
-                                      detected=True)
+        body = protocol.request_bytes(v2.request_body(stream.rows[start:start + request_rows], request_id=rid,
+                                                      wire=wire), detected=True)
         t0 = time.time()
         try:
             resp = client.post(url, content=body, headers={"content-type": "application/json"})
@@ -167,7 +166,7 @@ def wait_counter(prom: PrometheusClient, query: str, target: float, timeout_s: f
 
 
 def side_by_side_latency(endpoint: Endpoint, path: dict, rows: np.ndarray, pairs: int, request_rows: int,
-                         tag: str) -> dict:
+                         tag: str, wire: v2.Wire | None = None) -> dict:
     """Inference latency with and without the detection path, alternating requests (same rows), each body
     encoded for its route before the clock starts (the platform's protocol)."""
     from deployers import protocol_of
@@ -180,7 +179,8 @@ def side_by_side_latency(endpoint: Endpoint, path: dict, rows: np.ndarray, pairs
             chunk = rows[start:start + request_rows]
             order = ((path["url"], with_s, True), (protocol.infer_url(endpoint), without_s, False))
             for url, bucket, detected in (order if i % 2 == 0 else order[::-1]):
-                body = protocol.request_bytes(v2.request_body(chunk, request_id=f"{tag}-latency/{i}"), detected)
+                body = protocol.request_bytes(v2.request_body(chunk, request_id=f"{tag}-latency/{i}", wire=wire),
+                                              detected)
                 t0 = time.perf_counter()
                 resp = client.post(url, content=body, headers={"content-type": "application/json"})
                 elapsed = time.perf_counter() - t0
@@ -191,49 +191,12 @@ def side_by_side_latency(endpoint: Endpoint, path: dict, rows: np.ndarray, pairs
     return summary
 
 
-def read_csv_rows(path, feature_names: list[str]) -> np.ndarray:
-    """Rows of a CSV whose header names the model's features in order; InvalidPayload otherwise."""
-    path = Path(path)
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            body = [row for row in reader if row]
-    except OSError as exc:
-        raise InvalidPayload(f"CSV {path}", f"cannot be read ({exc})") from None
-    if header is None:
-        raise InvalidPayload(f"CSV {path}", "is empty: expected a header of feature names "
-                             f"({', '.join(feature_names)})")
-    header = [h.strip() for h in header]
-    if header != list(feature_names):
-        raise InvalidPayload(f"CSV {path}", f"header {header} does not name the model's features in order "
-                             f"({', '.join(feature_names)})")
-    try:
-        rows = np.asarray([[float(x) for x in row] for row in body], dtype=np.float64).reshape(len(body), len(header))
-    except ValueError as exc:
-        raise InvalidPayload(f"CSV {path}", f"has a non-numeric or short row ({exc})") from None
-    return rows
+def user_rows(path, features, name: str, truth_path=None) -> Stream:
+    """A user's CSV (probes/userdata.py) as one stream; truth: a 0/1 outlier label per row."""
+    from probes import userdata
 
-
-def read_truth_csv(path, n_rows: int) -> np.ndarray:
-    path = Path(path)
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            values = [row[0].strip() for row in reader if row]
-    except OSError as exc:
-        raise InvalidPayload(f"truth CSV {path}", f"cannot be read ({exc})") from None
-    if header is None or any(v not in ("0", "1") for v in values):
-        raise InvalidPayload(f"truth CSV {path}", "expected a header line, then one 0/1 value per data row")
-    if len(values) != n_rows:
-        raise InvalidPayload(f"truth CSV {path}", f"has {len(values)} values for {n_rows} data rows")
-    return np.asarray([int(v) for v in values], dtype=int)
-
-
-def user_rows(path, feature_names, name: str, truth_path=None) -> Stream:
-    rows = read_csv_rows(path, feature_names)
-    truth = read_truth_csv(truth_path, rows.shape[0]) if truth_path else None
+    rows = userdata.read_rows(path, features)
+    truth = userdata.read_truth(truth_path, rows.shape[0]) if truth_path else None
     return user_stream(rows, name=name, truth=truth)
 
 

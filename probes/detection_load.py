@@ -269,6 +269,7 @@ def summary(cells: list[dict]) -> dict:
 
 
 def run(ctx: ProbeContext) -> list[Result]:
+    ctx.artifact.require_own("The detection-under-load experiment")
     return [measure(ctx, endpoint) for endpoint in ctx.endpoints.values()]
 
 
@@ -352,6 +353,7 @@ def outage_at_onset(ctx: ProbeContext, endpoint, faults, rate: float = 10.0, n_r
 
 
 def run_outage(ctx: ProbeContext) -> list[Result]:
+    ctx.artifact.require_own("The detector-outage-at-onset experiment")
     from probes.fault_io import faults_for
 
     faults = faults_for(ctx)

@@ -4,12 +4,16 @@ detection path. Scores, per window class (probes/scoring.py: window_class): alar
 per stream the first alarm after onset (delay in rows and seconds). Counts are kept so the report pools
 repeats before it takes intervals (probes/stats.py) and decides which magnitudes are detected.
 
-`run(ctx)` -> one Result per platform. ctx.options: {"reference_csv": path|None, "data_csv": path|None,
-"control_n": 4000, "drift_n": 1400, "onset": 300, "randomise_onset": True, "window_rows": the detectors'
-window, "kinds": [...], "magnitudes": {kind: [...]}}.
-User data: the reference rows are sent first as a control segment and the data rows after them, as
-one stream whose onset is the first data row; the detectors are the deployed ones (fitted on the
-artifact's reference sample), so the question answered is "does this platform's path flag the data".
+`run(ctx)` -> one Result per platform. ctx.options: {"data_csv": path|None, "control_n": 4000, "drift_n": 1400,
+"onset": 300, "randomise_onset": True, "window_rows": the detectors' window, "kinds": [...],
+"magnitudes": {kind: [...]}}.
+A user's model (`up --model --reference`): the detectors were fitted on their reference, and the streams are made
+from its held-out rows (probes/userscenarios.py: the control, and drifts in the same units).
+User data (`--data CUR.csv`): a control segment of CONTROL_SEGMENT rows like the reference (held-out rows for a
+user's model, fresh draws for the testbed's) and then the data rows, as one stream whose onset is the first data
+row; the detectors are the deployed ones, fitted on the artifact's reference, so the question answered is "does
+this platform's path flag my data, against my reference", and the control segment measures the false alarms of
+the same run.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from deployers import protocol_of
 from probes import detection_io as dio
 from probes import scoring, stats
 from probes.context import ProbeContext
+from testbed import v2
 from probes.stats import derive_seed
 from probes.scenarios import DRIFT_KINDS, DRIFT_MAGNITUDES, Stream, control_stream, drift_suite, user_stream
 from testbed.detectors import CONFIG as DETECTOR_CONFIG
-from testbed.errors import EmptyScenario, TestbedError
+from testbed.errors import TestbedError
 from testbed.population import Population
 from testbed.results import Result
 
@@ -35,6 +40,9 @@ FPR_QUANTILE = 0.999
 CONTROL_N = 4000
 DRIFT_N = 1400
 ONSET = 300
+CONTROL_SEGMENT = CONTROL_N
+"""Rows like the reference sent before a user's --data rows: 20 windows of 200, the false alarms of this run. Fewer
+would leave the false-positive rate's upper bound too high to call anything detected (0 of 5 windows: 0.52)."""
 """Each drift stream: 300-499 undrifted rows (onset at a seeded phase of the window), then 901-1100 drifted
 rows: 3-5 windows of 200 rows wholly drifted per stream and repeat."""
 
@@ -43,17 +51,17 @@ def scenario(ctx: ProbeContext, window_rows: int = 200) -> list[Stream]:
     """The streams in the order they are sent. Seeds: a hash of (ctx.seed, ctx.repeat, kind, magnitude)
     per stream; onsets at onset + a seeded 0..window_rows-1 rows; the order shuffled per repeat."""
     opts = ctx.options or {}
-    names = ctx.artifact.feature_names
-    if opts.get("data_csv") or opts.get("reference_csv"):
-        if not opts.get("data_csv"):
-            raise EmptyScenario("drift data (--data CUR.csv was not given)", 0)
-        data = dio.read_csv_rows(opts["data_csv"], names)
-        ref = dio.read_csv_rows(opts["reference_csv"], names) if opts.get("reference_csv") else np.zeros((0, len(names)))
-        if data.shape[0] == 0:
-            raise EmptyScenario(f"drift data {opts['data_csv']}", 0)
-        rows = np.vstack([ref, data])
-        s = user_stream(rows, name="user-data", kind="user")
-        return [Stream(name=s.name, kind="user", rows=s.rows, seed=-1, onset=int(ref.shape[0]), feature=None)]
+    if opts.get("data_csv"):
+        from probes import userdata
+
+        data = userdata.read_rows(opts["data_csv"], ctx.artifact.features)
+        seed = derive_seed(ctx.seed, ctx.repeat, "control-segment")
+        n_control = int(opts.get("control_segment", CONTROL_SEGMENT))
+        control, _ = ctx.artifact.data_source().sample(n_control, np.random.default_rng(seed))
+        s = user_stream(np.vstack([control, data]), name="user-data", kind="user")
+        return [Stream(name=s.name, kind="user", rows=s.rows, seed=seed, onset=n_control, feature=None)]
+    if ctx.artifact.is_user:
+        return user_scenario(ctx, window_rows)
     population = Population(ctx.artifact.metadata["recipe"]["seed"])
     magnitudes = opts.get("magnitudes") or DRIFT_MAGNITUDES
     kinds = opts.get("kinds") or DRIFT_KINDS
@@ -65,6 +73,34 @@ def scenario(ctx: ProbeContext, window_rows: int = 200) -> list[Stream]:
                          onset_jitter=window_rows if opts.get("randomise_onset", True) else 0)
     order = np.random.default_rng(derive_seed(ctx.seed, ctx.repeat, "order")).permutation(len(drifts))
     return [control, *(drifts[i] for i in order)]
+
+
+def user_scenario(ctx: ProbeContext, window_rows: int) -> list[Stream]:
+    """A user's model: the control and the drift suite from the held-out reference rows (probes/userscenarios.py),
+    seeded like `scenario`; kinds the data cannot carry are left out (the plan in the evidence says why)."""
+    from probes import userscenarios as us
+
+    opts = ctx.options or {}
+    source = ctx.artifact.data_source()
+    p = us.plan(ctx.artifact.reference(), source)
+    kinds = opts.get("kinds") or us.DRIFT_MAGNITUDES
+    magnitudes = {k: tuple(v) for k, v in (opts.get("magnitudes") or us.DRIFT_MAGNITUDES).items() if k in kinds}
+    control = us.control_stream(source, int(opts.get("control_n", CONTROL_N)),
+                                seed=derive_seed(ctx.seed, ctx.repeat, "control"))
+    drifts = us.drift_suite(source, p, ctx.seed, n=int(opts.get("drift_n", DRIFT_N)), onset=int(opts.get("onset", ONSET)),
+                            magnitudes=magnitudes, repeat=ctx.repeat,
+                            onset_jitter=window_rows if opts.get("randomise_onset", True) else 0)
+    order = np.random.default_rng(derive_seed(ctx.seed, ctx.repeat, "order")).permutation(len(drifts))
+    return [control, *(drifts[i] for i in order)]
+
+
+def plan_evidence(ctx: ProbeContext) -> dict:
+    """What the streams act on, for a user's model (which features, which kinds were left out and why)."""
+    if not ctx.artifact.is_user or (ctx.options or {}).get("data_csv"):
+        return {}
+    from probes import userscenarios as us
+
+    return {"user_plan": us.plan(ctx.artifact.reference(), ctx.artifact.data_source()).describe()}
 
 
 def score(streams: list[Stream], windows: list[scoring.Window], sent_at: dict, tag: str, p_val: float) -> dict:
@@ -114,7 +150,10 @@ def _rid_of_row(tag: str, stream: Stream, row: int, sent_at: dict) -> str:
 def verdict_word(scores: dict) -> str:
     if not scores["streams"]:
         return "alarm" if scores["false_alarms"] else "no alarm"
-    return "detected" if any(v is not None for v in scores["smallest_magnitude_detected"].values()) else "missed"
+    detected = any(v is not None for v in scores["smallest_magnitude_detected"].values())
+    if set(scores["power_counts"]) == {"user"}:  # a user's rows: whether they drifted is what is asked
+        return "flagged" if detected else "not flagged"
+    return "detected" if detected else "missed"
 
 
 def run(ctx: ProbeContext) -> list[Result]:
@@ -124,7 +163,8 @@ def run(ctx: ProbeContext) -> list[Result]:
 
 
 def measure(ctx: ProbeContext, endpoint, streams: list[Stream]) -> Result:
-    result, path, tag = dio.open_result(ctx, endpoint, PROBE, "drift", {"scenario": [s.summary() for s in streams]})
+    result, path, tag = dio.open_result(ctx, endpoint, PROBE, "drift", {"scenario": [s.summary() for s in streams],
+                                                                        **plan_evidence(ctx)})
     if path is None:
         return result
     evidence = result.evidence
@@ -143,7 +183,8 @@ def measure(ctx: ProbeContext, endpoint, streams: list[Stream]) -> Result:
         sent = dio.Sent()
         with httpx.Client(timeout=30.0) as client:
             for s in streams:
-                dio.send_stream(client, path["url"], s, tag, request_rows, sent, protocol_of(endpoint))
+                dio.send_stream(client, path["url"], s, tag, request_rows, sent, protocol_of(endpoint),
+                                v2.wire_for(ctx.artifact))
         records, waited = dio.collect(path["verdicts_url"], since, tag, sent.requests - len(sent.failed))
         windows = [scoring.locate(r, tag) for r in records if r["kind"] == "drift"]
         result.scores = score(streams, windows, sent.sent_at, tag, p_val)

@@ -31,7 +31,6 @@ from probes.stats import derive_seed
 from testbed import v2
 from testbed.endpoint import Endpoint
 from testbed.platforms import ExplainPath
-from testbed.population import Population
 from testbed.results import Result
 
 PROBE = "explain"
@@ -68,10 +67,16 @@ def shap_values(explanation: dict, n_features: int) -> np.ndarray:
     return values[None] if values.ndim == 2 else values
 
 
-def reported_prediction(explanation: dict):
-    """The model output the explainer itself saw for the explained rows (alibi: data.raw.raw_prediction)."""
+def reported_prediction(explanation: dict, n_rows: int):
+    """The model output the explainer itself saw for the explained rows (alibi: data.raw.raw_prediction), as
+    (rows, outputs): a regression model's one output comes back as a flat list of values, one per row."""
     raw = ((explanation.get("data") or {}).get("raw") or {}).get("raw_prediction")
-    return None if raw is None else np.asarray(raw, dtype=np.float64)
+    if raw is None:
+        return None
+    raw = np.asarray(raw, dtype=np.float64)
+    if raw.size % n_rows:
+        raise ValueError(f"the explainer reported {raw.size} predictions for {n_rows} rows")
+    return raw.reshape(n_rows, -1)
 
 
 def ranking(importance: np.ndarray, feature_names: list[str]) -> list[str]:
@@ -165,7 +170,7 @@ def probe_one(endpoint: Endpoint, path: ExplainPath, batches: list[np.ndarray], 
             doc, elapsed = explain_once(client, endpoint, path, batch)
             rows.append(attributions(doc, n_features))
             values.append(shap_values(doc, n_features))
-            reported.append(reported_prediction(doc))
+            reported.append(reported_prediction(doc, len(batch)))
             expected.append(doc.get("data", {}).get("expected_value"))
             latencies.append(elapsed)
             docs.append({"meta": doc.get("meta"), "expected_value": doc.get("data", {}).get("expected_value")})
@@ -174,30 +179,55 @@ def probe_one(endpoint: Endpoint, path: ExplainPath, batches: list[np.ndarray], 
             "expected_value": expected[0], "latencies_s": latencies, "first_call_s": first_s, "docs": docs}
 
 
-def exact_score(raw: dict, model, background: np.ndarray, rows: np.ndarray) -> dict:
-    """Pure (given a model): the platform's values against exact Shapley values over the same background,
-    plus how far the prediction the platform's explainer reported is from the model's own probabilities."""
-    truth = shapley.exact(model.predict_proba, rows, background)
+def exact_score(raw: dict, truth: dict) -> dict:
+    """Pure: the platform's values against the Shapley values of the model over the same background (`truth`:
+    probes/shapley.py exact, or permutation-sampled with their error bound), plus how far the prediction the
+    platform's explainer reported is from the model's own output."""
     ev = raw["expected_value"]
     scored = shapley.score(raw["values"], truth, expected_value=None if ev is None else np.asarray(ev, dtype=float),
                            prediction=raw["prediction"])
     if raw["prediction"] is not None:
         scored["scores"]["prediction_error"] = float(np.max(np.abs(raw["prediction"] - truth["prediction"])))
-    scored["scores"]["coalitions"] = truth["coalitions"]
-    scored["exact_values"] = truth["values"]
+    scored["scores"]["coalitions"] = truth.get("coalitions")
+    scored["exact_values"] = np.asarray(truth["values"])
     return scored
+
+
+def ground_truth(ctx: ProbeContext, rows: np.ndarray, background: np.ndarray) -> tuple[dict, str]:
+    """(truth, description): exact Shapley values of the served model over the background for the testbed's
+    model (in this process) and for a user's with up to shapley.MAX_FEATURES features (computed in its runtime
+    environment); above that, permutation-sampled values with their standard errors."""
+    n = rows.shape[1]
+    if not ctx.artifact.is_user:
+        return (shapley.exact(ctx.artifact.load_model().predict_proba, rows, background),
+                f"exact interventional Shapley values, 2^{n} coalitions over the explainer's background (reference "
+                f"rows 0..{len(background) - 1}), the artifact's predict_proba")
+    from testbed import usermodel
+    from testbed.settings import Settings
+
+    truth = usermodel.shapley(ctx.artifact, rows, background, Settings(backend=ctx.backend).envs_dir,
+                              seed=derive_seed(ctx.seed, ctx.repeat, "shapley"))
+    output = "class probabilities" if ctx.artifact.task == "classification" else "regression value"
+    if truth["method"] == "exact":
+        how = f"exact interventional Shapley values, 2^{n} coalitions"
+    else:
+        how = (f"interventional Shapley values estimated from {truth['permutations']} (permutation, background row) "
+               f"samples per row ({n} features > {shapley.MAX_FEATURES}: exact values would need 2^{n} coalitions); "
+               f"each value's error bound is {shapley.Z_BOUND} standard errors and is added to the tolerance")
+    return truth, (f"{how} over the explainer's background (reference rows 0..{len(background) - 1}), the user's "
+                   f"model's {output}, computed in its runtime environment in {truth['seconds']:.1f} s")
 
 
 def run(ctx: ProbeContext) -> list[Result]:
     rows_per_request = int(ctx.options.get("explain_rows_per_request", 5))
     n_requests = int(ctx.options.get("explain_requests", 4))
     features = ctx.artifact.feature_names
-    planted = list(ctx.artifact.metadata["informative_features"])
-    population = Population(ctx.artifact.metadata["recipe"]["seed"])
-    X, _ = population.sample(rows_per_request * n_requests,
-                             np.random.default_rng(derive_seed(ctx.seed, ctx.repeat, "explain")))
-    model = ctx.artifact.load_model()
+    # A user's model has no planted features: its explanations are scored against Shapley values only.
+    planted = list(ctx.artifact.metadata.get("informative_features") or [])
+    X, _ = ctx.artifact.data_source().sample(rows_per_request * n_requests,
+                                             np.random.default_rng(derive_seed(ctx.seed, ctx.repeat, "explain")))
     background = ctx.artifact.reference()[:BACKGROUND_ROWS]
+    truth, truth_text = ground_truth(ctx, X, background)
     batches = [X[i * rows_per_request:(i + 1) * rows_per_request] for i in range(n_requests)]
     results = []
     for platform, endpoint in ctx.endpoints.items():
@@ -211,29 +241,35 @@ def run(ctx: ProbeContext) -> list[Result]:
                     "versions": ctx.versions.get(platform, {})}
         if path is None or not endpoint.explain_url:
             results.append(Result(**base, verdict="unsupported", mechanism="none",
-                                  evidence={**evidence, "reason": "the endpoint has no explain_url"}))
+                                  evidence={**evidence, "reason": endpoint.explain_unavailable or
+                                            "the endpoint has no explain_url"}))
             continue
         try:
             raw = probe_one(endpoint, path, batches, len(features))
-            scored = score(raw["row_attributions"], features, planted, raw["latencies_s"], rows_per_request)
-            exact = exact_score(raw, model, background, X)
+            scored = score(raw["row_attributions"], features, planted, raw["latencies_s"], rows_per_request) \
+                if planted else None
+            exact = exact_score(raw, truth)
         except (httpx.HTTPError, ValueError) as exc:
             results.append(Result(**base, verdict="error", mechanism=path.mechanism,
                                   evidence={**evidence, "error": str(exc)[:500]}))
             continue
         meta = (raw["docs"][0] or {}).get("meta") or {}
+        topk = {**scored["scores"], "topk_verdict": scored["verdict"]} if scored else \
+            {"topk_verdict": "not applicable (a user's model has no planted features)"}
+        lat = np.asarray(raw["latencies_s"], dtype=np.float64)
         results.append(Result(
             **base, verdict=exact["verdict"], mechanism=path.mechanism,
-            scores={**exact["scores"], **scored["scores"], "first_call_s": raw["first_call_s"],
-                    "topk_verdict": scored["verdict"]},
-            measurements={"ranking": scored["ranking"], "importance": scored["importance"],
+            scores={**exact["scores"], **topk, "first_call_s": raw["first_call_s"],
+                    **({} if scored else {"latency_p50_s": float(np.percentile(lat, 50)),
+                                          "rows_per_request": rows_per_request})},
+            measurements={"ranking": scored["ranking"] if scored else None,
+                          "importance": scored["importance"] if scored else None,
                           "latencies_s": raw["latencies_s"],
                           "row_attributions": raw["row_attributions"].round(6).tolist(),
                           "values": raw["values"].round(8).tolist(),
                           "exact_values": exact["exact_values"].round(8).tolist()},
             evidence={**evidence, "method": meta.get("name"), "explainer_params": meta.get("params"),
                       "min_topk_recall": MIN_TOPK_RECALL, "background_rows": BACKGROUND_ROWS,
-                      "ground_truth": "exact interventional Shapley values, 2^7 coalitions over the explainer's "
-                                      "background (reference rows 0..19), the artifact's predict_proba",
+                      "ground_truth": truth_text,
                       "tolerance": shapley.TOLERANCE}))
     return results

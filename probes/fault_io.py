@@ -55,12 +55,14 @@ def engine_ns(run: LoadRun, unix_ns: int) -> int:
 
 
 def fault_request(ctx, endpoint, detected: bool = False) -> bytes:
-    """The one request every fault probe sends (the artifact's first probe row), as the endpoint's platform takes
-    it (its protocol; `detected`: for its detection path), encoded before any load starts."""
+    """The one request every fault probe sends (the artifact's first probe row, in the model's layout), as the
+    endpoint's platform takes it (its protocol; `detected`: for its detection path), encoded before any load
+    starts."""
     from deployers import protocol_of
 
     return protocol_of(endpoint).request_bytes(
-        v2.request_body(ctx.artifact.probe_rows()[:1], request_id="fault-probe"), detected)
+        v2.request_body(ctx.artifact.probe_rows()[:1], request_id="fault-probe", wire=v2.wire_for(ctx.artifact)),
+        detected)
 
 
 def infer_url(endpoint) -> str:

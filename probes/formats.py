@@ -114,6 +114,8 @@ def stop_servers() -> None:
 
 
 def run(ctx) -> list[Result]:
+    # A user's model has one format: `up --model` reports which platforms serve it (testbed/serving.py).
+    ctx.artifact.require_own("The formats experiment (one model trained in every format)")
     settings = Settings(backend=ctx.backend)
     if ctx.backend != "local":
         raise RuntimeError("the formats experiment starts its own format servers on the local backend only")

@@ -31,7 +31,6 @@ from testbed import v2
 from testbed.endpoint import Endpoint
 from testbed.errors import TestbedError
 from testbed.platforms import ALL, FAILED, OK, MetricsCatalogue, Signal
-from testbed.population import Population
 from testbed.results import Result
 
 PROBE = "monitoring"
@@ -204,11 +203,12 @@ class TrafficPlan:
                                f"(got {self.good} good, {self.bad} bad): with zero of either, a missing "
                                f"counter cannot be told from an absent one.")
 
-    def requests(self, population: Population, n_features: int) -> list[tuple[str, dict]]:
+    def requests(self, population, n_features: int, wire=None) -> list[tuple[str, dict]]:
         """[(kind, body)] in a seeded interleaved order; bad = a well-formed V2 body of the wrong width."""
         rng = np.random.default_rng(self.seed)
         rows, _ = population.sample(self.good, rng)
-        good = [("good", v2.request_body(rows[i:i + 1], request_id=f"monitoring-{i}")) for i in range(self.good)]
+        good = [("good", v2.request_body(rows[i:i + 1], request_id=f"monitoring-{i}", wire=wire))
+                for i in range(self.good)]
         bad_width = max(1, n_features - 4)
         bad = [("bad", v2.request_body(rng.normal(size=(1, bad_width)), request_id=f"monitoring-bad-{i}"))
                for i in range(self.bad)]
@@ -281,7 +281,7 @@ def run(ctx: ProbeContext) -> list[Result]:
     plan = TrafficPlan(good=int(ctx.options.get("good", 20)), bad=int(ctx.options.get("bad", 5)), seed=ctx.seed)
     plan.validate()
     scrape_s = float(ctx.options.get("scrape_interval_s", 2.0))
-    population = Population(ctx.artifact.metadata["recipe"]["seed"])
+    population = ctx.artifact.data_source()  # rows like the training data (a user's: held-out rows)
     model = ctx.artifact.name
     catalogues = {p: catalogue_of(p) for p in ctx.endpoints}
     platforms = [p for p in ctx.endpoints if catalogues[p] is not None]
@@ -299,7 +299,7 @@ def run(ctx: ProbeContext) -> list[Result]:
     before_all = {p: read(ctx.prometheus, all_queries[p]) for p in platforms}
     snaps_before = {p: snapshot(ctx.prometheus, p) for p in platforms}
     traffic, sent_at = {}, {}
-    requests = plan.requests(population, len(ctx.artifact.feature_names))
+    requests = plan.requests(population, len(ctx.artifact.feature_names), v2.wire_for(ctx.artifact))
     for p in platforms:
         traffic[p] = send(ctx.endpoints[p], requests)
         sent_at[p] = time.monotonic()

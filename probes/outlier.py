@@ -3,7 +3,8 @@ the detector's flags against the truth; count events lost between platform and d
 
 `run(ctx)` -> one Result per platform. ctx.options: {"data_csv": path|None, "truth_csv": path|None,
 "n": rows (default 3000), "rate": outlier share (default 0.05), "latency_pairs": 100}. Without a CSV
-the stream is `scenarios.outlier_stream` (seeded by ctx.seed, drawn from the artifact's population).
+the stream is `scenarios.outlier_stream` (seeded by ctx.seed, drawn from the artifact's population); for a user's
+model, `userscenarios.outlier_stream` (held-out reference rows, outliers planted relative to the reference).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from deployers import protocol_of
 from probes import detection_io as dio
 from probes import scoring, stats
 from probes.context import ProbeContext
+from testbed import v2
 from probes.scenarios import OUTLIER_KINDS, Stream, outlier_stream
 from probes.stats import derive_seed
 from testbed.errors import TestbedError
@@ -31,7 +33,13 @@ RECALL_PASS = 0.5
 def scenario(ctx: ProbeContext) -> Stream:
     opts = ctx.options or {}
     if opts.get("data_csv"):
-        return dio.user_rows(opts["data_csv"], ctx.artifact.feature_names, "user-data", opts.get("truth_csv"))
+        return dio.user_rows(opts["data_csv"], ctx.artifact.features, "user-data", opts.get("truth_csv"))
+    if ctx.artifact.is_user:
+        from probes import userscenarios as us
+
+        source = ctx.artifact.data_source()
+        return us.outlier_stream(source, us.plan(ctx.artifact.reference(), source), int(opts.get("n", 3000)),
+                                 seed=derive_seed(ctx.seed, ctx.repeat, "outliers"), rate=float(opts.get("rate", 0.05)))
     population = Population(ctx.artifact.metadata["recipe"]["seed"])
     return outlier_stream(population, int(opts.get("n", 3000)), seed=derive_seed(ctx.seed, ctx.repeat, "outliers"),
                           rate=float(opts.get("rate", 0.05)))
@@ -78,8 +86,9 @@ def run(ctx: ProbeContext) -> list[Result]:
 
 
 def measure(ctx: ProbeContext, endpoint, stream: Stream) -> Result:
+    kinds = sorted(set(stream.outlier_kind)) if ctx.artifact.is_user else list(OUTLIER_KINDS)
     result, path, tag = dio.open_result(ctx, endpoint, PROBE, "outlier",
-                                        {"scenario": stream.summary(), "outlier_kinds": list(OUTLIER_KINDS)})
+                                        {"scenario": stream.summary(), "outlier_kinds": kinds})
     if path is None:
         return result
     evidence = result.evidence
@@ -93,7 +102,8 @@ def measure(ctx: ProbeContext, endpoint, stream: Stream) -> Result:
         since = dio.last_seq(path["verdicts_url"])
         sent = dio.Sent()
         with httpx.Client(timeout=30.0) as client:
-            dio.send_stream(client, path["url"], stream, tag, request_rows, sent, protocol_of(endpoint))
+            dio.send_stream(client, path["url"], stream, tag, request_rows, sent, protocol_of(endpoint),
+                            v2.wire_for(ctx.artifact))
         records, waited = dio.collect(path["verdicts_url"], since, tag, sent.requests - len(sent.failed))
         flags, scores, missing_rows = dio.outlier_flags(records, stream, tag, request_rows)
         rows_after = dio.wait_counter(ctx.prometheus, rows_q, rows_before + sent.rows)
@@ -109,7 +119,8 @@ def measure(ctx: ProbeContext, endpoint, stream: Stream) -> Result:
         })
         pairs = int((ctx.options or {}).get("latency_pairs", 100))
         if pairs > 0:
-            result.scores["latency"] = dio.side_by_side_latency(endpoint, path, stream.rows, pairs, request_rows, tag)
+            result.scores["latency"] = dio.side_by_side_latency(endpoint, path, stream.rows, pairs, request_rows, tag,
+                                                                v2.wire_for(ctx.artifact))
         result.measurements = {"flags": flags.astype(int).tolist(),
                                "scores": [None if np.isnan(s) else round(float(s), 4) for s in scores],
                                "truth_index": stream.outlier_index.tolist(),

@@ -1,5 +1,6 @@
-"""Parity as a repeatable probe: the fixed probe rows and fresh rows from the population give the
-same predictions on the platform as in-process, plus a small sequential single-row latency sample.
+"""Parity as a repeatable probe: the fixed probe rows and fresh rows like the training data (the population, or a
+user's held-out rows) give the same predictions on the platform as the model itself (in-process, or a user's model
+in its runtime environment), plus a small sequential single-row latency sample.
 
 `up` already checks parity once; this probe makes it a measurement with repeats and seeds (and the
 pipeline's verification step). run(ctx) -> one Result per platform.
@@ -15,7 +16,6 @@ import numpy as np
 from deployers import get_platform, protocol_of
 from probes import parity
 from testbed import v2
-from testbed.population import Population
 from testbed.results import Result
 
 FRESH_ROWS = 200
@@ -32,15 +32,18 @@ def score(comparison: dict, platform: str) -> tuple[str, dict]:
 
 
 def run(ctx) -> list[Result]:
-    model = ctx.artifact.load_model()
+    from testbed import usermodel
+    from testbed.settings import Settings
+
     rng = np.random.default_rng(ctx.seed)
-    fresh, _ = Population(ctx.artifact.metadata["recipe"]["seed"]).sample(FRESH_ROWS, rng)
+    fresh, _ = ctx.artifact.data_source().sample(FRESH_ROWS, rng)
     rows = np.vstack([ctx.artifact.probe_rows(), fresh])
-    expected = model.predict(rows).tolist()
+    expected = usermodel.answers(ctx.artifact, rows, Settings(backend=ctx.backend).envs_dir)
     out = []
     for name, ep in ctx.endpoints.items():
         started = time.time()
-        comparison = parity.run(rows, expected, [ep])
+        wire = v2.wire_for(ctx.artifact)
+        comparison = parity.run(rows, expected, [ep], task=ctx.artifact.task, wire=wire)
         verdict, scores = score(comparison, name)
         latencies, errors = [], 0
         protocol = protocol_of(ep)
@@ -48,7 +51,7 @@ def run(ctx) -> list[Result]:
         with httpx.Client(timeout=10.0) as client:
             for i in range(LATENCY_REQUESTS):
                 # Encoded before the clock starts: a client-side adapter's conversion is not the platform's time.
-                body = protocol.request_bytes(v2.request_body(fresh[i % FRESH_ROWS: i % FRESH_ROWS + 1]))
+                body = protocol.request_bytes(v2.request_body(fresh[i % FRESH_ROWS: i % FRESH_ROWS + 1], wire=wire))
                 t0 = time.perf_counter()
                 try:
                     ok = client.post(url, content=body, headers={"content-type": "application/json"}).status_code == 200

@@ -33,7 +33,7 @@ FAULTS = ("kill", "overload", "detector-outage")
 """Fault probes disturb the testbed (kill processes, saturate it): run only by name, never by `all`."""
 
 # Which user-data options each probe reads (ctx.options keys); the CLI refuses the others.
-USER_DATA = {"drift": ("reference_csv", "data_csv"), "outlier": ("data_csv", "truth_csv")}
+USER_DATA = {"drift": ("data_csv",), "outlier": ("data_csv", "truth_csv")}
 
 
 def expand(name: str) -> list[str]:
@@ -99,13 +99,9 @@ def context_from_status(status: dict, platforms: tuple[str, ...] | None, seed: i
 
 
 def options_for(name: str, options: dict) -> dict:
-    """options with only the user-data entries this probe reads (drift's only as a reference+data pair)."""
+    """options with only the user-data entries this probe reads."""
     user_keys = {k for keys in USER_DATA.values() for k in keys}
-    options = {k: v for k, v in options.items() if k not in user_keys or k in USER_DATA.get(name, ())}
-    if name == "drift" and not ("reference_csv" in options and "data_csv" in options):
-        options.pop("reference_csv", None)
-        options.pop("data_csv", None)
-    return options
+    return {k: v for k, v in options.items() if k not in user_keys or k in USER_DATA.get(name, ())}
 
 
 def for_probe(ctx: ProbeContext, name: str) -> ProbeContext:

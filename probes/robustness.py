@@ -225,7 +225,8 @@ def validation_of(platform: str) -> tuple[str, str]:
 def run(ctx: ProbeContext) -> list[Result]:
     rows = int(ctx.options.get("oversized_rows", OVERSIZED_ROWS))
     all_cases = cases(len(ctx.artifact.feature_names), oversized_rows=rows, seed=ctx.seed)
-    good_body = v2.request_body(ctx.artifact.probe_rows()[:1], request_id="robustness-follow-up")
+    good_body = v2.request_body(ctx.artifact.probe_rows()[:1], request_id="robustness-follow-up",
+                                wire=v2.wire_for(ctx.artifact))
     results = []
     for platform, endpoint in ctx.endpoints.items():
         validated_by, where = validation_of(platform)

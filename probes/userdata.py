@@ -1,7 +1,8 @@
 """User-supplied scenario data: CSV files with a header row, checked against the model's features.
 
-Rows are in the model's feature order with a header of feature names; a truth file has one
-0/1 column (any header) and as many rows as the data file.
+A data file's header names the model's features (any order; no other columns); its rows are read against the
+artifact's schema (testbed/tabular.py: numbers, or category strings for a user's string features) and come
+back in the model's feature order. A truth file has one 0/1 column (any header) and as many rows as the data.
 """
 
 from __future__ import annotations
@@ -11,19 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from testbed import tabular
 from testbed.errors import UserDataError
 
 
-def read_rows(path, feature_names: list[str]) -> np.ndarray:
-    """The CSV's rows as a float64 array of shape (n, len(feature_names)); UserDataError if not usable."""
-    path = Path(path)
-    header, rows = _read(path)
-    expected = ",".join(feature_names)
-    if [h.strip() for h in header] != list(feature_names):
-        problem = ("its header has the model's features in another order" if sorted(h.strip() for h in header)
-                   == sorted(feature_names) else f"its header is {','.join(header)!r}")
-        raise UserDataError(path, f"{problem}; the model expects the header {expected!r} (rows in that order)")
-    return _numeric(path, rows, len(feature_names))
+def read_rows(path, features) -> np.ndarray:
+    """The CSV's rows as a float64 array of shape (n, len(features)) in the model's order; UserDataError if not
+    usable. `features`: the artifact's typed features (Artifact.features)."""
+    return tabular.read_rows(path, list(features))
 
 
 def read_truth(path, n_rows: int) -> np.ndarray:

@@ -1,11 +1,14 @@
 """The model artifact: one trained model on disk, immutable, named by its sha256.
 
 Layout of an artifact directory:
-    model.joblib        the fitted scikit-learn estimator
+    model.joblib        the fitted scikit-learn estimator (a user's model: its file, in its format's name)
     metadata.json       sha256 of every file, features and dtypes, classes, versions, seed
     reference.npy       training reference sample (for drift/outlier detectors)
     probe_rows.npy      fixed held-out rows used for the parity check
-Runtimes read only `model.joblib` and `metadata.json`, with the standard library and joblib.
+A user's model (`up --model M --reference REF.csv`, testbed/usermodel.py) adds:
+    holdout.npy             the reference CSV's held-out rows (scenarios draw from them)
+    probe_predictions.json  the model's own answers on probe_rows, computed in a runtime environment
+Runtimes read only the model file and `metadata.json` (deployers/runtimes/artifact_io.py).
 """
 
 from __future__ import annotations
@@ -58,7 +61,27 @@ class Artifact:
 
     @property
     def model_path(self) -> Path:
-        return self.path / MODEL_FILE
+        return self.path / self.metadata.get("model_file", MODEL_FILE)
+
+    @property
+    def is_user(self) -> bool:
+        """A model the user brought (`up --model`), not the testbed's own reference classifier."""
+        return self.metadata.get("origin") == "user"
+
+    @property
+    def task(self) -> str:
+        return self.metadata.get("task", "classification")
+
+    @property
+    def format(self) -> str:
+        return self.metadata.get("format", "sklearn")
+
+    @property
+    def features(self) -> list:
+        """Typed features (testbed/tabular.py Feature): dtype, kind, categories."""
+        from testbed.tabular import Feature
+
+        return [Feature.from_json(f) for f in self.metadata["features"]]
 
     def reference(self) -> np.ndarray:
         return np.load(self.path / "reference.npy")
@@ -66,13 +89,56 @@ class Artifact:
     def probe_rows(self) -> np.ndarray:
         return np.load(self.path / "probe_rows.npy")
 
+    def holdout(self) -> np.ndarray:
+        """Reference rows kept out of the detectors' and explainer's fit (a user's artifact only)."""
+        if not self.is_user:
+            raise ArtifactError(self.path, "the testbed's own artifact has no held-out file: its scenarios draw "
+                                           "fresh rows from testbed.population")
+        return np.load(self.path / "holdout.npy")
+
+    def data_source(self):
+        """Rows "like the training data": the known process for the testbed's model, the held-out reference rows
+        (resampled) for a user's. Both answer .sample(n, rng) -> (rows, labels or None)."""
+        if self.is_user:
+            from testbed.heldout import HeldOut
+
+            return HeldOut(self.holdout(), self.features)
+        return Population(self.metadata["recipe"]["seed"])
+
+    def expected_predictions(self, rows: np.ndarray | None = None) -> list:
+        """The model's own answers on probe_rows (or on `rows`, for the testbed's model): what every platform must
+        return. A user's model is never loaded in this process: its answers were computed in a runtime environment
+        when the artifact was built."""
+        if self.is_user:
+            if rows is not None:
+                raise ArtifactError(self.path, "a user's model is evaluated in a runtime environment, not here: use "
+                                               "testbed.usermodel.predict(artifact, rows, envs_dir)")
+            return json.loads((self.path / "probe_predictions.json").read_text())["predictions"]
+        return self.load_model().predict(self.probe_rows() if rows is None else rows).tolist()
+
     def load_model(self):
+        """The testbed's own model, in this process. A user's model is refused: loading a pickle runs code, and the
+        testbed loads users' models only inside runtime environments."""
+        if self.is_user:
+            raise ArtifactError(self.path, "it holds a user's model, which the testbed loads only inside runtime "
+                                           "environments (a pickle runs code when loaded); ask "
+                                           "testbed.usermodel.predict for its answers")
         import joblib
 
         return joblib.load(self.model_path)
 
+    def require_own(self, what: str) -> None:
+        """For measurements made only on the testbed's own model (they draw from its known population)."""
+        if self.is_user:
+            raise ArtifactError(self.path, f"{what} measures the testbed's own model (it draws rows from the process "
+                                           f"that model was trained on); the running testbed serves your model "
+                                           f"{self.name}. Run it on a testbed brought up without --model")
+
     def summary(self) -> dict:
-        return {"name": self.name, "sha256": self.sha256, "features": self.feature_names, "path": str(self.path)}
+        out = {"name": self.name, "sha256": self.sha256, "features": self.feature_names, "path": str(self.path)}
+        if self.is_user:
+            out.update(origin="user", format=self.format, task=self.task)
+        return out
 
 
 def recipe(seed: int) -> dict:

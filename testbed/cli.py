@@ -12,6 +12,21 @@ from testbed.errors import TestbedError
 from testbed.settings import Settings
 
 
+def user_model_flags(parser) -> None:
+    mine = parser.add_argument_group("your own model (instead of the testbed's reference classifier)")
+    mine.add_argument("--model", metavar="PATH", help="a scikit-learn estimator or Pipeline (.joblib/.pkl: loading a "
+                      "pickle runs code; the testbed loads it only inside runtime environments), an XGBoost (.json, "
+                      ".ubj), LightGBM (.txt) or ONNX (.onnx) model")
+    mine.add_argument("--reference", metavar="REF.csv", help="with --model: rows like the training data, header = "
+                      "column names (the detectors are fitted on half of them, scenarios drawn from the rest)")
+    mine.add_argument("--name", help="with --model: the model's name in URLs and results (default: the file's name)")
+    mine.add_argument("--target", metavar="COLUMN", help="with --model: the label column of REF.csv (left out of the "
+                      "features; used for the held-out score)")
+    mine.add_argument("--categorical", metavar="A,B", help="with --model: columns to treat as categorical (strings "
+                      "always are; whole numbers with <= 10 values are unless --numeric)")
+    mine.add_argument("--numeric", metavar="C,D", help="with --model: whole-number columns to treat as quantities")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m testbed", description=__doc__)
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -34,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="server-side request batching where the platform has it (default off)")
     up.add_argument("--max-batch-size", type=int, default=None, help="with --batching on (default 32)")
     up.add_argument("--max-batch-time-ms", type=float, default=None, help="with --batching on (default 5)")
+    user_model_flags(up)
 
     status = sub.add_parser("status", help="what runs, where, and whether Prometheus scrapes it")
     backend_opt(status)
@@ -58,8 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--allow-non-loopback", action="store_true", help="permit a target outside 127.0.0.0/8 and ::1")
     load.add_argument("--json", action="store_true", help="the full summary as JSON")
 
-    art = sub.add_parser("artifact", help="build (if needed) and describe the reference model artifact")
+    art = sub.add_parser("artifact", help="build (if needed) and describe the model artifact: the testbed's own, or "
+                         "yours with --model/--reference (inspected in a runtime environment; nothing is started)")
     art.add_argument("--rebuild", action="store_true")
+    user_model_flags(art)
 
     rep = sub.add_parser("report", help="render the comparison report (Markdown + self-contained HTML)")
     rep.add_argument("run_ids", nargs="*", metavar="RUN-ID", help="runs to report (default: the latest run per "
@@ -97,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--platforms", help="comma-separated subset of the running platforms (default, or `all`: "
                                            "all of them)")
     probe.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    probe.add_argument("--reference", metavar="REF.csv", help="drift: your reference rows (header = feature names)")
-    probe.add_argument("--data", metavar="CUR.csv", help="drift/outlier: your rows to test (header = feature names)")
+    probe.add_argument("--reference", metavar="REF.csv", help=argparse.SUPPRESS)  # refused with guidance: see below
+    probe.add_argument("--data", metavar="CUR.csv", help="drift/outlier: your rows to test against the reference the "
+                       "testbed came up with (header = the model's feature names)")
     probe.add_argument("--truth", metavar="TRUTH.csv", help="outlier: one 0/1 column per data row (1 = outlier)")
     probe.add_argument("--seed", type=int, default=0, help="seed of generated scenarios and traffic (default 0)")
     probe.add_argument("--dry-run", action="store_true",
@@ -113,6 +132,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def model_request(args):
+    """The user's model of `up --model ...` (None without --model); UserModelError for flags without it."""
+    from pathlib import Path
+
+    from testbed.errors import UserModelError
+    from testbed.usermodel import Request
+
+    given = [f"--{f}" for f in ("reference", "name", "target", "categorical", "numeric") if getattr(args, f, None)]
+    if not getattr(args, "model", None):
+        if given:
+            raise UserModelError("(none)", f"{', '.join(given)} describe(s) your own model: give --model PATH too")
+        return None
+    if not args.reference:
+        raise UserModelError(args.model, "--reference REF.csv is missing: the testbed needs rows like the training "
+                                         "data to check the model's features, fit the detectors and make scenarios")
+    if getattr(args, "backend", "local") != "local":
+        raise UserModelError(args.model, f"the {args.backend} backend serves the testbed's own model only; bring "
+                                         f"your model up on the local backend (leave out --backend)")
+
+    def names(text):
+        return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+    return Request(model=Path(args.model), reference=Path(args.reference), name=args.name, target=args.target,
+                   categorical=names(args.categorical), numeric=names(args.numeric))
+
+
 def running_subset(text: str | None) -> tuple[str, ...] | None:
     """--platforms of a verb that acts on the running testbed: None (or `all`) means every running platform."""
     from deployers import ALL, parse_platforms
@@ -124,6 +169,8 @@ def settings_from(args) -> Settings:
     from deployers import parse_platforms
 
     settings = Settings(backend=getattr(args, "backend", "local"))
+    if getattr(args, "model", None) is not None or getattr(args, "reference", None) is not None:
+        settings = replace(settings, model=model_request(args))
     if getattr(args, "platforms", None):
         settings = replace(settings, platforms=parse_platforms(args.platforms, settings.backend))
     if getattr(args, "timeout", None):
@@ -218,8 +265,17 @@ def cmd_artifact(args) -> int:
     from testbed import artifact
 
     settings = Settings()
-    art = artifact.ensure(settings.artifacts_dir, settings.artifact_seed, rebuild=args.rebuild)
-    print(json.dumps(art.metadata, indent=2))
+    request = model_request(args)
+    if request is None:
+        art = artifact.ensure(settings.artifacts_dir, settings.artifact_seed, rebuild=args.rebuild)
+        print(json.dumps(art.metadata, indent=2))
+        return 0
+    from deployers import PLATFORMS
+    from testbed import usermodel
+
+    art = usermodel.ensure(request, settings.artifacts_dir, settings.envs_dir,
+                           lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps({**art.metadata, "served_by": usermodel.serving_plan(art, list(PLATFORMS))}, indent=2))
     return 0
 
 
@@ -258,8 +314,11 @@ def render_status(status: dict) -> str:
         lines.append("  (`python -m testbed up` restarts what died; `down` stops everything)")
     model = status.get("model")
     if model:
-        lines.append(f"model: {model['name']}  sha256 {model['sha256'][:12]}  features {', '.join(model['features'])}")
-    width = max([9, *map(len, status.get("platforms", {}))])
+        lines.append(f"model: {model['name']}  sha256 {model['sha256'][:12]}  features {', '.join(model['features'])}"
+                     + (f"  ({model['format']} {model['task']}, yours)" if model.get("origin") == "user" else ""))
+    width = max([9, *map(len, status.get("platforms", {})), *map(len, status.get("skipped_platforms") or {})])
+    for name, reason in (status.get("skipped_platforms") or {}).items():
+        lines.append(f"  {name:<{width}} skipped: {reason}")
     for name, p in status.get("platforms", {}).items():
         lines.append(f"  {name:<{width}} {p['state']:<10} {p.get('v2_base_url') or '-':<24} metrics {p.get('metrics_url') or '-'}"
                      + (f"  rss {p['rss_mb']:.0f} MB" if p.get("rss_mb") else ""))
@@ -352,20 +411,26 @@ def cmd_probe(args) -> int:
 
     from probes import registry, userdata
     from testbed import experiment, lifecycle, results
+    from testbed.errors import UserDataError
 
     names = registry.expand(args.probe)
     settings = Settings(backend=args.backend)
     if getattr(args, "dry_run", False):
         return _probe_dry_run(args, names, settings)
     options = {"scrape_interval_s": settings.scrape_interval_s}
-    for flag, key in (("reference", "reference_csv"), ("data", "data_csv"), ("truth", "truth_csv")):
+    if args.reference:
+        raise UserDataError(args.reference, "the detectors are fitted on a reference when the testbed comes up, so "
+                            "a reference given to a probe would be judged against another one. Bring it to `up`: "
+                            "python -m testbed down; python -m testbed up --model MODEL --reference REF.csv "
+                            "[--target COLUMN]; then python -m testbed probe drift --data CUR.csv")
+    for flag, key in (("data", "data_csv"), ("truth", "truth_csv")):
         if getattr(args, flag):
             options[key] = str(Path(getattr(args, flag)).resolve())
     _check_user_flags(names, options)
     # --platforms all (or none): every running platform, not every registered one.
     subset = running_subset(args.platforms)
     ctx = registry.context_from_status(lifecycle.status(settings), subset)
-    _check_user_data(options, ctx.artifact.feature_names, userdata)
+    _check_user_data(options, ctx.artifact.features, userdata)
     specs = [experiment.ExperimentSpec(name, registry.PROBES[name], options=registry.options_for(name, options))
              for name in names]
     harness_args = argparse.Namespace(backend=args.backend, platforms=",".join(subset) if subset else None,
@@ -412,26 +477,21 @@ def _check_user_flags(names, options) -> None:
     from testbed.errors import UserDataError
 
     used = {key for n in names for key in USER_DATA.get(n, ())}
-    flag = {"reference_csv": "--reference", "data_csv": "--data", "truth_csv": "--truth"}
-    for key in ("reference_csv", "data_csv", "truth_csv"):
+    flag = {"data_csv": "--data", "truth_csv": "--truth"}
+    for key in ("data_csv", "truth_csv"):
         if key in options and key not in used:
             readers = [n for n, keys in USER_DATA.items() if key in keys]
             raise UserDataError(options[key], f"{flag[key]} is read only by the {' and '.join(readers)} probe(s), "
                                 f"not by {', '.join(names)}")
-    if names == ["drift"] and ("reference_csv" in options) != ("data_csv" in options):
-        missing = "--data" if "reference_csv" in options else "--reference"
-        raise UserDataError(options.get("reference_csv") or options.get("data_csv"),
-                            f"probe drift with your own data needs both --reference and --data; {missing} is missing")
     if "truth_csv" in options and "data_csv" not in options:
         raise UserDataError(options["truth_csv"], "--truth labels the rows of --data; give --data too")
 
 
 def _check_user_data(options, features, userdata) -> None:
-    """Validate user CSVs up front: header = the model's features, numeric rows, truth = one 0/1 per row."""
+    """Validate user CSVs up front: header = the model's features, values of their types, truth = one 0/1 per row."""
     rows = {}
-    for key in ("reference_csv", "data_csv"):
-        if key in options:
-            rows[key] = userdata.read_rows(options[key], features)
+    if "data_csv" in options:
+        rows["data_csv"] = userdata.read_rows(options["data_csv"], features)
     if "truth_csv" in options:
         userdata.read_truth(options["truth_csv"], len(rows["data_csv"]))
 

@@ -44,6 +44,15 @@ CONFIG = {
 }
 
 
+USER_CONFIG = {**CONFIG, "outlier": {**CONFIG["outlier"], "categorical_novelty": True}}
+"""A user's data: the same drift test and thresholds; the outlier detector measures distance over the numeric
+features only and flags categories the reference never had (detectors_io.TabularOutlier)."""
+
+
+def config_for(artifact: Artifact) -> dict:
+    return USER_CONFIG if artifact.is_user else CONFIG
+
+
 @dataclass(frozen=True)
 class Detectors:
     path: Path
@@ -98,13 +107,17 @@ def verify(path: Path, artifact: Artifact) -> Detectors:
 def ensure(artifact: Artifact, envs_dir: Path, say=lambda m: None, config: dict | None = None,
            refit: bool = False) -> Detectors:
     """The detectors for this artifact and config, fitting them (once) when absent or stale."""
-    config = CONFIG if config is None else config
+    config = config_for(artifact) if config is None else config
     target = directory_for(artifact)
     if target.exists() and not refit:
         existing = verify(target, artifact)
-        if existing.metadata.get("config_key") == config_key(config):
+        if existing.metadata.get("config_key") == config_key(config) and "features" in existing.metadata:
             return existing
-        say(f"  detector config changed ({existing.metadata.get('config_key')} -> {config_key(config)}): refitting")
+        if "features" not in existing.metadata:
+            # The detection paths read a request laid out as columns with the features' types and categories.
+            say("  the detectors were fitted before feature types were recorded beside them: refitting")
+        else:
+            say(f"  detector config changed ({existing.metadata.get('config_key')} -> {config_key(config)}): refitting")
     env_dir = ensure_env(ENV, envs_dir, say)
     say(f"  fitting detectors on {artifact.metadata.get('reference_rows')} reference rows (once per artifact) ...")
     tmp = Path(tempfile.mkdtemp(prefix=".fitting-", dir=target.parent))

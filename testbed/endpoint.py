@@ -28,6 +28,9 @@ class Endpoint:
     explain_url: str | None = None
     """Explanation route, if the platform offers one."""
 
+    explain_unavailable: str | None = None
+    """Why there is no explanation route for this model although the platform has one (recorded in results)."""
+
     detection: dict = field(default_factory=dict)
     """Detection path per kind ("outlier", "drift"): {"url": ..., "label": one of DETECTION_LABELS}."""
 

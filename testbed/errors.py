@@ -229,6 +229,14 @@ class UserDataError(TestbedError):
         super().__init__(f"Data file {path} is not usable: {problem}")
 
 
+class UserModelError(TestbedError):
+    """A model a user asked the testbed to serve (`up --model`) cannot be served as given."""
+
+    def __init__(self, path, problem: str):
+        super().__init__(f"Model {path} cannot be served: {problem}. Nothing was changed: the running testbed "
+                         f"(if any) and its artifacts are as they were.")
+
+
 class EmptyScenario(TestbedError):
     def __init__(self, what: str, n):
         super().__init__(

@@ -168,7 +168,10 @@ def describe_testbed(status: dict, settings: Settings) -> dict:
     return {
         "backend": status["backend"],
         "artifact": {"name": model.get("name"), "sha256": model.get("sha256"), "path": model.get("path"),
-                     "versions": art_versions},
+                     "versions": art_versions,
+                     # a user's model (`up --model`): whose, which format, classifier or regressor
+                     **{k: model[k] for k in ("origin", "format", "task") if k in model}},
+        "skipped_platforms": status.get("skipped_platforms") or {},
         "versions": {
             "platforms": {p: info.get("versions", {}) for p, info in status.get("platforms", {}).items()},
             "prometheus": prometheus_version(settings),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from testbed import state
 from testbed.backends import get_backend
-from testbed.errors import NotRunning, TestbedError
+from testbed.errors import AlreadyRunning, NotRunning, TestbedError
 from testbed.settings import Settings
 from testbed.steps import UpContext, run_steps
 
@@ -43,7 +43,15 @@ def up(settings: Settings, *, dry_run: bool = False, out_dir: str | None = None,
     if dry_run:
         run_steps(backend.up_steps(ctx), ctx)
         return UpOutcome({}, "planned")
+    wanted = None
+    if settings.model is not None:
+        from testbed import usermodel
+
+        # Every check of a user's model and data runs before the testbed (if one runs) is looked at: a refusal
+        # changes nothing.
+        wanted = usermodel.ensure(settings.model, settings.artifacts_dir, settings.envs_dir, say)
     with state.exclusive(settings.run_dir, "up"):
+        _same_model(backend.status(settings), wanted)
         running = backend.already_up(settings)
         if running is not None:
             say("The testbed is already up; nothing to do.")
@@ -66,6 +74,17 @@ def up(settings: Settings, *, dry_run: bool = False, out_dir: str | None = None,
                 ctx.say = say
         run_steps(backend.up_steps(ctx), ctx, on_failure=backend.rollback)
     return UpOutcome(backend.status(settings), "started")
+
+
+def _same_model(current: dict, wanted) -> None:
+    """AlreadyRunning when a testbed runs (or is degraded) serving another model than this `up` asks for."""
+    model = current.get("model") or {}
+    if current.get("state") == "stopped" or not model:
+        return
+    if wanted is not None and model.get("sha256") != wanted.sha256 or wanted is None and model.get("origin") == "user":
+        asked = f"{wanted.name} (sha256 {wanted.sha256[:12]})" if wanted else "the testbed's own model"
+        raise AlreadyRunning("The testbed", f"it serves {model.get('name')} (sha256 {str(model.get('sha256'))[:12]}), "
+                                            f"not {asked}; nothing was changed")
 
 
 def down(settings: Settings) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,6 +79,9 @@ class Settings:
     batching: Batching = field(default_factory=Batching)
     """Request batching on the platforms that support it (`up --batching on|off`); off by default."""
 
+    model: Any = None
+    """A user's model and reference (`up --model PATH --reference REF.csv`, a testbed.usermodel.Request) to serve
+    instead of the testbed's own reference classifier; None serves the testbed's own."""
     def __post_init__(self):
         if self.platforms is None:
             # Imported here: the registry imports the platform modules, which import these settings.

@@ -83,12 +83,16 @@ def verify_parity(ctx: UpContext, save: Callable[[UpContext], None]) -> None:
     """The `prediction parity` step of every backend: the artifact's fixed probe rows must get the
     in-process model's predictions from every endpoint (ParityFailed names who differs)."""
     from probes import parity
+    from testbed import v2
 
     rows = ctx.artifact.probe_rows()
-    expected = ctx.artifact.load_model().predict(rows).tolist()
-    result = parity.run(rows, expected, list(ctx.endpoints.values()))
+    expected = ctx.artifact.expected_predictions()
+    result = parity.run(rows, expected, list(ctx.endpoints.values()), task=ctx.artifact.task,
+                        wire=v2.wire_for(ctx.artifact))
     ctx.extra["parity"] = result
     save(ctx)
     if not result["ok"]:
         raise ParityFailed(parity.describe_failures(result))
-    ctx.say(f"  {result['rows']} probe rows: identical predictions on {', '.join(ctx.endpoints)} and in-process")
+    where = "in-process" if not ctx.artifact.is_user else "the model in its runtime environment"
+    agree = "identical predictions" if ctx.artifact.task != "regression" else f"values within {parity.REL_TOL:g}"
+    ctx.say(f"  {result['rows']} probe rows: {agree} on {', '.join(ctx.endpoints)} and {where}")

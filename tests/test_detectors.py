@@ -15,14 +15,13 @@ import numpy as np
 import pytest
 
 from probes import drift, outlier, scoring
-from probes import detection_io as dio
 from probes.context import ProbeContext
 from probes.scenarios import control_stream, drift_stream, outlier_stream
 from testbed import artifact as artifact_mod
 from testbed import detectors
 from testbed.backends.local import envs, processes
 from testbed.endpoint import Endpoint
-from testbed.errors import DetectorMismatch, EmptyScenario, InvalidPayload
+from testbed.errors import DetectorMismatch, EmptyScenario, UserDataError
 from testbed.population import Population
 from testbed.prometheus import PrometheusClient
 from testbed.settings import Settings
@@ -138,25 +137,26 @@ def test_zero_sample_and_malformed_user_data_are_named_errors(fitted, tmp_path):
     header = ",".join(art.feature_names)
     empty = tmp_path / "empty.csv"
     empty.write_text(header + "\n")
-    with pytest.raises(EmptyScenario):
+    with pytest.raises(UserDataError, match="zero data rows"):
         outlier.scenario(_ctx(art, {}, data_csv=str(empty)))
-    with pytest.raises(EmptyScenario):
+    with pytest.raises(UserDataError, match="zero data rows"):
         drift.scenario(_ctx(art, {}, data_csv=str(empty)))
     with pytest.raises(EmptyScenario):
         outlier.scenario(_ctx(art, {}, n=0))
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("a,b\n1,2\n")
-    with pytest.raises(InvalidPayload, match="does not name the model's features"):
+    with pytest.raises(UserDataError, match="lacks the model's feature"):
         outlier.scenario(_ctx(art, {}, data_csv=str(wrong)))
     good = tmp_path / "good.csv"
     good.write_text(header + "\n" + "\n".join(",".join(["0"] * 7) for _ in range(3)) + "\n")
     truth = tmp_path / "truth.csv"
     truth.write_text("is_outlier\n0\n1\n")
-    with pytest.raises(InvalidPayload, match="2 values for 3 data rows"):
+    with pytest.raises(UserDataError, match="2 labels but the data file has 3 rows"):
         outlier.scenario(_ctx(art, {}, data_csv=str(good), truth_csv=str(truth)))
     truth.write_text("is_outlier\n0\n1\n0\n")
     s = outlier.scenario(_ctx(art, {}, data_csv=str(good), truth_csv=str(truth)))
     assert s.n == 3 and s.outlier_index.tolist() == [1]
-    streams = drift.scenario(_ctx(art, {}, reference_csv=str(good), data_csv=str(good)))
-    assert len(streams) == 1 and streams[0].n == 6 and streams[0].onset == 3
-    assert dio.read_csv_rows(good, art.feature_names).shape == (3, 7)
+    # the user's rows come after a control segment like the artifact's reference: one stream, onset at row 1000
+    streams = drift.scenario(_ctx(art, {}, data_csv=str(good)))
+    assert len(streams) == 1 and streams[0].n == drift.CONTROL_SEGMENT + 3 and streams[0].onset == drift.CONTROL_SEGMENT
+    assert (streams[0].rows[drift.CONTROL_SEGMENT:] == 0).all()

@@ -141,7 +141,7 @@ def _simulate(seed, repeats=4, window=200):
         class Ctx:
             options = {"control_n": 2000, "drift_n": 1400, "onset": 300,
                        "magnitudes": {"mean_shift": (0.05, 1.5), "correlation": (0.6, 1.2)}}
-            artifact = type("A", (), {"feature_names": list(IDX), "metadata": {"recipe": {"seed": POP.seed}}})
+            artifact = type("A", (), {"feature_names": list(IDX), "is_user": False, "metadata": {"recipe": {"seed": POP.seed}}})
         Ctx.seed, Ctx.repeat = seed, repeat
         streams = drift.scenario(Ctx, window)
         tag = "sim"

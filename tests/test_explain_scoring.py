@@ -84,3 +84,15 @@ def test_every_platform_path_records_a_mechanism_label():
             continue
         assert path.mechanism in DETECTION_LABELS, platform
         assert path.methods_offered, platform
+
+
+def test_the_reported_prediction_is_rows_by_outputs_for_classifiers_and_regressors():
+    """alibi reports a classifier's probabilities as rows x classes and a regressor's values as one flat list; both
+    become (rows, outputs), so batches stack row-wise (seen: a regressor's 2 batches of 4 stacked as 2 x 4)."""
+    doc = lambda raw: {"data": {"raw": {"raw_prediction": raw}}}  # noqa: E731
+    assert e.reported_prediction(doc([[0.2, 0.8], [0.6, 0.4]]), 2).shape == (2, 2)
+    batches = [e.reported_prediction(doc([1.0, 2.0, 3.0, 4.0]), 4) for _ in range(2)]
+    assert np.vstack(batches).shape == (8, 1)
+    assert e.reported_prediction({"data": {}}, 4) is None
+    with pytest.raises(ValueError, match="3 predictions for 2 rows"):
+        e.reported_prediction(doc([1.0, 2.0, 3.0]), 2)

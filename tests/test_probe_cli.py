@@ -29,9 +29,11 @@ def test_data_flag_for_a_probe_that_does_not_read_it(tmp_path):
     assert "--data is read only by the drift and outlier probe(s)" in proc.stderr
 
 
-def test_drift_needs_both_reference_and_data(tmp_path):
-    proc = run_cli("probe", "drift", "--data", "cur.csv", state_dir=tmp_path, check=False)
-    assert proc.returncode == 2 and "--reference is missing" in proc.stderr
+def test_a_reference_belongs_to_up_not_to_a_probe(tmp_path):
+    # Detectors fitted on one reference judged a user's REF and CUR against it: every window alarmed (issue 14).
+    proc = run_cli("probe", "drift", "--reference", "ref.csv", "--data", "cur.csv", state_dir=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "up --model MODEL --reference REF.csv" in proc.stderr and "probe drift --data CUR.csv" in proc.stderr
 
 
 def test_missing_probe_module_is_a_clear_error(monkeypatch):
@@ -70,7 +72,7 @@ def test_for_probe_passes_only_the_data_a_probe_reads(tmp_path):
     ctx = ProbeContext(endpoints={}, prometheus=None, artifact=None, backend="local",
                        options={"data_csv": "d.csv", "truth_csv": "t.csv", "scrape_interval_s": 2.0})
     assert registry.for_probe(ctx, "outlier").options == ctx.options
-    assert registry.for_probe(ctx, "drift").options == {"scrape_interval_s": 2.0}  # no reference: no pair
+    assert registry.for_probe(ctx, "drift").options == {"data_csv": "d.csv", "scrape_interval_s": 2.0}
     assert registry.for_probe(ctx, "monitoring").options == {"scrape_interval_s": 2.0}
 
 
@@ -80,21 +82,25 @@ def write(path, text):
 
 
 def test_user_rows_are_checked_against_the_model_features(tmp_path):
+    from testbed.tabular import Feature
+
+    typed = [Feature(n, "float64", "numeric") for n in FEATURES[:-1]] + [Feature("segment", "int64", "categorical",
+                                                                                 (0, 1, 2, 3))]
     good = write(tmp_path / "ok.csv", ",".join(FEATURES) + "\n" + "1,2,3,4,5,6,0\n0,0,0,0,0,0,1\n")
-    assert userdata.read_rows(good, FEATURES).shape == (2, 7)
+    assert userdata.read_rows(good, typed).shape == (2, 7)
+    # columns are matched by name, in any order, and come back in the model's order
     swapped = write(tmp_path / "swapped.csv", ",".join(FEATURES[::-1]) + "\n" + "1,2,3,4,5,6,0\n")
-    with pytest.raises(errors.UserDataError, match="another order.*x0,x1,x2,x3,x4,x5,segment"):
-        userdata.read_rows(swapped, FEATURES)
+    assert userdata.read_rows(swapped, typed).tolist() == [[0, 6, 5, 4, 3, 2, 1]]
     wrong = write(tmp_path / "wrong.csv", "a,b\n1,2\n")
-    with pytest.raises(errors.UserDataError, match="its header is 'a,b'"):
-        userdata.read_rows(wrong, FEATURES)
+    with pytest.raises(errors.UserDataError, match="lacks the model's feature.*x0.*does not take: a, b"):
+        userdata.read_rows(wrong, typed)
     with pytest.raises(errors.UserDataError, match="zero data rows"):
-        userdata.read_rows(write(tmp_path / "empty.csv", ",".join(FEATURES) + "\n"), FEATURES)
-    with pytest.raises(errors.UserDataError, match="line 3 has a non-numeric field"):
+        userdata.read_rows(write(tmp_path / "empty.csv", ",".join(FEATURES) + "\n"), typed)
+    with pytest.raises(errors.UserDataError, match="line 3, column 'x2': 'x' is not a number"):
         userdata.read_rows(write(tmp_path / "text.csv", ",".join(FEATURES) + "\n1,2,3,4,5,6,0\n1,2,x,4,5,6,0\n"),
-                           FEATURES)
+                           typed)
     with pytest.raises(errors.UserDataError, match="no such file"):
-        userdata.read_rows(tmp_path / "absent.csv", FEATURES)
+        userdata.read_rows(tmp_path / "absent.csv", typed)
 
 
 def test_truth_is_one_binary_column_per_data_row(tmp_path):

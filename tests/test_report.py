@@ -201,6 +201,23 @@ def test_intervals_of_bounded_scores_stay_in_their_range():
     assert interval([-1.0, 1.0, 3.0], "some_signed_score")[1] < 0  # others are left as measured
 
 
+def test_a_users_model_is_titled_by_name_and_platforms_that_could_not_serve_it_say_why(results, tmp_path):
+    """A run on a user's model (`up --model`): the matrix names the model, and a platform skipped for its format
+    shows 'not served' with the reason in every measured criterion, not 'not measured yet'."""
+    run = json.loads((results / "fixture-a" / "run.json").read_text())
+    run["artifact"].update(origin="user", name="credit", format="onnx", task="classification")
+    run["skipped_platforms"] = {"rayserve": "rayserve cannot serve the onnx model credit: no runtime. What would "
+                                            "work: the model in scikit-learn form"}
+    (results / "fixture-a" / "run.json").write_text(json.dumps(run))
+    built = report.build(results, ["fixture-a"], tmp_path / "out")
+    matrix = built["report"].matrices[0]
+    assert matrix.title.startswith("your model credit: onnx classification, artifact ")
+    ray = cells_of(built, "rayserve")
+    assert ray["outlier"].kind == "pending" and ray["outlier"].lines[0].startswith("not served: rayserve cannot")
+    md = built["markdown"].read_text()
+    assert "your model credit" in md and "not served" in md
+
+
 def test_a_probe_run_shows_its_cells_marked_n1_and_its_plots(tmp_path):
     """What `python -m testbed probe explain` writes (the harness's layout and run.json, one repeat) is shown
     as measured cells marked as one run, and feeds the latency CDF (explanation latencies)."""

@@ -118,10 +118,10 @@ def test_the_explain_probe_fails_a_fake_explainer_and_passes_exact_values(varian
     t = v["truth"]
     fake = {"values": shapley.mean_abs_deviation_explainer(v["rows"], v["bg"], 3),
             "prediction": v["model"].predict_proba(v["rows"]), "expected_value": t["expected_value"].tolist()}
-    got = explain.exact_score(fake, v["model"], v["bg"], v["rows"])
+    got = explain.exact_score(fake, t)
     assert got["verdict"] == "fail" and got["scores"]["prediction_error"] < 1e-12
     honest = {**fake, "values": t["values"]}
-    assert explain.exact_score(honest, v["model"], v["bg"], v["rows"])["verdict"] == "pass"
+    assert explain.exact_score(honest, t)["verdict"] == "pass"
 
 
 def test_the_probe_uses_the_explainers_background():

@@ -47,14 +47,14 @@ def as_rows(rows: np.ndarray, n_features: int) -> np.ndarray:
 
 @bentoml.service(workers=1, traffic=TRAFFIC)
 class Explainer:
-    """alibi KernelShap over the model's predict_proba (explainer_io.py): one configuration on every platform."""
+    """alibi KernelShap over the model's class probabilities (explainer_io.py): one configuration on every platform."""
 
     def __init__(self) -> None:
         import explainer_io
 
         self.io = explainer_io
         self.model, self.metadata = load_verified(ARTIFACT)
-        self.explainer = explainer_io.fit(self.model.predict_proba, ARTIFACT, self.metadata)
+        self.explainer = explainer_io.fit(self.model, ARTIFACT, self.metadata)
 
     @bentoml.api
     def explain(self, rows: np.ndarray) -> dict:

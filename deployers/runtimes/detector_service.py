@@ -98,7 +98,7 @@ class Service:
             self.metrics.record(platform, mechanism, n_rows, verdicts)
 
     def event(self, platform, mechanism, body: dict, ce_id=None) -> int:
-        rows = detectors_io.rows_of_v2(body, self.n_features)
+        rows = detectors_io.rows_of_v2(body, self.n_features, self.meta.get("features"))
         request_id = body.get("id") or ce_id
         with self.outlier_lock:
             verdicts = [detectors_io.outlier_verdict(self.outlier, rows, request_id)]

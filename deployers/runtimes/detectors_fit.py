@@ -6,7 +6,10 @@ Run with the `detectors` environment's python (alibi-detect 0.13.0; no TensorFlo
 Choices, measured on this artifact (see the probes' results for the numbers per platform):
 - drift: TabularDrift (two-sample KS per numeric feature, chi-square for `segment`, Bonferroni),
   saved with alibi_detect.saving.save_detector, so MLServer's alibi-detect runtime loads it as is.
-- outlier: the legacy Mahalanobis detector over all 7 features (IForest recalled 16% of the planted
+- outlier (a user's data, config outlier.categorical_novelty): detectors_io.TabularOutlier, the same frozen
+  Mahalanobis detector over the numeric features that vary in the reference, plus every categorical value the
+  reference never had flagged (a distance over category codes would measure nothing).
+- outlier (the testbed's model): the legacy Mahalanobis detector over all 7 features (IForest recalled 16% of the planted
   outliers at the same 1% threshold, Mahalanobis 81%). Two facts shape how it is kept:
   * it is an online detector: each predict() moves its mean/covariance toward the traffic, so its
     verdicts would depend on what was sent before (the drift probe's shifted streams). It is frozen
@@ -28,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from detectors_io import FORMAT_VERSION, _sha256  # noqa: E402
+from detectors_io import FORMAT_VERSION, TabularOutlier, _sha256  # noqa: E402
 
 FROZEN_N = 1e12
 
@@ -56,11 +59,21 @@ def fit(artifact_dir: Path, out: Path, config: dict) -> dict:
 
     out_cfg = config["outlier"]
     np.random.seed(config["seed"])
-    outlier = Mahalanobis(n_components=len(features), std_clip=out_cfg["std_clip"],
-                          start_clip=out_cfg["start_clip"])
-    outlier.infer_threshold(reference, threshold_perc=out_cfg["threshold_perc"])  # warms mean/covariance
-    outlier.n = FROZEN_N
-    outlier.infer_threshold(reference, threshold_perc=out_cfg["threshold_perc"])  # threshold of the frozen state
+    outlier_meta = {"detector": "Mahalanobis", "n_components": len(features)}
+    if out_cfg.get("categorical_novelty"):
+        numeric = [i for i, f in enumerate(features) if f.get("kind") != "categorical"
+                   and float(np.std(reference[:, i])) > 0.0]
+        constant = [features[i]["name"] for i, f in enumerate(features) if f.get("kind") != "categorical"
+                    and i not in numeric]
+        maha = frozen_mahalanobis(reference[:, numeric], out_cfg, Mahalanobis) if numeric else None
+        cats = {i: sorted(set(reference[:, i].tolist())) for i in categorical}
+        outlier = TabularOutlier(maha, numeric, cats)
+        outlier_meta = {"detector": "TabularOutlier (frozen Mahalanobis on numeric features + unseen categories)",
+                        "n_components": len(numeric), "mahalanobis_features": [features[i]["name"] for i in numeric],
+                        "constant_features_left_out": constant,
+                        "novelty_features": [features[i]["name"] for i in categorical]}
+    else:
+        outlier = frozen_mahalanobis(reference, out_cfg, Mahalanobis)
     (out / "outlier").mkdir(parents=True, exist_ok=True)
     joblib.dump(outlier, out / "outlier" / "detector.joblib")
 
@@ -73,14 +86,15 @@ def fit(artifact_dir: Path, out: Path, config: dict) -> dict:
         "model_sha256": meta["sha256"],
         "n_features": len(features),
         "feature_names": [f["name"] for f in features],
+        "features": features,
         "reference_rows": int(reference.shape[0]),
         "reference_sha256": _sha256(artifact_dir / "reference.npy"),
         "seed": config["seed"],
         "drift": {**drift_cfg, "detector": "TabularDrift", "path": "drift",
                   "categories_per_feature": {str(k): v for k, v in categorical.items()},
                   "saved_with": "alibi_detect.saving.save_detector"},
-        "outlier": {**out_cfg, "detector": "Mahalanobis", "path": "outlier/detector.joblib",
-                    "n_components": len(features), "threshold": float(outlier.threshold), "frozen_n": FROZEN_N,
+        "outlier": {**out_cfg, **outlier_meta, "path": "outlier/detector.joblib",
+                    "threshold": float(outlier.threshold), "frozen_n": FROZEN_N,
                     "saved_with": "joblib (save_detector needs TensorFlow for legacy outlier detectors)"},
         "files": files,
         "config_key": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16],
@@ -90,6 +104,16 @@ def fit(artifact_dir: Path, out: Path, config: dict) -> dict:
     }
     (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
+
+
+def frozen_mahalanobis(reference: np.ndarray, out_cfg: dict, Mahalanobis):
+    """The legacy Mahalanobis detector warmed on the reference, then frozen (module docstring)."""
+    outlier = Mahalanobis(n_components=reference.shape[1], std_clip=out_cfg["std_clip"],
+                          start_clip=out_cfg["start_clip"])
+    outlier.infer_threshold(reference, threshold_perc=out_cfg["threshold_perc"])  # warms mean/covariance
+    outlier.n = FROZEN_N
+    outlier.infer_threshold(reference, threshold_perc=out_cfg["threshold_perc"])  # threshold of the frozen state
+    return outlier
 
 
 def main() -> None:

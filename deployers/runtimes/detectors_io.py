@@ -57,6 +57,40 @@ def read_metadata(directory, model_sha256=None, n_features=None) -> dict:
     return meta
 
 
+class TabularOutlier:
+    """The outlier detector of a user's data: the frozen Mahalanobis detector over the numeric features that
+    vary in the reference, and every categorical value the reference never had flagged (its score is the
+    Mahalanobis score plus UNSEEN_FACTOR x the threshold). Mahalanobis distances over category codes would
+    measure nothing: a string category's code is an index, not a quantity.
+
+    predict() answers like alibi-detect's outlier detectors ({"data": {"instance_score", "feature_score",
+    "is_outlier"}, "meta"}), so every runtime serves it as it serves them (MLServer's runtime included)."""
+
+    UNSEEN_FACTOR = 100.0
+
+    def __init__(self, mahalanobis, numeric, categories):
+        self.mahalanobis = mahalanobis
+        self.numeric = [int(j) for j in numeric]
+        self.categories = {int(j): np.asarray(sorted(c), dtype=np.float64) for j, c in categories.items()}
+        self.threshold = float(mahalanobis.threshold) if mahalanobis is not None else 0.0
+        self.meta = {"name": "TabularOutlier", "detector_type": "outlier", "online": False, "data_type": "tabular"}
+
+    def predict(self, X, **kwargs):
+        X = np.asarray(X, dtype=np.float64)
+        score = np.zeros(len(X))
+        flags = np.zeros(len(X), dtype=bool)
+        if self.mahalanobis is not None and self.numeric:
+            pred = self.mahalanobis.predict(X[:, self.numeric])["data"]
+            score = np.asarray(pred["instance_score"], dtype=np.float64)
+            flags = np.asarray(pred["is_outlier"]).astype(bool)
+        unseen = np.zeros(len(X), dtype=bool)
+        for j, cats in self.categories.items():
+            unseen |= ~np.isin(X[:, j], cats)
+        score = score + unseen * self.UNSEEN_FACTOR * max(self.threshold, 1.0)
+        return {"data": {"instance_score": score, "feature_score": None, "is_outlier": (flags | unseen).astype(int)},
+                "meta": self.meta}
+
+
 def load_outlier(directory, meta: dict):
     import joblib
 
@@ -75,8 +109,13 @@ def load(directory, model_sha256=None, n_features=None):
     return meta, load_outlier(directory, meta), load_drift(directory, meta)
 
 
-def rows_of_v2(body: dict, n_features: int) -> np.ndarray:
-    """The first input tensor of a V2 request as a 2-D float array; ValueError if it is not one."""
+def rows_of_v2(body: dict, n_features: int, features=None) -> np.ndarray:
+    """A V2 request's rows as a 2-D float array; ValueError if it holds none. The tensor layout (one [n, features]
+    input) as is; the columns layout (one input per feature, testbed/v2.py) through `features` (the artifact's
+    typed features, in the detectors' metadata): string categories become their codes, an unseen one
+    len(categories)."""
+    if features and len(body.get("inputs") or []) > 1:
+        return rows_of_columns(body, features)
     try:
         tensor = body["inputs"][0]
         rows = np.asarray(tensor["data"], dtype=np.float64).reshape([int(d) for d in tensor["shape"]])
@@ -85,6 +124,27 @@ def rows_of_v2(body: dict, n_features: int) -> np.ndarray:
     if rows.ndim != 2 or rows.shape[1] != n_features:
         raise ValueError(f"expected shape [n, {n_features}], got {list(rows.shape)}")
     return rows
+
+
+def rows_of_columns(body: dict, features) -> np.ndarray:
+    try:
+        columns = {i["name"]: i["data"] for i in body["inputs"]}
+        n = len(next(iter(columns.values())))
+    except (KeyError, TypeError, StopIteration) as exc:
+        raise ValueError(f"not a V2 request with one input per feature: {exc}") from None
+    out = np.empty((n, len(features)), dtype=np.float64)
+    for j, f in enumerate(features):
+        if f["name"] not in columns:
+            raise ValueError(f"V2 request has no input named {f['name']!r}")
+        values = columns[f["name"]]
+        if len(values) != n:
+            raise ValueError(f"input {f['name']!r} has {len(values)} values, others {n}")
+        if f.get("kind") == "categorical" and f.get("dtype") == "string":
+            index = {c: i for i, c in enumerate(f.get("categories") or [])}
+            out[:, j] = [index.get(v, len(index)) for v in values]
+        else:
+            out[:, j] = np.asarray(values, dtype=np.float64)
+    return out
 
 
 def outlier_verdict(detector, rows: np.ndarray, request_id) -> dict:

@@ -1,4 +1,5 @@
-"""The explainer every platform serves: alibi's KernelShap over the model's class probabilities,
+"""The explainer every platform serves: alibi's KernelShap over the model's class probabilities (a regression
+model's value),
 fitted on the artifact's reference rows with one configuration, so that what differs between
 platforms is the path (route, process, transport), not the method.
 
@@ -33,6 +34,11 @@ CONFIG = {
 """Recorded in every explanation result; changing it changes what is measured."""
 
 
+def task(metadata: dict) -> str:
+    """KernelShap's task: a user's regression model is explained by its value (CONFIG's task otherwise)."""
+    return metadata.get("task", CONFIG["task"])
+
+
 def background(artifact_dir) -> np.ndarray:
     return np.load(Path(artifact_dir) / "reference.npy")[: CONFIG["background_rows"]]
 
@@ -41,12 +47,12 @@ def feature_names(metadata: dict) -> list:
     return [f["name"] for f in metadata["features"]]
 
 
-def fit(predict_fn, artifact_dir, metadata):
-    """A fitted alibi KernelShap over predict_fn (rows -> class probabilities)."""
+def fit(model, artifact_dir, metadata):
+    """A fitted alibi KernelShap over the model's outputs (model_io: class probabilities, or the regression value)."""
     from alibi.explainers import KernelShap
 
-    explainer = KernelShap(predict_fn, link=CONFIG["link"], feature_names=feature_names(metadata),
-                           task=CONFIG["task"], seed=CONFIG["seed"])
+    explainer = KernelShap(model.outputs, link=CONFIG["link"], feature_names=feature_names(metadata),
+                           task=task(metadata), seed=CONFIG["seed"])
     explainer.fit(background(artifact_dir))
     return explainer
 
@@ -67,7 +73,7 @@ def save(artifact_dir, out_dir) -> Path:
     from alibi.saving import save_explainer
 
     model, metadata = load_verified(artifact_dir)
-    explainer = fit(model.predict_proba, artifact_dir, metadata)
+    explainer = fit(model, artifact_dir, metadata)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

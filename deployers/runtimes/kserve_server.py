@@ -32,7 +32,7 @@ class ArtifactModel(kserve.Model):
         if self.with_explainer:
             import explainer_io
 
-            self.explainer = explainer_io.fit(self.model.predict_proba, self.artifact_dir, self.metadata)
+            self.explainer = explainer_io.fit(self.model, self.artifact_dir, self.metadata)
         self.ready = True
         return self.ready
 

@@ -26,7 +26,8 @@ sys.path.insert(0, str(HERE))
 from artifact_io import load_verified, sha256_file  # noqa: E402
 
 # Shipped inside the wrapper model (MLflow `code_paths`): what its load_context imports.
-CODE_FILES = ("mlflow_models.py", "artifact_io.py", "explainer_io.py", "detectors_io.py", "usercode_detector.py")
+CODE_FILES = ("mlflow_models.py", "artifact_io.py", "model_io.py", "explainer_io.py", "detectors_io.py",
+              "usercode_detector.py")
 PARAMS = {"output": "predict", "request_id": ""}
 
 
@@ -89,6 +90,7 @@ def package(artifact_dir, out_dir) -> Path:
     import mlflow.sklearn
 
     model, metadata = load_verified(artifact_dir)
+    estimator = model.model  # the scikit-learn object itself: what MLflow's sklearn flavour stores
     out_dir = Path(out_dir)
     if (out_dir / "sklearn" / "MLmodel").is_file() and (out_dir / "usercode" / "MLmodel").is_file():
         try:
@@ -103,13 +105,13 @@ def package(artifact_dir, out_dir) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         # serialization_format="pickle": the scikit-learn model as MLflow's own flavour stores it.
-        mlflow.sklearn.save_model(model, str(tmp / "sklearn"), serialization_format="pickle",
-                                  signature=_signature(model, rows, None),
+        mlflow.sklearn.save_model(estimator, str(tmp / "sklearn"), serialization_format="pickle",
+                                  signature=_signature(estimator, rows, None),
                                   pip_requirements=pip_requirements("mlflow", "scikit-learn", "numpy"))
         mlflow.pyfunc.save_model(str(tmp / "usercode"), python_model=UserCodeModel(),
                                  artifacts={"artifact_dir": str(artifact_dir)},
                                  code_paths=[str(HERE / f) for f in CODE_FILES],
-                                 signature=_signature(model, rows, PARAMS),
+                                 signature=_signature(estimator, rows, PARAMS),
                                  # Declared here or MLflow ignores the serving-time config ("the model's pyfunc
                                  # flavor doesn't accept model configuration"): the detectors and their sink
                                  # are a deployment's, not the package's.
@@ -144,7 +146,7 @@ class UserCodeModel(_Base):
         import explainer_io
 
         self.explainer_io = explainer_io
-        self.explainer = explainer_io.fit(self.model.predict_proba, artifact_dir, self.metadata)
+        self.explainer = explainer_io.fit(self.model, artifact_dir, self.metadata)
         config = dict(context.model_config or {})
         self.detector = None
         if config.get("detectors"):

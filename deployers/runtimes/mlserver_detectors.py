@@ -12,6 +12,8 @@ model-settings.json: {"implementation": "mlserver_detectors.PickledAlibiDetectRu
 MLServer finds this module through PYTHONPATH (the Seldon deployer sets it).
 """
 
+from functools import cached_property
+
 import mlserver
 from mlserver.errors import MLServerError
 from mlserver.utils import get_model_uri
@@ -42,3 +44,17 @@ class PickledAlibiDetectRuntime(AlibiDetectRuntime):
         mlserver.register("seldon_model_drift", "Drift metrics")
         self._online = hasattr(self._model, "save_state")
         return True
+
+    # The upstream runtime names a detector's type and method after its module (alibi_detect.od.mahalanobis ->
+    # outlier, mahalanobis) for its response headers; detectors_io.TabularOutlier (a user's data) is ours.
+    @cached_property
+    def alibi_type(self) -> str:
+        if type(self._model).__module__.startswith("alibi_detect."):
+            return super().alibi_type
+        return getattr(self._model, "meta", {}).get("detector_type", "unknown")
+
+    @cached_property
+    def alibi_method(self) -> str:
+        if type(self._model).__module__.startswith("alibi_detect."):
+            return super().alibi_method
+        return type(self._model).__name__

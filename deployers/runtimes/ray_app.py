@@ -20,14 +20,21 @@ import numpy as np  # noqa: E402
 from fastapi import FastAPI, HTTPException, Request  # noqa: E402
 from ray import serve  # noqa: E402
 
+import model_io  # noqa: E402
 from artifact_io import load_verified  # noqa: E402
 
 api = FastAPI()
 V2_TO_NUMPY = {"FP64": np.float64, "FP32": np.float32, "INT64": np.int64, "INT32": np.int32}
 
 
-def decode_v2(body, n_features: int) -> np.ndarray:
-    """The first input tensor of a V2 request as a 2-D float array; ValueError when malformed."""
+def decode_v2(body, n_features: int, features=None) -> np.ndarray:
+    """A V2 request's rows as a 2-D float array; ValueError when malformed. The columns layout (content_type "pd",
+    one input per feature: a user's model that takes named columns) is decoded with the artifact's features;
+    string categories become codes (model_io.to_input turns them back into the model's DataFrame)."""
+    if features and ((body.get("parameters") or {}).get("content_type") == "pd" or len(body.get("inputs") or []) > 1):
+        import detectors_io
+
+        return detectors_io.rows_of_columns(body, features)
     try:
         tensor = body["inputs"][0]
         shape = [int(d) for d in tensor["shape"]]
@@ -44,14 +51,14 @@ def decode_v2(body, n_features: int) -> np.ndarray:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5})
 class Explainer:
-    """alibi KernelShap over the artifact's predict_proba (explainer_io.py), in a replica of its own so
+    """alibi KernelShap over the artifact's probabilities or regression values (explainer_io.py), in a replica of its own so
     the model's replica never imports alibi. Ray Serve has no explainer concept: this is user code."""
 
     def __init__(self, artifact_dir: str):
         import explainer_io
 
         self.model, self.metadata = load_verified(artifact_dir)
-        self.explainer = explainer_io.fit(self.model.predict_proba, artifact_dir, self.metadata)
+        self.explainer = explainer_io.fit(self.model, artifact_dir, self.metadata)
 
     def explain(self, rows: np.ndarray) -> dict:
         import explainer_io
@@ -76,7 +83,7 @@ class V2Model:
     async def predict_batched(self, batches: list) -> list:
         """Ray Serve request batching: concurrent requests' rows in one predict call, split back."""
         sizes = [len(rows) for rows in batches]
-        labels = self.model.predict(np.vstack(batches)).astype(np.int64)
+        labels = self.model.predict(np.vstack(batches))
         return np.split(labels, np.cumsum(sizes)[:-1])
 
     def _check_name(self, name: str) -> None:
@@ -111,7 +118,7 @@ class V2Model:
         except ValueError:
             raise HTTPException(status_code=400, detail="request body is not JSON") from None
         try:
-            return body, decode_v2(body, len(self.metadata["features"]))
+            return body, decode_v2(body, len(self.metadata["features"]), self.metadata["features"])
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
 
@@ -122,10 +129,8 @@ class V2Model:
         if self.batching:
             labels = await self.predict_batched(rows)
         else:
-            labels = self.model.predict(rows).astype(np.int64)
-        return {"model_name": name, "id": body.get("id"),
-                "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(labels)],
-                             "data": labels.tolist()}]}
+            labels = self.model.predict(rows)
+        return {"model_name": name, "id": body.get("id"), "outputs": [model_io.v2_output(labels)]}
 
     @api.post("/v2/models/{name}/explain")
     async def explain(self, name: str, request: Request):
@@ -199,7 +204,7 @@ class DetectedModel:
     the model is loaded here rather than in a third deployment: one actor less to start on 2 cores)."""
 
     def __init__(self, artifact_dir: str, detector, model_name: str, n_features: int):
-        self.model, _ = load_verified(artifact_dir)
+        self.model, self.metadata = load_verified(artifact_dir)
         self.detector = detector
         self.model_name = model_name
         self.n_features = n_features
@@ -220,15 +225,13 @@ class DetectedModel:
             raise HTTPException(status_code=404, detail=f"model {name!r} not found")
         try:
             body = await request.json()
-            rows = decode_v2(body, self.n_features)
+            rows = decode_v2(body, self.n_features, self.metadata["features"])
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         verdict = self.detector.detect.remote(rows, body.get("id"))
-        labels = self.model.predict(rows).astype(np.int64)  # while the detector works
+        labels = self.model.predict(rows)  # while the detector works
         await verdict
-        return {"model_name": name, "id": body.get("id"),
-                "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(labels)],
-                             "data": labels.tolist()}]}
+        return {"model_name": name, "id": body.get("id"), "outputs": [model_io.v2_output(labels)]}
 
 
 def build_detected_app(args: dict):

@@ -32,6 +32,9 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+KEEPALIVE_S = 2.0
+"""Seconds an idle connection to MLServer is kept for reuse: below uvicorn's timeout_keep_alive (5 s)."""
+
 
 def first_output(response: dict, name: str):
     for out in response.get("outputs", []):
@@ -49,11 +52,21 @@ class Pipeline:
         self.queue: asyncio.Queue | None = None
         self.dropped = 0
         self.failed = 0
+        self.resent = 0
         self.window = 0
         self.members: list = []  # requests sent to the drift model since its last full batch
+        self.features = None
+        if opts.encode_columns:
+            import json
+
+            self.features = json.loads(Path(opts.encode_columns).read_text())["features"]
 
     async def start(self):
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        # MLServer's uvicorn closes an idle keep-alive connection after 5 s, aiohttp keeps one for 15 s by default:
+        # a request written to a connection the server just closed fails ("Can not write request body"; seen
+        # losing one event under load). Idle connections are dropped before the server's limit.
+        connector = aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_S)
+        self.session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30))
         self.queue = asyncio.Queue(maxsize=self.opts.queue)
         asyncio.get_running_loop().create_task(self._drain())
 
@@ -78,11 +91,31 @@ class Pipeline:
         return Response(answer, status_code=status, media_type="application/json")
 
     async def _post_json(self, url: str, raw: bytes) -> dict:
-        async with self.session.post(url, data=raw, headers={"content-type": "application/json"}) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status != 200:
-                raise RuntimeError(f"{url}: HTTP {resp.status}: {str(body)[:200]}")
-            return body
+        for attempt in (1, 2):
+            try:
+                async with self.session.post(url, data=raw, headers={"content-type": "application/json"}) as resp:
+                    body = await resp.json(content_type=None)
+                    if resp.status != 200:
+                        raise RuntimeError(f"{url}: HTTP {resp.status}: {str(body)[:200]}")
+                    return body
+            except aiohttp.ClientOSError as exc:
+                # Only a request that was never written is sent again (the server saw none of it; a drift
+                # detector must not see rows twice). Seldon Core v2's Kafka dataflow delivers at least once.
+                if attempt == 2 or "write request body" not in str(exc):
+                    raise
+                self.resent += 1
+                print(f"detector routing: sent again on a fresh connection after {exc}", flush=True)
+
+    def _encoded(self, body: dict) -> bytes:
+        """A columns request (one input per feature) as one FP64 tensor of category codes, for the detectors."""
+        import json
+
+        import detectors_io
+
+        rows = detectors_io.rows_of_columns(body, self.features)
+        return json.dumps({"id": body.get("id"), "inputs": [{"name": "input-0", "shape": list(rows.shape),
+                                                              "datatype": "FP64", "data": rows.ravel().tolist()}]}
+                          ).encode()
 
     async def _drain(self):
         """Feed the detectors event by event: the drift model in arrival order (its batches are
@@ -94,6 +127,8 @@ class Pipeline:
             raw = await self.queue.get()
             try:
                 body = json.loads(raw)
+                if self.features:
+                    raw = self._encoded(body)
                 request_id = body.get("id")
                 n_rows = int(body["inputs"][0]["shape"][0])
                 drift = await self._post_json(f"{self.detectors}/v2/models/{self.opts.drift_model}/infer", raw)
@@ -150,6 +185,7 @@ class Pipeline:
 
     async def stats(self, request: Request) -> Response:
         return JSONResponse({"queued": self.queue.qsize(), "dropped": self.dropped, "failed": self.failed,
+                             "resent": self.resent,
                              "windows": self.window, "pending_requests": len(self.members)})
 
 
@@ -165,6 +201,8 @@ def main() -> None:
     parser.add_argument("--features", required=True, help="comma-separated feature names")
     parser.add_argument("--sink", required=True, help="detector service /verdicts URL, with ?platform=...")
     parser.add_argument("--queue", type=int, default=10000)
+    parser.add_argument("--encode-columns", help="artifact metadata.json: encode columns requests (one input per "
+                        "feature, string categories) into one tensor of codes before the detector steps")
     opts = parser.parse_args()
     pipeline = Pipeline(opts)
     app = Starlette(routes=[

@@ -68,7 +68,7 @@ class ReferenceHandler:
             import explainer_io
 
             self.explainer_io = explainer_io
-            self.explainer = explainer_io.fit(self.model.predict_proba, model_dir, self.metadata)
+            self.explainer = explainer_io.fit(self.model, model_dir, self.metadata)
         self.initialized = True
 
     def handle(self, data, context) -> list:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # Imported by the handler from the model directory (TorchServe puts it on sys.path).
-CODE_FILES = ("artifact_io.py", "explainer_io.py", "detectors_io.py", "usercode_detector.py")
+CODE_FILES = ("artifact_io.py", "model_io.py", "explainer_io.py", "detectors_io.py", "usercode_detector.py")
 ARTIFACT_FILES = ("metadata.json", "reference.npy")
 # TorchServe's own container defaults (docker/config.properties): a bounded heap instead of 1/4 of RAM.
 VMARGS = ("-XX:-UseContainerSupport -XX:InitialRAMPercentage=8.0 -XX:MaxRAMPercentage=10.0 -XX:-UseLargePages "

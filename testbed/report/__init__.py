@@ -65,7 +65,8 @@ def build_matrix(documented: dict, runs: list[LoadedRun], sha256: str | None) ->
     runs_meta = {r.run_id: {"partial_experiments": {e: bool(m) for e, m in r.missing_units.items()},
                             "repeats": r.meta.get("repeats"), "kind": r.meta.get("kind")} for r in runs}
     pairs = [(e, res) for r in runs for e, res in r.results]
-    matrix = Matrix(title=f"artifact {sha256[:12]}" if sha256 else "documented only", sha256=sha256)
+    matrix = Matrix(title=matrix_title(runs, sha256), sha256=sha256)
+    skipped = {p: why for r in runs for p, why in (r.meta.get("skipped_platforms") or {}).items()}
     for system in documented["systems"]:
         cells: dict[str, Cell] = {}
         platform = system.get("measured_platform")
@@ -74,6 +75,8 @@ def build_matrix(documented: dict, runs: list[LoadedRun], sha256: str | None) ->
             measured = [r for e, r in pairs if platform and r.platform == platform and e in c.experiments]
             if measured:
                 cells[c.key] = measured_cell(c, measured, runs_meta)
+            elif platform in skipped and c.experiment:
+                cells[c.key] = Cell(kind="pending", lines=[f"not served: {skipped[platform]}"])
             elif doc:
                 note = " (documented; not measured yet)" if platform and c.experiment else ""
                 cells[c.key] = Cell(kind="documented", lines=[doc["text"] + note], sources=list(doc.get("sources") or []))
@@ -84,6 +87,16 @@ def build_matrix(documented: dict, runs: list[LoadedRun], sha256: str | None) ->
                 cells[c.key] = Cell(kind="none", lines=["—"])
         matrix.rows.append((system, cells))
     return matrix
+
+
+def matrix_title(runs: list[LoadedRun], sha256: str | None) -> str:
+    """Whose model the matrix measures: a user's model by name, format and task, or the testbed's own."""
+    if not sha256:
+        return "documented only"
+    art = next(((r.meta.get("artifact") or {}) for r in runs), {})
+    if art.get("origin") == "user":
+        return f"your model {art.get('name')}: {art.get('format')} {art.get('task')}, artifact {sha256[:12]}"
+    return f"artifact {sha256[:12]}"
 
 
 @dataclass
@@ -260,6 +273,8 @@ def _glance_text(system: dict, cell: Cell, sources: Sources) -> tuple[str, str, 
         what = "documented" if system.get("measurable_here", True) else f"documented; {NOT_MEASURABLE}"
         return short(cell.lines[0], 48), "", f"{what} {refs}".strip()
     if cell.kind == "pending":
+        if cell.lines[0].startswith("not served: "):
+            return "not served", "", cell.lines[0].split(": ", 1)[-1]
         return "not measured yet", "", cell.lines[0].split(": ", 1)[-1]
     return "—", "", NOT_MEASURABLE
 

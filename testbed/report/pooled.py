@@ -109,4 +109,6 @@ def explain(results: list[Result]) -> dict:
             "max_abs_error": worst("max_abs_error", max), "additivity_error": worst("additivity_error", max),
             "sign_agreement": worst("sign_agreement", min), "rank_agreement": worst("rank_agreement", min),
             "topk_agreement": worst("topk_agreement", min),
-            "passes": sum(r.verdict == "pass" for r in rs), "tolerance": rs[0].scores.get("tolerance") if rs else None}
+            "passes": sum(r.verdict == "pass" for r in rs), "tolerance": rs[0].scores.get("tolerance") if rs else None,
+            # a user's model with more than 12 features is scored against permutation-sampled values
+            "truth": "sampled" if any(r.scores.get("truth") == "permutation-sampled" for r in rs) else "exact"}

@@ -82,7 +82,7 @@ class LocalBackend:
             dep.restore(info)
             ctx.deployments[name] = dep
             ctx.extra.setdefault("versions", {})[name] = info.get("versions", {})
-        for key in ("prometheus", "results_exporter", "detection", "parity"):
+        for key in ("prometheus", "results_exporter", "detection", "parity", "skipped_platforms"):
             ctx.extra[key] = current.get(key)
         ctx.extra["scrape_jobs"] = (current.get("prometheus") or {}).get("scrape_jobs") or []
         ctx.extra["complete"] = True
@@ -138,7 +138,15 @@ class LocalBackend:
         self._save(ctx)
 
     def _artifact(self, ctx: UpContext) -> None:
-        ctx.artifact = artifact_mod.ensure(ctx.settings.artifacts_dir, ctx.settings.artifact_seed)
+        if ctx.settings.model is not None:
+            from testbed import usermodel
+
+            ctx.artifact = usermodel.ensure(ctx.settings.model, ctx.settings.artifacts_dir, ctx.settings.envs_dir,
+                                            ctx.say)
+            ctx.extra["skipped_platforms"] = usermodel.assign_platforms(ctx)
+            self._save(ctx)
+        else:
+            ctx.artifact = artifact_mod.ensure(ctx.settings.artifacts_dir, ctx.settings.artifact_seed)
         ctx.say(f"  {ctx.artifact.name} sha256 {ctx.artifact.sha256[:12]} at {ctx.artifact.path}")
 
     def _environments(self, ctx: UpContext) -> None:
@@ -290,6 +298,7 @@ class LocalBackend:
                        "versions": ctx.extra.get("versions", {}).get(name, {})}
                 for name, dep in ctx.deployments.items()
             },
+            "skipped_platforms": ctx.extra.get("skipped_platforms", {}),
             "parity": ctx.extra.get("parity"),
             "detection": ctx.extra.get("detection"),
             "timings": ctx.timings,
@@ -382,6 +391,7 @@ class LocalBackend:
             "model": current.get("model"),
             "prometheus": prom_status,
             "platforms": platforms,
+            "skipped_platforms": current.get("skipped_platforms") or {},
             "detection": current.get("detection"),
             "timings": current.get("timings", {}),
             "results_exporter": current.get("results_exporter"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -17,6 +18,9 @@ from testbed.endpoint import Endpoint
 from testbed.errors import RuntimeStartFailed
 from testbed.settings import REPO_ROOT
 from testbed.steps import UpContext
+
+if TYPE_CHECKING:
+    from testbed.serving import ModelServing
 
 RUNTIMES_DIR = REPO_ROOT / "deployers" / "runtimes"
 
@@ -46,6 +50,10 @@ class LocalProcess:
 
     build_note: str = ""
     """Why the first build of `env` takes long (`up` says it before building); empty when it does not."""
+
+    serving: "ModelServing | None" = None
+    """Which formats of a user's model (`up --model`) this runtime serves and how, or why not (testbed/serving.py);
+    None: it serves the testbed's own model only, and `up --model` skips it, saying so."""
 
     @classmethod
     def check_prerequisites(cls) -> None:
