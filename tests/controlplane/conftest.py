@@ -1,8 +1,10 @@
-"""The control-plane tier: `up --backend controlplane` once per session, in a state directory of its own.
+"""The control-plane tier: `up --backend controlplane` once for the tier's test module, in a state directory of its own.
 
 Everything here is marked `controlplane` and skipped, with the reason, until `make controlplane` has
 built the binaries; nothing here passes without them (no mock of any Kubernetes component). The
-session's `down` must delete the namespaces and see them finish terminating.
+module's `down` must delete the namespaces and see them finish terminating. Module scope, not session: in
+`make test` the control plane (etcd, the API server, the operators, Prometheus) is stopped as soon as the
+tier's tests are done instead of running beside the integration tiers until the session ends.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def _missing() -> list[str]:
     return [name for name, built in build.find().items() if built is None]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def controlplane(tmp_path_factory, request):
     """(status document, `up` output) of a control plane that ran the kind backend's deploy steps.
 

@@ -1,6 +1,6 @@
 """What `up --backend kind` deploys, checked by a real kube-apiserver, the real operators and a real
 Prometheus (testbed/backends/controlplane/verify.py names each check). Each test asserts one finding
-of the session's `up --backend controlplane` and prints what was found, so a pass shows its evidence.
+of the module's `up --backend controlplane` and prints what was found, so a pass shows its evidence.
 """
 
 from __future__ import annotations
