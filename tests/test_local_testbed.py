@@ -78,7 +78,8 @@ def test_requests_are_counted_by_each_platform_in_prometheus(testbed_up):
     with httpx.Client(timeout=10) as client:
         for name, p in testbed_up["platforms"].items():
             for i in range(N_REQUESTS):
-                r = client.post(p["infer_url"], json=v2.request_body(rows, f"count-{i}"))
+                # The platform's own route and body (status' infer_url is its protocol's route).
+                r = PLATFORMS[name].protocol.post(client, p["infer_url"], v2.request_body(rows, f"count-{i}"))
                 assert r.status_code == 200, (name, r.text)
     for name, q in queries.items():
         wait_counter(prom, q, before[name] + N_REQUESTS, timeout_s=45.0)

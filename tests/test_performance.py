@@ -66,9 +66,9 @@ def test_short_measurement_on_every_platform(testbed_up):
     from testbed.endpoint import Endpoint
 
     art = artifact.load(Path(testbed_up["model"]["path"]))
-    body = perf.one_row_body(art.probe_rows()[0])
     for name, p in testbed_up["platforms"].items():
         ep = Endpoint.from_json(p["endpoint"])
+        body = perf.one_row_body(art.probe_rows()[0], ep)  # as the platform takes it (its protocol)
         served = perf.served_latencies(ep, body, n=30, warmup=5)
         assert served["summary"]["requests"] == 30 and served["summary"]["errors"] == 0, name
         point = perf.throughput_point(ep, body, 4, 1.0, p["pid"], Prices())
