@@ -26,6 +26,7 @@ from deployers import bentoml as bentoml_platform, mlflow as mlflow_platform, to
 from testbed import artifact as artifact_mod, v2
 from testbed.endpoint import Endpoint
 from testbed.backends.local import detection, processes
+from testbed.backends.local import faults as local_faults
 from probes.explain import parse_response, request_body
 from testbed.settings import Batching, Settings
 from testbed.steps import UpContext
@@ -327,7 +328,7 @@ def test_killing_the_serving_worker(name, recovers, tmp_path):
     up = _up(name, tmp_path / "state", detect=False)
     try:
         info = up.info()
-        pid, how = MODULES[name].serving_worker(info)
+        pid, how = local_faults.serving_worker(name, info, up.endpoint.base_url)
         assert pid in up.pids() and how
         assert name != "torchserve" or pid != up.dep.pid  # the worker, not the launcher or the java frontend
         os.kill(pid, signal.SIGKILL)
@@ -339,7 +340,7 @@ def test_killing_the_serving_worker(name, recovers, tmp_path):
                 back = _serves(up, client)
         assert back == recovers, f"{name}: serving again = {back} within 240 s of the kill"
         if recovers:
-            new_pid, _ = MODULES[name].serving_worker(info)
+            new_pid, _ = local_faults.serving_worker(name, info, up.endpoint.base_url)
             assert new_pid != pid
     finally:
         _down_and_check(up)
