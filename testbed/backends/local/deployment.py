@@ -248,6 +248,14 @@ class LocalProcess:
             processes.stop_session(self.pid)
         for pid in self.leftovers(self.to_state()):
             processes.stop_session(pid, grace_s=5.0)
+        # A supervisor that respawned a killed worker can leave the new worker (in a session of its own)
+        # still holding the listening socket when the sessions above are empty (seen: BentoML's circus
+        # after the kill fault). down returns once the platform's ports are closed, not before.
+        deadline = time.monotonic() + 15.0
+        while time.monotonic() < deadline and any(processes.is_listening(p) for p in self.ports.values() if p):
+            for pid in self.leftovers(self.to_state()):
+                processes.stop_session(pid, grace_s=2.0)
+            time.sleep(0.2)
 
     # --- persisted form (the state file), so `status` and `down` work from another process ----
     def to_state(self) -> dict:
