@@ -286,13 +286,17 @@ def unseen_label(code: float) -> str:
     return f"unseen-category-{int(code) if float(code).is_integer() else code}"
 
 
+def column_mismatch(names: list[str], columns: list[str]) -> tuple[list[str], list[str]]:
+    """The model's feature names missing from the columns, and the columns the model does not take."""
+    return [n for n in names if n not in columns], [c for c in columns if c not in names]
+
+
 def read_rows(path, features: list[Feature], what: str = "data", max_bytes: int = MAX_BYTES) -> np.ndarray:
     """A probe's CSV (header = the model's feature names, in any order; extra columns refused) as encoded
     rows in the model's order."""
     table = read_csv(path, max_bytes=max_bytes, what=what)
     names = [f.name for f in features]
-    missing = [n for n in names if n not in table.header]
-    extra = [h for h in table.header if h not in names]
+    missing, extra = column_mismatch(names, table.header)
     if missing or extra:
         parts = []
         if missing:

@@ -262,8 +262,7 @@ def match_columns(table: tabular.RawTable, request: Request, described: dict, mf
     names = described.get("feature_names")
     n = described.get("n_features")
     if names:
-        missing = [x for x in names if x not in columns]
-        extra = [c for c in columns if c not in names]
+        missing, extra = tabular.column_mismatch(names, columns)
         if missing or extra:
             parts = []
             if missing:
