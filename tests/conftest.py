@@ -126,11 +126,12 @@ def testbed_up():
         _down_and_check(status)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def own_testbed(tmp_path_factory):
-    """A second testbed (a state dir of its own) for a module of tests that kill what it runs, so the
-    session's `testbed_up` stays as it was. Such a test starts with `own_testbed.ensure_running()`
-    (which repairs whatever an earlier test left dead), so none depends on another's order."""
+    """A second testbed (a state dir of its own) for the tests that kill what it runs, so the session's
+    `testbed_up` stays as it was. Such a test starts with `own_testbed.ensure_running()` (which repairs
+    whatever an earlier test left dead), so none depends on another's order. One per session, not per
+    module: a six-platform `up` and `down` cost 4-5 min on 2 cores, and the repair makes sharing safe."""
     state_dir = tmp_path_factory.mktemp("own-testbed")
     bed = OwnTestbed(state_dir, _up(state_dir))
     try:

@@ -1,4 +1,4 @@
-"""Killing what the testbed runs, on a testbed of this module's own (own_testbed): the kill fault probe
+"""Killing what the testbed runs, on the testbed the session keeps for such tests (own_testbed): the kill fault probe
 under load, and a crash of any one process (`status` says `degraded` naming it, exit 1; the next `up`
 restarts exactly that process, then checks prediction parity and every scrape target again).
 Each test starts by making that testbed whole (`up`), so none depends on another's order."""
