@@ -1,6 +1,6 @@
 """The probes no other integration test runs, on every platform the session's testbeds run (marked integration):
 formats and detection under load on the session's testbed (they start servers of their own or only send
-requests), overload, detector outage and ease on a testbed of this module's own (they overload, kill or
+requests), overload, detector outage and ease on the session's second testbed (they overload, kill or
 restart what it runs). Short options: these check that each probe measures every platform and accounts for
 what it sent, not the figures the experiments report."""
 
