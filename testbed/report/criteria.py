@@ -63,6 +63,7 @@ CRITERIA: tuple[Criterion, ...] = (
     Criterion("batching", "Batching", "performance",
               (("peak_gain", "batching gain"), ("v2_rows_per_s", "offline rows/s (V2)"),
                ("native_rows_per_s", "offline rows/s (native)"), ("ratio_p50", "overhead x"),
+               ("ratio_p50_with_adapter", "overhead x with the client-side adapter"),
                ("cost_per_million", "cost / 1M"))),
     Criterion("ease", "Ease of deployment", "ease",
               (("ready_s", "ready s"), ("config_lines", "config lines"), ("components", "packages"))),
