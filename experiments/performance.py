@@ -315,6 +315,7 @@ def build_results(store: dict, inproc_offline: list[dict], opts, run_id: str, ar
                         "peak_rss_mb": float(rss.max()), "cost_per_1000": float(per1000.mean()),
                         "cost_per_million": float(per1000.mean() * 1000),
                         "cost_per_1000_range": [float(per1000.min()), float(per1000.max())],
+                        "cost_per_million_range": [float(per1000.min() * 1000), float(per1000.max() * 1000)],
                         "at_concurrency": peak_c, "currency": prices.currency,
                         "cost_per_1000_at_low_load": float(np.mean([p["cost"]["cost_per_1000"] for p in low]))
                         if low else None},
