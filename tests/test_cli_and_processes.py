@@ -160,6 +160,7 @@ def test_a_started_process_can_be_stopped_by_sigterm(tmp_path):
     runtimes)."""
     import signal
 
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     pid = processes.start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "a.log", cwd=tmp_path)
     try:
         deferred = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -171,7 +172,7 @@ def test_a_started_process_can_be_stopped_by_sigterm(tmp_path):
     finally:
         processes.stop_session(pid, grace_s=1)
     # and in this process: the handlers start() replaced are back
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
     assert not _signal_set(os.getpid(), "SigBlk") & deferred
 
 
@@ -187,13 +188,35 @@ def test_an_interrupt_during_start_acts_once_the_process_is_on_the_list(tmp_path
         return real_popen(*args, **kwargs)
 
     monkeypatch.setattr(processes.subprocess, "Popen", interrupted_popen)
-    count = processes.started_count()
-    with pytest.raises(KeyboardInterrupt):
-        processes.start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "a.log", cwd=tmp_path)
-    [pid] = processes.started_since(count)
+    # Ctrl-C's usual handler (a test run in the background starts with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        assert processes.session_members(pid) == [pid]
-        assert not _signal_set(pid, "SigBlk") & {signal.SIGTERM, signal.SIGINT}
+        count = processes.started_count()
+        with pytest.raises(KeyboardInterrupt):
+            processes.start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "a.log", cwd=tmp_path)
+        [pid] = processes.started_since(count)
+        try:
+            assert processes.session_members(pid) == [pid]
+            assert not _signal_set(pid, "SigBlk") & {signal.SIGTERM, signal.SIGINT}
+        finally:
+            processes.stop_session(pid, grace_s=1)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
-        processes.stop_session(pid, grace_s=1)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_an_ignored_signal_stays_ignored_in_the_started_process(tmp_path):
+    """Under nohup (SIGHUP ignored) start() leaves the ignoring alone, and the child inherits it as before."""
+    import signal
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        pid = processes.start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "a.log", cwd=tmp_path)
+        try:
+            assert signal.SIGHUP in _signal_set(pid, "SigIgn")
+            assert not _signal_set(pid, "SigBlk") & {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        finally:
+            processes.stop_session(pid, grace_s=1)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)

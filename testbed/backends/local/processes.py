@@ -195,9 +195,11 @@ def start(cmd: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None 
     # not blocked: a child inherits a blocked signal mask across exec, so every runtime started under a
     # blocked mask ignored SIGTERM and every stop waited out its grace and SIGKILLed (measured: 10.1 s for
     # each MLflow format server); exec resets caught signals to their defaults.
+    # An ignored signal (nohup, a background job's SIGINT) stays ignored: nothing to defer, and the child
+    # inherits the ignoring as before.
     pending: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in _DEFERRED} \
-        if main else {}
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum))
+                for sig in _DEFERRED if signal.getsignal(sig) is not signal.SIG_IGN} if main else {}
     try:
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
