@@ -279,3 +279,27 @@ def test_the_batching_cell_shows_the_performance_experiments_own_intervals_and_t
     cell = measured_cell(batching, mlflow, meta)
     assert cell.headline == "batching gain: not available" and cell.tag == "none"
     assert "overhead x with the client-side adapter 31.5" in "\n".join(cell.lines)
+
+
+def test_a_newer_run_on_some_platforms_replaces_only_their_results(results, tmp_path):
+    """Picked automatically, the newest result per experiment and platform: a monitoring re-run on kserve alone
+    (a machine that holds a few platforms at a time) must not hide seldon's monitoring cell of an older run."""
+    newer = results / "fixture-d"
+    shutil.copytree(results / "fixture-a", newer)
+    for path in newer.rglob("*.json"):
+        data = json.loads(path.read_text())
+        if path.name == "run.json":
+            data.update(run_id="fixture-d", created_at=data["created_at"] + 500, platforms=["kserve"],
+                        experiments={"monitoring": {**data["experiments"]["monitoring"],
+                                                    "completed_units": ["r0/kserve", "r1/kserve", "r2/kserve"]}})
+        elif path.parent.name != "monitoring" or data["platform"] != "kserve":
+            path.unlink()
+            continue
+        else:
+            data["run_id"] = "fixture-d"
+        path.write_text(json.dumps(data))
+    built = report.build(results, [], tmp_path / "out")
+    assert built["runs"] == ["fixture-d", "fixture-b", "fixture-a"]
+    assert cells_of(built, "kserve")["monitoring"].runs == ["fixture-d"]
+    assert cells_of(built, "seldon")["monitoring"].runs == ["fixture-a"]
+    assert cells_of(built, "kserve")["outlier"].runs == ["fixture-a"]
