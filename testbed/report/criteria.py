@@ -55,7 +55,7 @@ CRITERIA: tuple[Criterion, ...] = (
                ("min_variance_detected", "min. variance"), ("min_prior_detected", "min. prior shift"),
                ("min_correlation_detected", "min. correlation"), ("median_delay_samples", "delay rows"))),
     Criterion("monitoring", "Monitoring", "monitoring", (("coverage", "coverage"), ("count_accuracy", "count acc."))),
-    Criterion("explainability", "Explainability", "explain", (("topk_recall", "top-k recall"), ("latency_ms", "ms"))),
+    Criterion("explainability", "Explainability", "explain", (("topk_recall", "top-k recall"), ("latency_p50_s", "p50 s"))),
     Criterion("cicd", "CI/CD", "pipeline", (("verified", "pipeline verified"),)),
     Criterion("deployment_focus", "Deployment focus"),
     Criterion("cost_licence", "Cost / licence"),
