@@ -283,6 +283,12 @@ def explain_lines(results: list[Result]) -> tuple[list[str], str, str]:
              f"additivity error {fmt_(e['additivity_error'])}, sign agreement {fmt_(e['sign_agreement'])}, "
              f"rank agreement {fmt_(e['rank_agreement'])}, top-3 agreement {fmt_(e['topk_agreement'])} (worst repeat)",
              f"pass {e['passes']}/{e['repeats']} (tolerance {e['tolerance']})"]
+    lat = e["latency_s"]
+    if lat.n:
+        ci = f" [{lat.lo * 1000:.0f}, {lat.hi * 1000:.0f}]" if lat.lo is not None else ""
+        rows = f" of {'/'.join(map(str, e['rows_per_request']))} rows" if e["rows_per_request"] else ""
+        lines.append(f"latency p50 {lat.median * 1000:.0f} ms{ci} per request{rows} (n={lat.n} requests, "
+                     f"{e['repeats']} repeats pooled, {lat.method})")
     head = f"max |err| {fmt_(e['max_abs_error'])} vs {e['truth']}"
     return lines, head, f"n={e['repeats']} repeats, {e['values']} values; worst case, no interval"
 
