@@ -138,6 +138,8 @@ class ReferenceClassifier:
 
     def _model_rows(self, rows):
         if hasattr(rows, "columns"):  # a DataFrame: model_io selects the model's columns by name
+            if len(rows) == 0:
+                raise bentoml.exceptions.InvalidArgument("no rows")
             missing = [f["name"] for f in FEATURES if f["name"] not in rows.columns]
             if missing:
                 raise bentoml.exceptions.InvalidArgument(f"rows lack the model's columns {missing}")
