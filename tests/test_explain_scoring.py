@@ -96,3 +96,13 @@ def test_the_reported_prediction_is_rows_by_outputs_for_classifiers_and_regresso
     assert e.reported_prediction({"data": {}}, 4) is None
     with pytest.raises(ValueError, match="3 predictions for 2 rows"):
         e.reported_prediction(doc([1.0, 2.0, 3.0]), 2)
+
+
+def test_the_report_reads_the_scores_the_explain_probe_writes():
+    """The explainability cell's score keys are ones `score` produces (the cell once asked for a key no probe
+    wrote, and showed no latency)."""
+    from testbed.report.criteria import CRITERIA
+
+    written = e.score(np.ones((2, 7)), FEATURES, PLANTED, [0.1, 0.2], 5)["scores"]
+    (criterion,) = [c for c in CRITERIA if c.key == "explainability"]
+    assert {k for k, _ in criterion.scores} <= set(written)

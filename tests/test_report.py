@@ -46,7 +46,7 @@ def test_measured_cells_are_exact(results, tmp_path):
     assert sd["formats"].lines[0] == "native: sklearn ✓, xgboost ✓; not served: onnx"
     assert ks["monitoring"].lines[0] == "coverage 0.75 [0.75, 0.75] n=3"
     # fixture-b was interrupted: its one finished unit is shown, marked PARTIAL.
-    assert ks["explainability"].lines == ["top-k recall 1 (n=1); ms 40 (n=1)", "pass 1/1",
+    assert ks["explainability"].lines == ["top-k recall 1 (n=1); p50 s 0.04 (n=1)", "pass 1/1",
                                           "run fixture-b · local · PARTIAL"]
     assert ks["explainability"].partial
     assert sd["explainability"].kind == "documented"
@@ -231,12 +231,12 @@ def test_a_probe_run_shows_its_cells_marked_n1_and_its_plots(tmp_path):
     run.data["state"] = "complete"
     run.save()
     write(Result(probe="explain", platform="kserve", backend="local", artifact_sha256=sha, verdict="pass",
-                 scores={"topk_recall": 1.0, "latency_ms": 40.0}, measurements={"latencies_s": [0.04, 0.05, 0.2]},
+                 scores={"topk_recall": 1.0, "latency_p50_s": 0.04}, measurements={"latencies_s": [0.04, 0.05, 0.2]},
                  mechanism="add-on", run_id="probe-x"), run.dir, "explain")
     built = report.build(root, [], tmp_path / "out")
     cell = cells_of(built, "kserve")["explainability"]
     assert cell.kind == "measured"
-    assert cell.lines == ["top-k recall 1 (n=1); ms 40 (n=1)", "pass 1/1 · add-on",
+    assert cell.lines == ["top-k recall 1 (n=1); p50 s 0.04 (n=1)", "pass 1/1 · add-on",
                           "run probe-x · local · n=1: one run, no interval"]
     plots = {key: (path, reason) for key, _, path, reason in built["report"].plots}
     assert plots["latency_cdf"][0] is not None and plots["latency_cdf"][0].is_file()

@@ -66,8 +66,9 @@ def run_root(tmp_path):
             write(Result(probe="outlier", verdict="detected", scores=_outlier_scores(r), **base), d, "outlier")
             write(Result(probe="explain", verdict="pass", scores={
                 "max_abs_error": 2e-9 * (r + 1), "additivity_error": 1e-12, "sign_agreement": 1.0,
-                "rank_agreement": 1.0, "topk_agreement": 1.0, "values_compared": 420, "tolerance": 0.01}, **base),
-                d, "explain")
+                "rank_agreement": 1.0, "topk_agreement": 1.0, "values_compared": 420, "tolerance": 0.01},
+                measurements={"latencies_s": [0.010 * (r + 1), 0.020 * (r + 1)]},
+                **{**base, "evidence": {**base["evidence"], "rows_per_request": 5}}), d, "explain")
     return root
 
 
@@ -100,6 +101,10 @@ def test_outlier_and_explain_cells(run_root, tmp_path):
     assert "impossible_segment 0.33" in out.lines[3]
     ex = cells(built)["seldon"]["explainability"]
     assert ex.headline == "max |err| 6e-09 vs exact" and ex.method.startswith("n=3 repeats, 1260 values")
+    # Explanation latency pools the six timed requests: 10, 20, 20, 40, 30, 60 ms -> median 25 ms.
+    lat = stats.median_summary([0.01, 0.02, 0.02, 0.04, 0.03, 0.06])
+    assert ex.lines[2] == (f"latency p50 25 ms [{lat.lo * 1000:.0f}, {lat.hi * 1000:.0f}] per request of 5 rows "
+                          f"(n=6 requests, 3 repeats pooled, {stats.BOOTSTRAP})")
 
 
 def test_markdown_leads_with_the_compact_matrix_and_has_methods(run_root, tmp_path):

@@ -55,7 +55,7 @@ CRITERIA: tuple[Criterion, ...] = (
                ("min_variance_detected", "min. variance"), ("min_prior_detected", "min. prior shift"),
                ("min_correlation_detected", "min. correlation"), ("median_delay_samples", "delay rows"))),
     Criterion("monitoring", "Monitoring", "monitoring", (("coverage", "coverage"), ("count_accuracy", "count acc."))),
-    Criterion("explainability", "Explainability", "explain", (("topk_recall", "top-k recall"), ("latency_ms", "ms"))),
+    Criterion("explainability", "Explainability", "explain", (("topk_recall", "top-k recall"), ("latency_p50_s", "p50 s"))),
     Criterion("cicd", "CI/CD", "pipeline", (("verified", "pipeline verified"),)),
     Criterion("deployment_focus", "Deployment focus"),
     Criterion("cost_licence", "Cost / licence"),
@@ -283,6 +283,12 @@ def explain_lines(results: list[Result]) -> tuple[list[str], str, str]:
              f"additivity error {fmt_(e['additivity_error'])}, sign agreement {fmt_(e['sign_agreement'])}, "
              f"rank agreement {fmt_(e['rank_agreement'])}, top-3 agreement {fmt_(e['topk_agreement'])} (worst repeat)",
              f"pass {e['passes']}/{e['repeats']} (tolerance {e['tolerance']})"]
+    lat = e["latency_s"]
+    if lat.n:
+        ci = f" [{lat.lo * 1000:.0f}, {lat.hi * 1000:.0f}]" if lat.lo is not None else ""
+        rows = f" of {'/'.join(map(str, e['rows_per_request']))} rows" if e["rows_per_request"] else ""
+        lines.append(f"latency p50 {lat.median * 1000:.0f} ms{ci} per request{rows} (n={lat.n} requests, "
+                     f"{e['repeats']} repeats pooled, {lat.method})")
     head = f"max |err| {fmt_(e['max_abs_error'])} vs {e['truth']}"
     return lines, head, f"n={e['repeats']} repeats, {e['values']} values; worst case, no interval"
 

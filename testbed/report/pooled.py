@@ -111,4 +111,9 @@ def explain(results: list[Result]) -> dict:
             "topk_agreement": worst("topk_agreement", min),
             "passes": sum(r.verdict == "pass" for r in rs), "tolerance": rs[0].scores.get("tolerance") if rs else None,
             # a user's model with more than 12 features is scored against permutation-sampled values
-            "truth": "sampled" if any(r.scores.get("truth") == "permutation-sampled" for r in rs) else "exact"}
+            "truth": "sampled" if any(r.scores.get("truth") == "permutation-sampled" for r in rs) else "exact",
+            # The platform's cost of an explanation: every timed request of every repeat (the first, cold call
+            # is kept apart by the probe), median with a percentile-bootstrap interval over requests.
+            "latency_s": stats.median_summary([x for r in rs for x in (r.measurements.get("latencies_s") or [])]),
+            "rows_per_request": sorted({int(n) for r in rs for n in [r.evidence.get("rows_per_request")
+                                                                      or r.scores.get("rows_per_request")] if n})}

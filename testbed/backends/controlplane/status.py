@@ -95,24 +95,13 @@ def _all_platforms() -> list[str]:
 
 
 def _platform(name: str, info: dict, kube, readiness: dict | None, findings: dict) -> dict:
-    from deployers import get_platform
+    from testbed.backends.kind.status import resource_state
 
     res = info.get("resource") or {}
-    resource_state = "unknown"
-    if kube is not None and res:
-        try:
-            obj = kube.get(res["apiVersion"], res["kind"], res["name"], res.get("namespace"))
-            if obj is None:
-                resource_state = "absent"
-            else:
-                r = get_platform(name).deployment_for("kind").readiness(obj)
-                resource_state = "Ready" if r.ready else r.reason
-        except Exception as exc:  # noqa: BLE001
-            resource_state = f"{type(exc).__name__}: {exc}"
     owned = (findings.get("owned") or {}).get(name) or {}
     state = (readiness or {}).get("state", "unknown")
     return {"state": {"pass": "verified", "fail": "FAILED"}.get(state, state), "resource": res,
-            "resource_state": resource_state, "readiness": readiness, "owned": owned.get("text"),
+            "resource_state": resource_state(name, res, kube), "readiness": readiness, "owned": owned.get("text"),
             "v2_base_url": None, "infer_url": None, "metrics_url": None,
             "note": "control plane only: no pod serves requests (kwok)"}
 

@@ -55,22 +55,27 @@ def _kube(cf: ClusterFiles):
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def _platform_status(name: str, info: dict, kube, client: httpx.Client) -> dict:
+def resource_state(name: str, res: dict, kube) -> str:
+    """What the API server says of a platform's recorded custom resource: Ready, the platform's own reason
+    it is not, absent, or the error that kept us from asking ("unknown" without a client or a resource).
+    Shared by every backend that deploys through the kind path's steps."""
     from deployers import get_platform
 
+    if kube is None or not res:
+        return "unknown"
+    try:
+        obj = kube.get(res["apiVersion"], res["kind"], res["name"], res.get("namespace"))
+        if obj is None:
+            return "absent"
+        readiness = get_platform(name).deployment_for("kind").readiness(obj)
+        return "Ready" if readiness.ready else readiness.reason
+    except Exception as exc:  # noqa: BLE001 - status reports whatever went wrong instead of failing
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _platform_status(name: str, info: dict, kube, client: httpx.Client) -> dict:
     ep = Endpoint.from_json(info["endpoint"]) if info.get("endpoint") else None
     res = info.get("resource") or {}
-    resource_state = "unknown"
-    if kube is not None and res:
-        try:
-            obj = kube.get(res["apiVersion"], res["kind"], res["name"], res.get("namespace"))
-            if obj is None:
-                resource_state = "absent"
-            else:
-                readiness = get_platform(name).deployment_for("kind").readiness(obj)
-                resource_state = "Ready" if readiness.ready else readiness.reason
-        except Exception as exc:
-            resource_state = f"{type(exc).__name__}: {exc}"
     state = "not ready"
     try:
         if ep and client.get(ep.model_ready_url).status_code == 200:
@@ -80,7 +85,7 @@ def _platform_status(name: str, info: dict, kube, client: httpx.Client) -> dict:
     return {
         "state": state,
         "resource": res,
-        "resource_state": resource_state,
+        "resource_state": resource_state(name, res, kube),
         "v2_base_url": ep.base_url if ep else None,
         "infer_url": ep.infer_url if ep else None,
         "model_name": ep.model_name if ep else None,
