@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployers import formats
-from testbed.adapters import rows_of, v2_response
+from testbed.adapters import is_columns, records_of, rows_of, v2_answer, v2_response
 from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.errors import FaultTargetMissing
-from testbed.serving import ModelServing
+from testbed.serving import FormatSupport, ModelServing
 from testbed.platforms import (ALL, FAILED, OK, BatchingRun, BatchingSupport, Documented, DocumentedRow,
                                ExplainPath, MetricsCatalogue, Platform, Signal, UserFile, WireProtocol)
 
@@ -56,20 +56,24 @@ def batching_config(batching) -> dict | None:
     return {"max_batch_size": int(batching.max_batch_size), "max_latency_ms": MAX_LATENCY_MS}
 
 
-SERVING = ModelServing(formats={}, unsupported={
-    fmt: "BentoML serves any Python model as user code (a @bentoml.service that loads it with its library; "
-         "bentoml.sklearn, bentoml.xgboost, bentoml.lightgbm and bentoml.onnx save it in the model store), but the "
-         "testbed's BentoML service (deployers/runtimes/bentoml_service.py) answers INT64 labels and its client-side "
-         "adapter (testbed/adapters.py) sends one numeric tensor, so a user's model (named columns, string labels, "
-         "regression values) is not served on BentoML here yet"
-    for fmt in ("sklearn", "xgboost", "lightgbm", "onnx")})
-"""BentoML would load every format the testbed serves, in code a user writes; the testbed's service does not yet."""
+SERVING = ModelServing(formats={
+    "sklearn": FormatSupport("our @bentoml.service (deployers/runtimes/bentoml_service.py): joblib.load", "user code"),
+    "xgboost": FormatSupport("our @bentoml.service: XGBClassifier / XGBRegressor .load_model", "user code",
+                             (formats.XGBOOST,)),
+    "lightgbm": FormatSupport("our @bentoml.service: lightgbm.Booster(model_file=...)", "user code",
+                              (formats.LIGHTGBM,)),
+    "onnx": FormatSupport("our @bentoml.service: onnxruntime.InferenceSession", "user code", (formats.ONNXRUNTIME,)),
+})
+"""BentoML serves any Python model in a service a user writes (its framework APIs, bentoml.sklearn/.xgboost/...,
+only save and load models in its model store): every format is user code, loaded with its library. A model that
+takes named columns gets a pandas DataFrame parameter (BentoML's own pandas IO)."""
 
 
 @dataclass(frozen=True)
 class BentoMLProtocol(WireProtocol):
-    """V2 <-> BentoML's JSON for bentoml_service.py: {"rows": [[...]]} in, [label, ...] out (a client-side
-    adapter: probes time BentoML's own /predict route, IO descriptors and validation included)."""
+    """V2 <-> BentoML's JSON for bentoml_service.py: {"rows": [[...]]} in (a model that takes named columns:
+    {"rows": [{column: value}, ...]}, pandas' records orient), [label or value, ...] out (a client-side adapter:
+    probes time BentoML's own /predict route, IO descriptors and validation included)."""
 
     protocol: str = "bentoml-json"
     where: str = "client-side adapter"
@@ -92,16 +96,16 @@ class BentoMLProtocol(WireProtocol):
         return f"{endpoint.base_url}/readyz"
 
     def encode_infer(self, v2_body: dict) -> dict:
-        return {"rows": rows_of(v2_body).tolist()}
+        return {"rows": records_of(v2_body) if is_columns(v2_body) else rows_of(v2_body).tolist()}
 
     def decode_infer(self, answer, v2_body: dict, model_name: str) -> dict:
-        return v2_response(answer, model_name, v2_body.get("id"), "BentoML /predict")
+        return v2_answer(answer, model_name, v2_body.get("id"), "BentoML /predict")
 
     def example_answer(self, labels: list, v2_body: dict, model_name: str) -> list:
         return list(labels)
 
     def encode_detected(self, v2_body: dict) -> dict:
-        return {"rows": rows_of(v2_body).tolist(), "request_id": str(v2_body.get("id") or "")}
+        return {**self.encode_infer(v2_body), "request_id": str(v2_body.get("id") or "")}
 
 
 
@@ -204,7 +208,7 @@ class BentoMLLocal(LocalProcess):
         base = f"http://127.0.0.1:{ports['http']}"
         return Endpoint(platform=self.platform, backend="local", base_url=base, model_name=model_name,
                         metrics_url=f"{base}/metrics", explain_url=f"{base}/explain", ready_url=f"{base}/readyz",
-                        notes=("BentoML's own JSON protocol, no V2: POST /predict {rows} -> [labels]; probes convert "
+                        notes=("BentoML's own JSON protocol, no V2: POST /predict {rows} -> [labels or values]; probes convert "
                                "V2 on the client side (deployers.bentoml.PROTOCOL), so base_url has no /v2 routes",
                                "explanations: API /explain -> composed Explainer service (user code, alibi "
                                "KernelShap); body {rows}, answer the alibi Explanation document"))

@@ -1,9 +1,11 @@
 """MLflow model serving: MLflow's pyfunc scoring server on the local backend (no kind deployment).
 
-The model is packaged with `mlflow.sklearn.save_model` from the sha256-checked artifact and served
-by MLflow's own scoring server app (deployers/runtimes/mlflow_serve.py says why it is run by uvicorn
+The model is packaged with MLflow's flavour for its format (`mlflow.sklearn`, `.xgboost`, `.lightgbm` or
+`.onnx` `.save_model`, runtimes/mlflow_models.py) from the sha256-checked artifact and served by MLflow's own
+scoring server app (deployers/runtimes/mlflow_serve.py says why it is run by uvicorn
 without the `mlflow models serve` launcher). Its protocol is MLflow's, not V2:
     POST /invocations {"inputs": [[...]], "params": {...}} -> {"predictions": [...]};  GET /ping, /health
+    (a model that takes named columns: {"dataframe_split": {"columns": [...], "data": [[...]]}, ...})
 Probes reach it through PROTOCOL (a client-side adapter; docs/platform-adapters.md).
 
 Not MLServer: MLflow 3 removed `mlflow models serve --enable-mlserver` (deprecated in mlflow PR #22994,
@@ -32,13 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from deployers import formats
-from testbed.adapters import rows_of, v2_response
+from testbed.adapters import columns_of, is_columns, rows_of, v2_answer
 from testbed.backends.local import detection, envs
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.errors import InvalidPayload
-from testbed.serving import ModelServing
+from testbed.serving import FormatSupport, ModelServing
 from testbed.platforms import (BatchingSupport, Documented, DocumentedRow, ExplainPath, MetricsCatalogue,
                                OfflineJob, Platform, Signal, UserFile, WireProtocol)
 
@@ -51,8 +53,11 @@ ENV = EnvSpec("mlflow", ("mlflow==3.17.2", "scikit-learn==1.5.2", "numpy==1.26.4
 
 @dataclass(frozen=True)
 class MLflowProtocol(WireProtocol):
-    """V2 <-> MLflow's scoring protocol: {"inputs": rows[, "params"]} in, {"predictions": ...} out (a client-side
-    adapter: probes time MLflow's own /invocations route, its schema enforcement and conversions included)."""
+    """V2 <-> MLflow's scoring protocol: {"inputs": rows[, "params"]} in (a model that takes named columns:
+    {"dataframe_split": {"columns", "data"}}), {"predictions": ...} out (a client-side adapter: probes time MLflow's
+    own /invocations route, its schema enforcement and conversions included). An ONNX model answers every graph
+    output by name; its first (the label of a classifier, the value of a regressor) is the prediction, as
+    model_io reads it on the other platforms."""
 
     protocol: str = "mlflow-invocations"
     where: str = "client-side adapter"
@@ -75,18 +80,24 @@ class MLflowProtocol(WireProtocol):
         return f"{endpoint.base_url}/ping"
 
     def encode_infer(self, v2_body: dict) -> dict:
+        if is_columns(v2_body):
+            names, rows = columns_of(v2_body)
+            return {"dataframe_split": {"columns": names, "data": rows}}
         return {"inputs": rows_of(v2_body).tolist()}
 
     def decode_infer(self, answer, v2_body: dict, model_name: str) -> dict:
         if not isinstance(answer, dict) or "predictions" not in answer:
             raise InvalidPayload("answer from MLflow /invocations", f"no `predictions`: {str(answer)[:200]}")
-        return v2_response(answer["predictions"], model_name, v2_body.get("id"), "MLflow /invocations")
+        predictions = answer["predictions"]
+        if isinstance(predictions, dict) and predictions:  # outputs by name (mlflow.onnx): the first is the answer
+            predictions = next(iter(predictions.values()))
+        return v2_answer(predictions, model_name, v2_body.get("id"), "MLflow /invocations")
 
     def example_answer(self, labels: list, v2_body: dict, model_name: str) -> dict:
         return {"predictions": list(labels)}
 
     def encode_detected(self, v2_body: dict) -> dict:
-        return {"inputs": rows_of(v2_body).tolist(),
+        return {**self.encode_infer(v2_body),
                 "params": {"output": "predict", "request_id": str(v2_body.get("id") or "")}}
 
 
@@ -107,15 +118,26 @@ def packages_dir(artifact_path: Path) -> Path:
     return artifact_path.parent / f"{artifact_path.name}-mlflow"
 
 
-SERVING = ModelServing(formats={}, unsupported={
-    fmt: f"MLflow serves it natively through its {flavour} flavour ({flavour}.save_model, then the pyfunc scoring "
-         f"server), but the testbed's MLflow runtime packages only the testbed's own classifier so far: "
-         f"deployers/runtimes/mlflow_models.py saves the model with mlflow.sklearn, its pyfunc wrapper answers INT64 "
-         f"labels, and the client-side adapter (testbed/adapters.py) sends one numeric tensor, so a user's model "
-         f"(another flavour, named columns, string labels, regression values) is not served on MLflow here yet"
-    for fmt, flavour in (("sklearn", "mlflow.sklearn"), ("xgboost", "mlflow.xgboost"),
-                         ("lightgbm", "mlflow.lightgbm"), ("onnx", "mlflow.onnx"))})
-"""MLflow's flavours would load every format the testbed serves; the testbed's packaging does not yet."""
+def _lightgbm_refusal(artifact) -> str | None:
+    if artifact.task != "classification":
+        return None
+    return ("MLflow's lightgbm flavour (mlflow.lightgbm, pyfunc predict = Booster.predict) answers a Booster's class "
+            "probabilities, with no label output to ask for, and the testbed compares labels. What would work: the "
+            "LGBMClassifier saved with joblib (served with MLflow's sklearn flavour, which answers labels), or this "
+            "file on KServe, Ray Serve, BentoML or TorchServe (user code)")
+
+
+SERVING = ModelServing(formats={
+    "sklearn": FormatSupport("MLflow's sklearn flavour (mlflow.sklearn.save_model, pyfunc scoring server)", "native"),
+    "xgboost": FormatSupport("MLflow's xgboost flavour (mlflow.xgboost.save_model of the XGBClassifier / "
+                             "XGBRegressor loaded from the file, pyfunc scoring server)", "native", (formats.XGBOOST,)),
+    "lightgbm": FormatSupport("MLflow's lightgbm flavour (mlflow.lightgbm.save_model of the Booster, pyfunc scoring "
+                              "server)", "native", (formats.LIGHTGBM,), _lightgbm_refusal),
+    "onnx": FormatSupport("MLflow's onnx flavour (mlflow.onnx.save_model, onnxruntime in the pyfunc scoring server)",
+                          "native", (formats.ONNXRUNTIME, formats.ONNX)),
+})
+"""MLflow's own flavours load every format the testbed serves; its scoring server serves them (native). Explanations
+and detection stay user code (the pyfunc wrapper)."""
 
 
 class MLflowLocal(LocalProcess):
@@ -250,7 +272,7 @@ def offline_job(job: OfflineJob) -> dict:
     server serves, checksums verified first), input and output JSON files; its wall time includes the CLI's
     start (importing mlflow, loading the model)."""
     python = envs.python_of(envs.env_dir(ENV, job.envs_dir))
-    model = packages_dir(Path(job.artifact_dir)) / "sklearn"
+    model = packages_dir(Path(job.artifact_dir)) / "native"  # mlflow_models.NATIVE
     check = subprocess.run([str(python), "-c", "import sys, mlflow_models; mlflow_models.verify(sys.argv[1])",
                             str(model)], cwd=RUNTIMES_DIR, capture_output=True, text=True)
     if check.returncode != 0:

@@ -30,13 +30,12 @@ from pathlib import Path
 import httpx
 
 from deployers import formats
-from testbed.artifact import MODEL_NAME
 from testbed.backends.local import detection, processes
 from testbed.backends.local.deployment import RUNTIMES_DIR, LocalProcess
 from testbed.backends.local.envs import EnvSpec
 from testbed.endpoint import Endpoint
 from testbed.errors import FaultTargetMissing, MissingBinary
-from testbed.serving import ModelServing
+from testbed.serving import FormatSupport, ModelServing
 from testbed.platforms import (ALL, FAILED, BatchingRun, BatchingSupport, Documented, DocumentedRow, ExplainPath,
                                MetricsCatalogue, Platform, Signal, UserFile, WireProtocol)
 
@@ -113,29 +112,43 @@ class TorchServeProtocol(WireProtocol):
 PROTOCOL = TorchServeProtocol()
 
 
-def serving_worker(info: dict, model: str = MODEL_NAME) -> tuple[int, str]:
-    """(pid, how it was found) of the python worker serving `model`, from a state-file entry (ports): the
-    management API names it. Not the process on the inference port: that is the java frontend, which holds
-    every port and restarts dead workers itself."""
-    url = f"http://127.0.0.1:{info['ports']['management']}/models/{model}"
+def served_model(client: httpx.Client, management: str) -> str:
+    """The name of the model the infer route serves (not its `-detected` twin), from the management API's list."""
+    names = [m.get("modelName") for m in client.get(f"{management}/models").json().get("models", [])]
+    served = [n for n in names if n and not n.endswith(DETECTED_SUFFIX)]
+    if len(served) != 1:
+        raise ValueError(f"the management API lists {names}: expected one model besides its {DETECTED_SUFFIX} twin")
+    return served[0]
+
+
+def serving_worker(info: dict, model: str | None = None) -> tuple[int, str]:
+    """(pid, how it was found) of the python worker serving `model` (default: the one model the infer route serves,
+    the testbed's or a user's), from a state-file entry (ports): the management API names it. Not the process on
+    the inference port: that is the java frontend, which holds every port and restarts dead workers itself."""
+    management = f"http://127.0.0.1:{info['ports']['management']}"
     try:
-        workers = [w for v in httpx.get(url, timeout=5.0).json() for w in v.get("workers", [])]
+        with httpx.Client(timeout=5.0) as client:
+            model = model or served_model(client, management)
+            url = f"{management}/models/{model}"
+            workers = [w for v in client.get(url).json() for w in v.get("workers", [])]
     except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:
-        raise FaultTargetMissing("torchserve", f"{url} did not list the workers ({exc})") from None
+        raise FaultTargetMissing("torchserve", f"{management} did not list the workers ({exc})") from None
     pids = [int(w["pid"]) for w in workers if w.get("pid") and w.get("status") == "READY"]
     if not pids:
         raise FaultTargetMissing("torchserve", f"no READY worker with a pid at {url}: {workers}")
     return pids[0], f"worker of model {model} named by the management API ({url})"
 
 
-SERVING = ModelServing(formats={}, unsupported={
-    fmt: "TorchServe serves a model that is not PyTorch only through a custom handler (user code); the testbed's "
-         "handler (deployers/runtimes/torchserve_handler.py) is archived with the testbed's own model file "
-         "(model.joblib, deployers/runtimes/torchserve_launch.py) and answers INT64 labels of one numeric tensor, so "
-         "a user's model (another file, named columns, string labels, regression values) is not served on "
-         "TorchServe here yet"
-    for fmt in ("sklearn", "xgboost", "lightgbm", "onnx")})
-"""TorchServe would need a handler of the user's own for their model; the testbed's handler serves its own model."""
+SERVING = ModelServing(formats={
+    "sklearn": FormatSupport("our handler (deployers/runtimes/torchserve_handler.py): joblib.load", "user code"),
+    "xgboost": FormatSupport("our handler: XGBClassifier / XGBRegressor .load_model", "user code", (formats.XGBOOST,)),
+    "lightgbm": FormatSupport("our handler: lightgbm.Booster(model_file=...)", "user code", (formats.LIGHTGBM,)),
+    "onnx": FormatSupport("our handler: onnxruntime.InferenceSession", "user code", (formats.ONNXRUNTIME,)),
+}, shared_env="usermodels")
+"""TorchServe's built-in handlers serve PyTorch models; any other model is served by a custom handler, user code
+(TorchServe's documented extension point): the user's model file is archived in the .mar with our handler, which
+loads it with its library. One environment holds every format's library: a copy of the torch environment per
+format would cost ~2 minutes and the CUDA libraries' links each."""
 
 
 class TorchServeLocal(LocalProcess):
@@ -287,7 +300,7 @@ FAILED_QUERY = 'sum(Requests4XX{platform="$platform"}) + (sum(Requests5XX{platfo
 METRICS = MetricsCatalogue(
     # Counts every request that reached the model's handler, answered 2xx or not (a handler's 400 too), and its
     # explanations; the `-detected` model has a series of its own.
-    infer_requests_promql=f'sum(ts_inference_requests_total{{job="torchserve",model_name="{MODEL_NAME}"}})',
+    infer_requests_promql=f'sum(ts_inference_requests_total{{job="torchserve",model_name!~".*{DETECTED_SUFFIX}"}})',
     signals={
         "requests_total": Signal("sum(ts_inference_requests_total{%s})" % MODEL, ALL,
                                  "ts_inference_requests_total: every request that reached the model's handler, "

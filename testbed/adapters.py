@@ -45,6 +45,62 @@ def rows_of(v2_body: Any) -> np.ndarray:
         raise AdapterError(f"V2 request whose first input is not a tensor: {exc}") from None
 
 
+def is_columns(v2_body: Any) -> bool:
+    """True for the columns layout (testbed/v2.py: one input per feature, content_type "pd"): a model that takes
+    named columns."""
+    try:
+        return ((v2_body.get("parameters") or {}).get("content_type") == "pd") or len(v2_body.get("inputs") or []) > 1
+    except AttributeError:
+        return False
+
+
+def columns_of(v2_body: Any) -> tuple[list[str], list[list]]:
+    """(column names, rows as lists of values) of a V2 request in the columns layout, values as sent (strings stay
+    strings, whole numbers ints); AdapterError when the inputs are not equally long named 1-D columns."""
+    try:
+        inputs = v2_body["inputs"]
+        names = [str(i["name"]) for i in inputs]
+        columns = [list(i["data"]) for i in inputs]
+    except (KeyError, TypeError) as exc:
+        raise AdapterError(f"V2 columns request without {exc}") from None
+    if not columns or len({len(c) for c in columns}) != 1:
+        raise AdapterError(f"V2 columns request whose inputs differ in length: "
+                           f"{dict(zip(names, map(len, columns)))}")
+    if len(set(names)) != len(names):
+        raise AdapterError(f"V2 columns request with a duplicated input name: {names}")
+    return names, [list(row) for row in zip(*columns)]
+
+
+def records_of(v2_body: Any) -> list[dict]:
+    """The columns layout as pandas' "records" orient: one {column: value} object per row."""
+    names, rows = columns_of(v2_body)
+    return [dict(zip(names, row)) for row in rows]
+
+
+def v2_answer(values, model_name: str, request_id: str | None, source: str) -> dict:
+    """A V2 response carrying a platform's predictions as one typed output, as the V2 platforms answer them
+    (model_io.v2_output): whole numbers INT64 (class labels), other numbers FP64 (regression values), strings
+    BYTES (string class labels)."""
+    try:
+        data = np.asarray(values)
+        if data.dtype == object:  # JSON gave mixed Python objects: numbers and strings, or nulls
+            raise ValueError("values of mixed types or nulls")
+        data = data.ravel()
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"answer from {source}", f"not a list of predictions ({exc}): {str(values)[:200]}") \
+            from None
+    if data.dtype.kind in "iub":
+        out = {"datatype": "INT64", "data": data.astype(np.int64).tolist()}
+    elif data.dtype.kind == "f":
+        out = {"datatype": "FP64", "data": data.astype(np.float64).tolist()}
+    elif data.dtype.kind in "US":
+        out = {"datatype": "BYTES", "data": [str(v) for v in data.tolist()]}
+    else:
+        raise InvalidPayload(f"answer from {source}", f"predictions of dtype {data.dtype}: {str(values)[:200]}")
+    return {"model_name": model_name, "id": request_id,
+            "outputs": [{"name": "predict", "shape": [len(out["data"])], **out}]}
+
+
 def v2_response(labels, model_name: str, request_id: str | None, source: str) -> dict:
     """A V2 response carrying `labels` as its one INT64 output (what the V2 platforms answer)."""
     try:

@@ -47,6 +47,11 @@ class ModelServing:
     """Pins the environment needs for a model that takes a DataFrame (pandas), where the runtime does not depend
     on it already (KServe and MLServer do)."""
 
+    shared_env: str | None = None
+    """When set, one environment serves every format (`<platform>-<shared_env>`: the platform's pins plus every
+    format's library and frame_packages) instead of one per format: for a runtime whose own environment is heavy
+    (TorchServe's torch), where a copy per format would cost gigabytes and minutes each."""
+
     def support(self, artifact: "Artifact") -> FormatSupport | None:
         return self.formats.get(artifact.format)
 
@@ -64,6 +69,11 @@ class ModelServing:
 
     def env_for(self, base: EnvSpec, artifact: "Artifact") -> EnvSpec:
         """The platform's environment for this artifact: its own pins plus the format's library."""
+        if self.shared_env:
+            wanted = [p for s in self.formats.values() for p in s.packages] + list(self.frame_packages)
+            extra = tuple(dict.fromkeys(p for p in wanted if p not in base.requirements))
+            return EnvSpec(f"{base.name}-{self.shared_env}", tuple(base.requirements) + extra, tuple(base.no_deps)) \
+                if extra else base
         support = self.formats.get(artifact.format)
         extra = tuple(p for p in (support.packages if support else ()) if p not in base.requirements)
         if artifact.metadata.get("input") == "frame":

@@ -157,3 +157,59 @@ def test_mlflow_package_verification_catches_a_changed_file(tmp_path, monkeypatc
                                          ('openjdk version "21" 2023-09-19', 21), ("no java here", None)])
 def test_java_version_is_read_from_java_version_output(line, major):
     assert torchserve_platform.java_major(line) == major
+
+
+# --- a user's model: named columns in, typed answers out ---------------------------------------------------
+def _columns_body(request_id="req-c"):
+    from testbed.tabular import Feature
+
+    features = (Feature.from_json({"name": "income", "kind": "numeric", "dtype": "float64"}),
+                Feature.from_json({"name": "age", "kind": "numeric", "dtype": "int64"}),
+                Feature.from_json({"name": "region", "kind": "categorical", "dtype": "string",
+                                   "categories": ["east", "north"]}))
+    rows = np.array([[51000.5, 33.0, 1.0], [48000.0, 61.0, 0.0], [1.5, 20.0, 2.0]])  # code 2: an unseen category
+    return v2.request_body(rows, request_id, v2.Wire(v2.COLUMNS, features))
+
+
+def test_named_columns_reach_bentoml_as_records_and_mlflow_as_a_dataframe_split_with_their_own_types():
+    body = _columns_body()
+    sent = json.loads(json.dumps(BENTOML.encode_infer(body)))
+    assert sent == {"rows": [{"income": 51000.5, "age": 33, "region": "north"},
+                             {"income": 48000.0, "age": 61, "region": "east"},
+                             {"income": 1.5, "age": 20, "region": "unseen-category-2"}]}
+    assert BENTOML.encode_detected(body) == {**sent, "request_id": "req-c"}
+    split = json.loads(json.dumps(MLFLOW.encode_infer(body)))["dataframe_split"]
+    assert split["columns"] == ["income", "age", "region"]
+    assert split["data"][0] == [51000.5, 33, "north"] and isinstance(split["data"][1][1], int)
+    detected = MLFLOW.encode_detected(body)
+    assert detected["params"] == {"output": "predict", "request_id": "req-c"} and "dataframe_split" in detected
+
+
+@pytest.mark.parametrize("body", [{"parameters": {"content_type": "pd"}, "inputs": [{"name": "a", "data": [1, 2]},
+                                                                                  {"name": "b", "data": [1]}]},
+                                  {"parameters": {"content_type": "pd"}, "inputs": [{"name": "a"}]},
+                                  {"parameters": {"content_type": "pd"}, "inputs": [{"name": "a", "data": [1]},
+                                                                                  {"name": "a", "data": [2]}]}])
+def test_malformed_columns_are_refused_on_the_client_side(body):
+    for protocol in (BENTOML, MLFLOW):
+        with pytest.raises(AdapterError):
+            protocol.encode_infer(body)
+
+
+@pytest.mark.parametrize("answer, datatype, data", [([1, 0, 1], "INT64", [1, 0, 1]),
+                                                    ([0.25, 1200.5], "FP64", [0.25, 1200.5]),
+                                                    (["yes", "no"], "BYTES", ["yes", "no"]),
+                                                    ([True, False], "INT64", [1, 0])])
+def test_answers_keep_the_models_type_labels_values_or_strings(answer, datatype, data):
+    body = v2.request_body(ROWS, "r")
+    for protocol, raw in ((BENTOML, answer), (MLFLOW, {"predictions": answer})):
+        out = protocol.decode_infer(raw, body, "m")["outputs"][0]
+        assert (out["datatype"], out["data"], out["shape"]) == (datatype, data, [len(data)]), protocol.protocol
+
+
+def test_an_onnx_models_named_outputs_answer_with_the_first_and_mixed_answers_are_refused():
+    body = v2.request_body(ROWS, "r")
+    answer = {"predictions": {"label": [1, 0], "probabilities": [[0.2, 0.8], [0.9, 0.1]]}}
+    assert v2.predictions(MLFLOW.decode_infer(answer, body, "m"), "mlflow") == [1, 0]
+    with pytest.raises(InvalidPayload):
+        BENTOML.decode_infer([1, "x", None], body, "m")

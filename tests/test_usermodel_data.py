@@ -334,13 +334,37 @@ def test_every_registered_platform_says_per_format_whether_it_serves_a_users_mod
     art = _Art("onnx", "classification")
     plan = usermodel.serving_plan(art, list(PLATFORMS))
     served = sorted(n for n, p in plan.items() if p["served"])
-    assert "kserve" in served and "rayserve" in served and "seldon" not in served
-    for name, p in plan.items():
-        if not p["served"]:
-            assert p["reason"].startswith(f"{name} cannot serve the onnx model m"), p["reason"]
-            assert "What would work" in p["reason"], p["reason"]
-    assert f"What would work: {', '.join(n for n in plan if plan[n]['served'])} serve(s) it" in plan["mlflow"]["reason"]
-    assert "mlflow.onnx flavour" in plan["mlflow"]["reason"]
+    assert served == ["bentoml", "kserve", "mlflow", "rayserve", "torchserve"], served
+    assert plan["seldon"]["reason"].startswith("seldon cannot serve the onnx model m"), plan["seldon"]["reason"]
+    assert "What would work" in plan["seldon"]["reason"]
+    assert plan["mlflow"]["mechanism"] == "native" and "mlflow.onnx" in plan["mlflow"]["loader"]
+    assert plan["bentoml"]["mechanism"] == plan["torchserve"]["mechanism"] == "user code"
+    # a LightGBM classifier: MLflow's lightgbm flavour answers the Booster's probabilities (as MLServer's runtime)
+    plan = usermodel.serving_plan(_Art("lightgbm", "classification"), list(PLATFORMS))
+    assert {n for n, p in plan.items() if not p["served"]} == {"seldon", "mlflow"}
+    assert "mlflow.lightgbm" in plan["mlflow"]["reason"] and "What would work" in plan["mlflow"]["reason"]
+    plan = usermodel.serving_plan(_Art("lightgbm", "classification"), ["mlflow", "seldon", "bentoml"])
+    assert plan["mlflow"]["reason"].startswith("mlflow cannot serve the lightgbm model m as given")
+    plan = usermodel.serving_plan(_Art("lightgbm", "regression"), list(PLATFORMS))
+    assert all(p["served"] for p in plan.values()), plan
+
+
+def test_the_new_platforms_serve_every_format_and_torchserve_builds_one_environment_for_all():
+    """BentoML and TorchServe load a user's model in user code, MLflow with its own flavours; TorchServe's torch
+    environment is copied once for every format (not once per format), the others add the format's library."""
+    from deployers import bentoml, mlflow, torchserve
+
+    envs = {fmt: torchserve.SERVING.env_for(torchserve.ENV, _Art(fmt, "classification")) for fmt in
+            ("sklearn", "xgboost", "lightgbm", "onnx")}
+    assert {e.name for e in envs.values()} == {"torchserve-usermodels"}
+    assert len({e.digest() for e in envs.values()}) == 1
+    assert {"xgboost==3.2.0", "lightgbm==4.7.0", "onnxruntime==1.32.0"} <= set(envs["sklearn"].requirements)
+    assert mlflow.SERVING.env_for(mlflow.ENV, _Art("sklearn", "classification", {"input": "frame"})) is mlflow.ENV
+    onnx_env = mlflow.SERVING.env_for(mlflow.ENV, _Art("onnx", "classification"))
+    assert onnx_env.name == "mlflow-onnx" and {"onnx==1.23.2", "onnxruntime==1.32.0"} <= set(onnx_env.requirements)
+    assert bentoml.SERVING.env_for(bentoml.ENV, _Art("xgboost", "regression")).name == "bentoml-xgboost"
+    for serving in (bentoml.SERVING, mlflow.SERVING, torchserve.SERVING):
+        assert not serving.unsupported
 
 
 # --- the category-aware outlier detector (numpy only) ------------------------------------------------------

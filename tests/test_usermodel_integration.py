@@ -3,7 +3,11 @@ test's own (runtime environments shared with the user's), served on every platfo
 drift, outlier and explain probes with known truth made from the held-out reference rows.
 
 Models (experiments/user_model_examples.py): a scikit-learn Pipeline with a ColumnTransformer on string and
-numeric columns (requests as columns), a gradient-boosting regressor, an XGBoost classifier, an ONNX classifier.
+numeric columns (requests as columns), a gradient-boosting regressor, an XGBoost classifier, an ONNX classifier,
+a LightGBM classifier (a Booster's text file).
+
+Each case's testbed runs the session's platforms (`--platforms all` unless TESTBED_TEST_PLATFORMS names fewer):
+every platform that serves the case's model serves it, the others are skipped with their reason.
 
 Stated thresholds: parity exact (labels) or within 1e-6 (values); a 1.5-sd mean shift detected on every platform
 with the control's false alarms within the configured rate's 99.9% binomial bound; planted outliers recalled at
@@ -19,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deployers import default_platforms
 from probes import drift, explain, outlier, parity_probe
 from probes.context import ProbeContext
 from testbed import artifact as artifact_mod
@@ -27,20 +30,21 @@ from testbed import tabular
 from testbed.backends.local import processes
 from testbed.endpoint import Endpoint
 from testbed.prometheus import PrometheusClient
-from testbed_cli import REPO, run_testbed
+from testbed_cli import REPO, SESSION_PLATFORMS, run_testbed, session_platforms
 
 pytestmark = pytest.mark.integration
 
-ALL = {"kserve", "seldon", "rayserve"}
-"""The platforms whose runtimes serve a user's model here; `up` without --platforms starts the registry's defaults,
-and every other default is skipped for a user's model with its reason (BentoML, MLflow: testbed/serving.py)."""
-DEFAULTS = set(default_platforms("local"))
+ALL = {"kserve", "seldon", "rayserve", "bentoml", "mlflow", "torchserve"}
+"""Every registered platform serves a user's model of some format here (testbed/serving.py, each platform's SERVING)."""
 CASES = {
     # model file, reference CSV, target, platforms that serve it, what a skipped one's reason names
     "pipeline": ("pipeline.joblib", "reference.csv", "default", ALL, {}),
     "regressor": ("regressor.joblib", "regression.csv", "loss", ALL, {}),
     "xgboost": ("xgboost.json", "numeric.csv", "default", ALL, {}),
-    "onnx": ("onnx.onnx", "numeric.csv", "default", {"kserve", "rayserve"}, {"seldon": "Triton"}),
+    "onnx": ("onnx.onnx", "numeric.csv", "default", ALL - {"seldon"}, {"seldon": "Triton"}),
+    # A Booster's classifier: MLServer's and MLflow's LightGBM runtimes answer its probabilities, not labels.
+    "lightgbm": ("lightgbm.txt", "numeric.csv", "default", ALL - {"seldon", "mlflow"},
+                 {"seldon": "probabilities", "mlflow": "mlflow.lightgbm"}),
 }
 
 
@@ -70,7 +74,7 @@ def served(request, examples, tmp_path_factory):
     model, reference, target, _, _ = CASES[name]
     state = tmp_path_factory.mktemp(f"user-{name}")
     run_testbed("up", "--model", str(examples / model), "--reference", str(examples / reference), "--target", target,
-                "--name", f"user-{name}", state_dir=state, timeout=3600)
+                "--name", f"user-{name}", "--platforms", SESSION_PLATFORMS, state_dir=state, timeout=3600)
     status = json.loads(run_testbed("status", "--json", state_dir=state).stdout)
     try:
         yield name, status, state
@@ -91,11 +95,12 @@ def _ctx(status: dict, **options) -> ProbeContext:
 def test_served_on_every_platform_that_can_and_the_others_say_why(served):
     name, status, _ = served
     _, _, _, platforms, reasons = CASES[name]
+    asked = set(session_platforms())
     assert status["state"] == "running", status
-    assert set(status["platforms"]) == platforms
+    assert set(status["platforms"]) == platforms & asked
     assert status["model"]["origin"] == "user" and status["model"]["name"] == f"user-{name}"
     skipped = status.get("skipped_platforms") or {}
-    assert set(skipped) == DEFAULTS - platforms
+    assert set(skipped) == asked - platforms
     for platform, reason in skipped.items():
         assert "What would work" in reason and reasons.get(platform, "not served on") in reason, (platform, reason)
 

@@ -1,5 +1,12 @@
-"""The artifact as MLflow models: the scikit-learn flavour (what the scoring server serves) and a pyfunc
-wrapper (user code: explanations and detection, since MLflow's scoring server has neither).
+"""The artifact as MLflow models: the model in MLflow's own flavour for its format (what the scoring server
+serves: mlflow.sklearn, mlflow.xgboost, mlflow.lightgbm or mlflow.onnx, saved as an MLflow user logs such a
+model) and a pyfunc wrapper (user code: explanations and detection, since MLflow's scoring server has neither).
+
+A model that takes named columns gets a column signature inferred from the reference's DataFrame (requests
+are dataframe_split documents); whole-number columns are declared double, as MLflow's own signature hint
+advises (an integer column cannot take a non-integral value at inference, and drifted or planted rows have
+them). Other models get a tensor signature. The wrapper declares only its params: it takes what the native
+model takes (a DataFrame of named columns, or a tensor) and the explainer's float rows (categories as codes).
 
 Packaging verifies the artifact's sha256 first (artifact_io.load_verified) and records the sha256 of
 every file it writes in the MLmodel's metadata; `verify` checks them again before the server loads
@@ -29,6 +36,12 @@ from artifact_io import load_verified, sha256_file  # noqa: E402
 CODE_FILES = ("mlflow_models.py", "artifact_io.py", "model_io.py", "explainer_io.py", "detectors_io.py",
               "usercode_detector.py")
 PARAMS = {"output": "predict", "request_id": ""}
+NATIVE, USERCODE = "native", "usercode"
+"""The two MLflow models packaged from an artifact (directories under the packages dir)."""
+FLAVOURS = {"sklearn": "mlflow.sklearn", "xgboost": "mlflow.xgboost", "lightgbm": "mlflow.lightgbm",
+            "onnx": "mlflow.onnx"}
+LIBRARIES = {"sklearn": ("scikit-learn",), "xgboost": ("xgboost",), "lightgbm": ("lightgbm",),
+             "onnx": ("onnx", "onnxruntime")}
 
 
 def code_digest() -> str:
@@ -70,10 +83,57 @@ def verify(model_dir) -> dict:
     return meta
 
 
-def _signature(model, rows: np.ndarray, params: dict | None):
+def example_input(model, metadata, rows: np.ndarray):
+    """What the native model is sent: a DataFrame of the reference's columns (whole-number columns as double, see
+    the module's docstring) for a model that takes named columns, otherwise the float rows."""
+    if metadata.get("input") != "frame":
+        return rows
+    import model_io
+
+    frame = model_io.to_frame(rows, metadata["features"])
+    for name in frame.columns:
+        if frame[name].dtype.kind in "iu":
+            frame[name] = frame[name].astype(np.float64)
+    return frame
+
+
+def _signature(example, outputs, params: dict | None):
     from mlflow.models import infer_signature
 
-    return infer_signature(rows, model.predict(rows), params=params)
+    return infer_signature(example, outputs, params=params)
+
+
+def save_native(model, metadata, model_file: Path, rows: np.ndarray, out: Path) -> None:
+    """The model saved with MLflow's flavour for its format, as an MLflow user logs it."""
+    fmt = metadata.get("format", "sklearn")
+    example = example_input(model, metadata, rows)
+    # Output schemas where the flavour answers labels or values; an ONNX model answers every graph output by name
+    # and a LightGBM Booster its raw predict, so theirs are left out.
+    outputs = model.predict(rows) if fmt in ("sklearn", "xgboost") else None
+    signature = _signature(example, outputs, None)
+    reqs = pip_requirements("mlflow", "numpy", "pandas", *LIBRARIES[fmt])
+    if fmt == "sklearn":
+        import mlflow.sklearn
+
+        # serialization_format="pickle": the scikit-learn model as MLflow's own flavour stores it.
+        mlflow.sklearn.save_model(model.model, str(out), serialization_format="pickle", signature=signature,
+                                  pip_requirements=reqs)
+    elif fmt == "xgboost":
+        import mlflow.xgboost
+
+        mlflow.xgboost.save_model(model.model, str(out), model_format="json", signature=signature,
+                                  pip_requirements=reqs)
+    elif fmt == "lightgbm":
+        import mlflow.lightgbm
+
+        mlflow.lightgbm.save_model(model.model, str(out), signature=signature, pip_requirements=reqs)
+    elif fmt == "onnx":
+        import mlflow.onnx
+        import onnx
+
+        mlflow.onnx.save_model(onnx.load(str(model_file)), str(out), signature=signature, pip_requirements=reqs)
+    else:
+        raise ValueError(f"no MLflow flavour for format {fmt!r} (known: {', '.join(FLAVOURS)})")
 
 
 def pip_requirements(*names: str) -> list:
@@ -85,17 +145,17 @@ def pip_requirements(*names: str) -> list:
 
 
 def package(artifact_dir, out_dir) -> Path:
-    """out_dir/{sklearn,usercode} for this artifact (reused while the artifact and the code are unchanged)."""
+    """out_dir/{native,usercode} for this artifact (reused while the artifact and the code are unchanged)."""
     import mlflow.pyfunc
-    import mlflow.sklearn
+    from artifact_io import verified_model_file
 
     model, metadata = load_verified(artifact_dir)
-    estimator = model.model  # the scikit-learn object itself: what MLflow's sklearn flavour stores
+    model_file, _ = verified_model_file(artifact_dir)
     out_dir = Path(out_dir)
-    if (out_dir / "sklearn" / "MLmodel").is_file() and (out_dir / "usercode" / "MLmodel").is_file():
+    if (out_dir / NATIVE / "MLmodel").is_file() and (out_dir / USERCODE / "MLmodel").is_file():
         try:
             ok = all(verify(out_dir / m)["artifact_sha256"] == metadata["sha256"] and
-                     verify(out_dir / m)["code"] == code_digest() for m in ("sklearn", "usercode"))
+                     verify(out_dir / m)["code"] == code_digest() for m in (NATIVE, USERCODE))
         except RuntimeError:
             ok = False
         if ok:
@@ -104,21 +164,25 @@ def package(artifact_dir, out_dir) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        # serialization_format="pickle": the scikit-learn model as MLflow's own flavour stores it.
-        mlflow.sklearn.save_model(estimator, str(tmp / "sklearn"), serialization_format="pickle",
-                                  signature=_signature(estimator, rows, None),
-                                  pip_requirements=pip_requirements("mlflow", "scikit-learn", "numpy"))
-        mlflow.pyfunc.save_model(str(tmp / "usercode"), python_model=UserCodeModel(),
+        save_native(model, metadata, model_file, rows, tmp / NATIVE)
+        # The wrapper takes a tensor for a model that does (its explainer's float rows too), and anything the
+        # native model takes for one that takes named columns (no input schema, only the params').
+        wrapper_input = rows if metadata.get("input") != "frame" else None
+        mlflow.pyfunc.save_model(str(tmp / USERCODE), python_model=UserCodeModel(),
                                  artifacts={"artifact_dir": str(artifact_dir)},
                                  code_paths=[str(HERE / f) for f in CODE_FILES],
-                                 signature=_signature(estimator, rows, PARAMS),
+                                 signature=_signature(wrapper_input, None if wrapper_input is None else
+                                                      model.predict(rows), PARAMS),
                                  # Declared here or MLflow ignores the serving-time config ("the model's pyfunc
                                  # flavor doesn't accept model configuration"): the detectors and their sink
                                  # are a deployment's, not the package's.
                                  model_config={"detectors": None},
                                  pip_requirements=pip_requirements("mlflow", "scikit-learn", "numpy", "joblib",
-                                                                   "alibi", "shap", "alibi-detect"))
-        for m in ("sklearn", "usercode"):
+                                                                   "alibi", "shap", "alibi-detect",
+                                                                   *(LIBRARIES[metadata["format"]] if
+                                                                     metadata.get("format", "sklearn") != "sklearn"
+                                                                     else ())))
+        for m in (NATIVE, USERCODE):
             _stamp(tmp / m, metadata["sha256"])
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -157,8 +221,16 @@ class UserCodeModel(_Base):
                                              "MLflow pyfunc wrapper (user code, alibi-detect)")
 
     def predict(self, context, model_input, params=None):
+        import model_io
+
         params = {**PARAMS, **(params or {})}
-        rows = np.asarray(model_input, dtype=np.float64)
+        if hasattr(model_input, "columns") and params["output"] == "predict":
+            # named columns, as the native model takes them: the model gets the DataFrame, the detectors codes
+            frame = model_input
+            rows = model_io.codes_from_frame(frame, self.metadata["features"])
+        else:
+            frame = None
+            rows = np.asarray(model_input, dtype=np.float64)
         if rows.ndim != 2 or rows.shape[1] != self.n_features:
             raise ValueError(f"expected rows of shape [n, {self.n_features}], got {list(rows.shape)}")
         if params["output"] == "explain":
@@ -167,7 +239,8 @@ class UserCodeModel(_Base):
             raise ValueError(f"params.output must be 'predict' or 'explain', not {params['output']!r}")
         if self.detector is not None:
             self.detector.detect(rows, params["request_id"] or None)
-        return self.model.predict(rows).astype(np.int64)
+        out = np.asarray(self.model.predict(frame if frame is not None else rows)).ravel()
+        return out.astype(str) if out.dtype.kind in "OSU" else out
 
 
 def main() -> None:
@@ -177,7 +250,7 @@ def main() -> None:
     parser.add_argument("--artifact", required=True)
     parser.add_argument("--out", required=True)
     opts = parser.parse_args()
-    print(json.dumps({m: verify(package(opts.artifact, opts.out) / m) for m in ("sklearn", "usercode")}, indent=2))
+    print(json.dumps({m: verify(package(opts.artifact, opts.out) / m) for m in (NATIVE, USERCODE)}, indent=2))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 `mlflow models serve -m M --env-manager local -h H -p P` is a launcher: it imports mlflow, then runs
 `bash -c "exec uvicorn --host H --port P mlflow.pyfunc.scoring_server.app:app"` with the model path
 in the environment and stays resident as that server's parent. mlflow.pyfunc.scoring_server.app is
-`scoring_server.init(scoring_server.load_model_with_mlflow_config(path))`. This script builds that
-same app in its own process, after checking the packaged model's sha256 (MLflow's loaders check
+`scoring_server.init(scoring_server.load_model_with_mlflow_config(path))`. This script packages the
+artifact (mlflow_models.package: the model in MLflow's flavour for its format, and the user-code wrapper),
+then builds that same app in its own process, after checking the packaged model's sha256 (MLflow's loaders check
 nothing), and serves it with uvicorn: the server is MLflow's, without the CLI's resident parent
 (measured: +250 MB RSS and ~2x the time to ready; docs/platform-adapters.md).
 
@@ -58,7 +59,7 @@ def main() -> None:
     parser.add_argument("--model-sha256")
     parser.add_argument("--n-features", type=int)
     parser.add_argument("--sink")
-    parser.add_argument("--role", choices=["sklearn", "usercode"], default="sklearn", help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=["native", "usercode"], default="native", help=argparse.SUPPRESS)
     opts = parser.parse_args()
     packages = Path(opts.packages)
 
@@ -77,7 +78,7 @@ def main() -> None:
         argv = [a for a in sys.argv[1:]]
         subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *argv, "--role", "usercode"],
                          preexec_fn=_die_with_parent)
-    serve(packages / "sklearn", opts.port, None)
+    serve(packages / mlflow_models.NATIVE, opts.port, None)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
-"""TorchServe custom handler: the scikit-learn artifact behind V2 requests, explanations and (for the
-`-detected` model) the detectors, all user code, the way TorchServe users extend it (handler code).
+"""TorchServe custom handler: the artifact's model (the testbed's, or a user's scikit-learn, XGBoost, LightGBM or
+ONNX file) behind V2 requests, explanations and (for the `-detected` model) the detectors, all user code, the way
+TorchServe users extend it (handler code: TorchServe's own handlers serve PyTorch models).
 
-Packed into a .mar with the artifact's files (model.joblib, metadata.json, reference.npy) and the
+Packed into a .mar with the artifact's files (its model file, metadata.json, reference.npy) and the
 testbed's runtime modules; TorchServe puts the model directory on sys.path before importing this file.
-`initialize` verifies model.joblib's sha256 (artifact_io.load_verified) before unpickling it.
+`initialize` verifies the model file's sha256 (artifact_io.load_verified) before loading it with its
+library (model_io.py). Requests come in either V2 layout (testbed/v2.py): one numeric tensor, or one input
+per named column (a model that takes a DataFrame; string categories as BYTES). Answers are typed as the
+model's: INT64 or BYTES class labels, FP64 regression values (model_io.v2_output).
 
 TorchServe passes each request's body to the handler as it came (decoded from JSON), whatever the
 route: /predictions/<m>, /v2/models/<m>/infer, /explanations/<m>, /v2/models/<m>/explain. This
@@ -25,10 +29,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 DATATYPES = ("FP64", "FP32", "INT64", "INT32")
 
 
-def decode_v2(body, n_features: int) -> np.ndarray:
-    """The first input tensor of a V2 request as float64 rows; ValueError when it is not one numeric
-    [n, n_features] tensor."""
-    from detectors_io import rows_of_v2
+def decode_v2(body, n_features: int, features=None) -> np.ndarray:
+    """A V2 request's rows as float64 (string categories as their codes, model_io turns them back into the model's
+    DataFrame); ValueError when it is neither one numeric [n, n_features] tensor nor, for a model that takes
+    named columns (`features`), one input per feature."""
+    from detectors_io import rows_of_columns, rows_of_v2
 
     if isinstance(body, (bytes, bytearray)):
         try:
@@ -39,6 +44,8 @@ def decode_v2(body, n_features: int) -> np.ndarray:
         datatype = body["inputs"][0]["datatype"]
     except (KeyError, IndexError, TypeError) as exc:
         raise ValueError(f"missing or unsupported field {exc}") from None
+    if features and ((body.get("parameters") or {}).get("content_type") == "pd" or len(body["inputs"]) > 1):
+        return rows_of_columns(body, features)
     if datatype not in DATATYPES:
         raise ValueError(f"datatype {datatype!r} is not one of {', '.join(DATATYPES)}")
     return rows_of_v2(body, n_features)
@@ -57,6 +64,8 @@ class ReferenceHandler:
             config = json.load(fh)
         self.model, self.metadata = load_verified(model_dir)
         self.n_features = len(self.metadata["features"])
+        # A model that takes named columns is sent them (the columns layout); the testbed's own model a tensor.
+        self.columns = self.metadata["features"] if self.metadata.get("input") == "frame" else None
         self.explainer = self.detector = None
         if config["role"] == "detected":
             from usercode_detector import UserCodeDetector
@@ -77,7 +86,7 @@ class ReferenceHandler:
         for i, request in enumerate(data):
             body = request.get("body") if request.get("body") is not None else request.get("data")
             try:
-                x = decode_v2(body, self.n_features)
+                x = decode_v2(body, self.n_features, self.columns)
             except ValueError as exc:
                 context.set_response_status(400, str(exc), idx=i)
                 out[i] = {"error": str(exc)}
@@ -96,13 +105,14 @@ class ReferenceHandler:
             ids.append(request_id)
             good.append(i)
         if rows:
-            labels = self.model.predict(np.vstack(rows)).astype(np.int64)
-            for i, request_id, part in zip(good, ids, np.split(labels, np.cumsum([len(r) for r in rows])[:-1])):
+            from model_io import v2_output
+
+            predictions = np.asarray(self.model.predict(np.vstack(rows)))
+            for i, request_id, part in zip(good, ids, np.split(predictions, np.cumsum([len(r) for r in rows])[:-1])):
                 # parameters.batch_requests: how many requests TorchServe's batching gave this call (evidence
                 # that server-side batching happened; TorchServe exports no batch-size metric).
                 out[i] = {"model_name": self.model_name, "id": request_id, "parameters": {"batch_requests": len(rows)},
-                          "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(part)],
-                                       "data": part.tolist()}]}
+                          "outputs": [v2_output(part)]}
         return out
 
 

@@ -34,8 +34,11 @@ def archive(bin_dir: Path, artifact: Path, name: str, role: dict, store: Path, s
     (staging / "handler.json").write_text(json.dumps(role, indent=2))
     extra = [str(artifact / f) for f in ARTIFACT_FILES] + [str(HERE / f) for f in CODE_FILES]
     extra.append(str(staging / "handler.json"))
+    # The artifact's model file under its own name (model.joblib, or a user's model.json / model.txt / model.onnx):
+    # metadata.json names it, and the handler checks its sha256 before loading it.
+    model_file = json.loads((artifact / "metadata.json").read_text()).get("model_file", "model.joblib")
     subprocess.run([str(bin_dir / "torch-model-archiver"), "--model-name", name, "--version", "1.0",
-                    "--serialized-file", str(artifact / "model.joblib"), "--handler", str(HERE / "torchserve_handler.py"),
+                    "--serialized-file", str(artifact / model_file), "--handler", str(HERE / "torchserve_handler.py"),
                     "--extra-files", ",".join(extra), "--export-path", str(store), "--force"], check=True)
     return f"{name}.mar"
 
