@@ -44,7 +44,7 @@ from testbed import artifact as artifact_mod  # noqa: E402
 from testbed import results, v2  # noqa: E402
 from testbed.endpoint import Endpoint  # noqa: E402
 from testbed.errors import TestbedError  # noqa: E402
-from testbed.experiment import Run, repeat_seed, seeds_for  # noqa: E402
+from testbed.experiment import Run, git_revision, repeat_seed, seeds_for  # noqa: E402
 from testbed.platforms import BatchingRun, OfflineJob  # noqa: E402
 from testbed.population import Population  # noqa: E402
 from testbed.procstats import Prices  # noqa: E402
@@ -485,7 +485,7 @@ def main(argv=None) -> int:
     run = Run.create(results.RESULTS_DIR, run_id, {
         "kind": "experiment", "artifact": {"name": art.name, "sha256": art.sha256}, "experiment": EXPERIMENT,
         "backend": opts.backend, "platforms": opts.platforms, "seed": opts.seed, "repeats": opts.repeats,
-        "seeds": seeds_for(opts.seed, opts.repeats), "hardware": hw,
+        "seeds": seeds_for(opts.seed, opts.repeats), "hardware": hw, "versions": {"testbed": git_revision()},
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
         "options": {k: v for k, v in vars(opts).items()}, "batching_on": batching.describe(),
         "prices": {"vcpu_hour": prices.vcpu_hour, "gb_hour": prices.gb_hour}})
