@@ -233,6 +233,11 @@ class BentoMLFormats(formats.FormatServer):
     def marker(self) -> str:
         return str(self.workdir / "formats-marker")
 
+    @classmethod
+    def leftovers(cls, workdir):
+        # Circus starts each worker in a session of its own: the workers carry the marker, not the session.
+        return processes.with_env(MARKER, str(workdir / "formats-marker"))
+
     def command(self, python, http_port, workdir, model_dir, n_features):
         self.model_dir = model_dir
         return [str(python.parent / "bentoml"), "serve", "formats_bentoml:Formats", "--working-dir",
@@ -257,12 +262,6 @@ class BentoMLFormats(formats.FormatServer):
     def decode(self, answer):
         return v2_response(answer, "formats", None, "BentoML format API")
 
-    def stop(self) -> None:
-        # Circus starts each worker in a session of its own: the workers carry the marker, not the session.
-        marker = self.marker() if self.workdir is not None else None
-        super().stop()
-        for pid in processes.with_env(MARKER, marker) if marker else []:
-            processes.stop_session(pid, grace_s=5.0)
 
 
 # --- monitoring: read off `bentoml serve`'s /metrics after known traffic (BentoML 1.4.40) -----------------

@@ -63,6 +63,12 @@ class FormatServer:
         """Once ready: format -> why it is not served (load errors, formats the platform cannot serve)."""
         return {}
 
+    @classmethod
+    def leftovers(cls, workdir: Path) -> list[int]:
+        """Live processes of the server started in workdir that its session does not hold (a runtime that puts
+        its workers in sessions of their own); stopped with the server, and by the next run after a kill."""
+        return []
+
     # --- lifecycle ---------------------------------------------------------------------------
     def __init__(self):
         self.pid: int | None = None
@@ -85,6 +91,15 @@ class FormatServer:
         log = workdir / "runtime.log"
         self.pid = processes.start(cmd, log, cwd=workdir, env={"PYTHONUNBUFFERED": "1", **self.extra_env()})
         record_pid(workdir.parent, self.platform, self.pid)
+        try:
+            self._wait_ready(ready_url, log, timeout_s)
+        except BaseException:
+            # Not ready, or interrupted while waiting: the caller never gets this server, so nothing else
+            # would stop it (an atexit hook knows only the servers that started).
+            self.stop()
+            raise
+
+    def _wait_ready(self, ready_url: str, log: Path, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=5.0) as client:
             while True:
@@ -99,11 +114,10 @@ class FormatServer:
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    self.stop()
                     raise RuntimeStartFailed(f"{self.platform} (formats)", f"{ready_url} not ready within "
                                              f"{timeout_s:.0f}s", log, processes.log_tail(log))
                 time.sleep(0.3)
-            self.load_errors.update(self.loaded(client, workdir))
+            self.load_errors.update(self.loaded(client, self.workdir))
 
     def infer_url(self, fmt: str) -> str:
         """Where the model of format `fmt` takes inference requests."""
@@ -120,6 +134,8 @@ class FormatServer:
     def stop(self) -> None:
         if self.pid is not None:
             processes.stop_session(self.pid)
+            for pid in self.leftovers(self.workdir) if self.workdir is not None else []:
+                processes.stop_session(pid, grace_s=5.0)
             if self.workdir is not None:
                 forget_pid(self.workdir.parent, self.platform)
             self.pid = None
@@ -156,6 +172,10 @@ def forget_pid(root: Path, platform: str) -> None:
 
 
 def stop_leftovers(root: Path) -> list[str]:
+    """Stop what a killed run left: each recorded server's session, and its processes outside it (the platform's
+    FormatServer.leftovers, found in its working directory root/<platform> even when the leader is gone)."""
+    from deployers import PLATFORMS
+
     path = _pid_file(root)
     if not path.is_file():
         return []
@@ -164,5 +184,9 @@ def stop_leftovers(root: Path) -> list[str]:
         if processes.session_members(pid):
             processes.stop_session(pid)
             stopped.append(f"{platform} (session {pid})")
+        factory = PLATFORMS[platform].formats if platform in PLATFORMS else None
+        for other in factory.leftovers(root / platform) if hasattr(factory, "leftovers") else []:
+            processes.stop_session(other, grace_s=5.0)
+            stopped.append(f"{platform} (process {other}, outside the server's session)")
     path.unlink()
     return stopped

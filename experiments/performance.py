@@ -44,7 +44,7 @@ from testbed import artifact as artifact_mod  # noqa: E402
 from testbed import results, v2  # noqa: E402
 from testbed.endpoint import Endpoint  # noqa: E402
 from testbed.errors import TestbedError  # noqa: E402
-from testbed.experiment import Run, repeat_seed, seeds_for  # noqa: E402
+from testbed.experiment import Run, git_revision, repeat_seed, seeds_for  # noqa: E402
 from testbed.platforms import BatchingRun, OfflineJob  # noqa: E402
 from testbed.population import Population  # noqa: E402
 from testbed.procstats import Prices  # noqa: E402
@@ -134,6 +134,7 @@ def measure_phase(mode: str, status: dict, opts, art, model, row: np.ndarray, X:
             sc = perf.overhead_scores(served["latency_s"], inproc, seed=repeat_seed(opts.seed, repeat))
             rec["overhead"].append({"repeat": repeat, "served_s": served["latency_s"], "inprocess_s": inproc,
                                     "summary": served["summary"], "scores": sc,
+                                    "halves_p50_ms": halves_p50_ms(served["latency_s"]),
                                     "client_side_conversion": conversion(ep, row)})
             say(f"  [{mode}] {name}: one row p50 {sc['served_p50_ms']:.2f} ms served vs "
                 f"{sc['inprocess_p50_ms']:.3f} ms in-process (x{sc['ratio_p50']:.1f}); "
@@ -160,6 +161,28 @@ def measure_phase(mode: str, status: dict, opts, art, model, row: np.ndarray, X:
                 batching_evidence(name, ep, art, settings, before, sum(p["ok"] for p in points)))
         if mode == "off" and not opts.skip_offline:
             rec["offline"].append(offline(name, ep, art, X, expected, settings, opts))
+
+
+def halves_p50_ms(latency_s) -> list[float]:
+    """Median latency of the first and the second half of the requests, in the order they were sent: a runtime
+    still warming up (a JIT, lazy imports) is slower in the first half."""
+    v = np.asarray(latency_s, dtype=float)
+    h = v.size // 2
+    return [float(np.median(v[:h])) * 1e3, float(np.median(v[h:])) * 1e3] if h else []
+
+
+def adapter_scores(rec_overhead: list[dict], served_p50_ms: float, inprocess_p50_ms: float) -> dict:
+    """What a client of a platform with its own JSON pays on top of the served latency: the client-side adapter's
+    conversion (measured apart, per one-row request), beside the V2 JSON handling a V2 client would spend anyway.
+    {} where the platform is reached without conversion (its served latency already holds all of it)."""
+    conv = [o["client_side_conversion"] for o in rec_overhead if o.get("client_side_conversion")]
+    if not conv:
+        return {}
+    adapter_ms = float(np.median([c["adapter_median_us"] for c in conv])) / 1e3
+    v2_ms = float(np.median([c["v2_json_median_us"] for c in conv])) / 1e3
+    return {"client_adapter_p50_ms": adapter_ms, "client_v2_json_p50_ms": v2_ms,
+            "served_plus_adapter_p50_ms": served_p50_ms + adapter_ms,
+            "ratio_p50_with_adapter": (served_p50_ms + adapter_ms) / inprocess_p50_ms}
 
 
 def conversion(ep: Endpoint, row: np.ndarray, n: int = 5000) -> dict:
@@ -221,13 +244,20 @@ def build_results(store: dict, inproc_offline: list[dict], opts, run_id: str, ar
             served = np.concatenate([o["served_s"] for o in rec["overhead"]])
             inproc = np.concatenate([o["inprocess_s"] for o in rec["overhead"]])
             sc["per_repeat_ratio_p50"] = [o["scores"]["ratio_p50"] for o in rec["overhead"]]
+            sc["per_repeat_halves_p50_ms"] = [o.get("halves_p50_ms") for o in rec["overhead"]]
+            sc.update(adapter_scores(rec["overhead"], sc["served_p50_ms"], sc["inprocess_p50_ms"]))
             errors = sum(o["summary"]["errors"] for o in rec["overhead"])
+            protocol = get_platform(name).protocol
             out.append(results.Result(
                 probe="overhead", platform=name, backend=opts.backend, artifact_sha256=art.sha256,
                 verdict="measured" if errors == 0 else "errors", scores={**sc, "errors": errors},
                 measurements={"served_ms_sorted": trim(served), "inprocess_ms_sorted": trim(inproc),
-                              "summaries": [strip_private(o["summary"]) for o in rec["overhead"]]},
-                evidence={**ev, "load": "closed loop, concurrency 1, one-row V2 JSON requests",
+                              "summaries": [strip_private(o["summary"]) for o in rec["overhead"]],
+                              "client_side_conversion": [o.get("client_side_conversion") or {}
+                                                         for o in rec["overhead"]]},
+                evidence={**ev, "load": f"closed loop, concurrency 1, one-row requests in {protocol.protocol} "
+                                        "(encoded before the clock starts)",
+                          "adapter": served_includes(protocol),
                           # Who speaks V2 on the route measured: the platform, our code inside it, or an adapter.
                           "protocol": get_platform(name).protocol.describe(),
                           "inprocess": "model.predict on one 2-D row in the experiment's process (scikit-learn "
@@ -251,7 +281,8 @@ def build_results(store: dict, inproc_offline: list[dict], opts, run_id: str, ar
                         "open_loop_sustained": all(o["sustained"] for o in ol) if ol else None},
                 measurements={"curve": strip_private(curves), "raw": strip_private(rec["curve"]),
                               "open_loop": strip_private(rec.get("open_loop", []))},
-                evidence={**ev, "load": "closed loop at each concurrency, one-row V2 JSON requests; then open loop "
+                evidence={**ev, "load": f"closed loop at each concurrency, one-row requests in "
+                                        f"{get_platform(name).protocol.protocol}; then open loop "
                                         "at a fraction of the peak rate (latency from when each request was due)"},
                 mechanism="native", run_id=run_id))
         support = get_platform(name).batching
@@ -284,6 +315,7 @@ def build_results(store: dict, inproc_offline: list[dict], opts, run_id: str, ar
                         "peak_rss_mb": float(rss.max()), "cost_per_1000": float(per1000.mean()),
                         "cost_per_million": float(per1000.mean() * 1000),
                         "cost_per_1000_range": [float(per1000.min()), float(per1000.max())],
+                        "cost_per_million_range": [float(per1000.min() * 1000), float(per1000.max() * 1000)],
                         "at_concurrency": peak_c, "currency": prices.currency,
                         "cost_per_1000_at_low_load": float(np.mean([p["cost"]["cost_per_1000"] for p in low]))
                         if low else None},
@@ -318,6 +350,18 @@ def build_results(store: dict, inproc_offline: list[dict], opts, run_id: str, ar
                 evidence={**ev, "rows": opts.offline_rows, "chunk_rows": opts.offline_chunk},
                 mechanism=get_platform(name).batching.offline, run_id=run_id))
     return out
+
+
+def served_includes(protocol) -> str:
+    """One sentence on whose V2 handling the served latency holds (the overhead Result's evidence)."""
+    if protocol.converts:
+        return (f"client-side adapter: the platform speaks {protocol.protocol}; the served latency is its own route's "
+                "(body pre-encoded), the adapter's conversion per request is measured apart in this run "
+                "(scores client_adapter_p50_ms, served_plus_adapter_p50_ms, ratio_p50_with_adapter)")
+    if protocol.where == "user code":
+        return ("V2 is decoded and encoded by our code inside the platform (its extension point): that cost is "
+                "in the served latency")
+    return "the platform serves V2 itself: its decoding is in the served latency"
 
 
 def inprocess_versions() -> dict:
@@ -441,7 +485,7 @@ def main(argv=None) -> int:
     run = Run.create(results.RESULTS_DIR, run_id, {
         "kind": "experiment", "artifact": {"name": art.name, "sha256": art.sha256}, "experiment": EXPERIMENT,
         "backend": opts.backend, "platforms": opts.platforms, "seed": opts.seed, "repeats": opts.repeats,
-        "seeds": seeds_for(opts.seed, opts.repeats), "hardware": hw,
+        "seeds": seeds_for(opts.seed, opts.repeats), "hardware": hw, "versions": {"testbed": git_revision()},
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
         "options": {k: v for k, v in vars(opts).items()}, "batching_on": batching.describe(),
         "prices": {"vcpu_hour": prices.vcpu_hour, "gb_hour": prices.gb_hour}})
@@ -474,7 +518,11 @@ def main(argv=None) -> int:
                 b = batching if mode == "on" else Batching()
                 say(f"repeat {repeat}, batching {mode}: up ...")
                 status = testbed_up(opts.backend, opts.platforms, b)
-                ups.append({"repeat": repeat, "mode": mode, "up_s": status["up_s"]})
+                ups.append({"repeat": repeat, "mode": mode, "up_s": status["up_s"],
+                            "ready_s": {k.split(":", 1)[1]: v for k, v in (status.get("timings") or {}).items()
+                                        if k.startswith("ready:")},
+                            "rss_mb": {n: p.get("rss_mb") for n, p in status["platforms"].items()},
+                            "loadavg": Path("/proc/loadavg").read_text().split()[:3]})
                 try:
                     if mode == "off" and not opts.skip_offline:
                         o = perf.offline_inprocess(model, X)
@@ -525,9 +573,9 @@ def summary_table(rs: list[results.Result]) -> str:
     def ci(v, c, fmt="{:.2f}"):
         return f"{fmt.format(v)} [{fmt.format(c[0])}, {fmt.format(c[1])}]" if v is not None else "-"
 
-    lines = ["| platform | overhead p50 ratio | overhead p50 diff (ms) | peak req/s (off) | batching gain | "
-             "CPU-s / 1k | cost / 1M | offline rows/s (v2 / native / in-process) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| platform | overhead p50 ratio | overhead p50 diff (ms) | + client-side adapter (ms) | peak req/s (off) | "
+             "batching gain | CPU-s / 1k | cost / 1M | offline rows/s (v2 / native / in-process) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     by = {}
     for r in rs:
         by.setdefault(r.platform, {})[r.probe] = r
@@ -543,6 +591,8 @@ def summary_table(rs: list[results.Result]) -> str:
             name,
             ci(o.scores["ratio_p50"], o.scores["ratio_p50_ci"], "{:.1f}") if o else "-",
             ci(o.scores["diff_p50_ms"], o.scores["diff_p50_ms_ci"]) if o else "-",
+            (f"{o.scores['client_adapter_p50_ms']:.3f} (ratio with it "
+             f"{o.scores['ratio_p50_with_adapter']:.1f})" if o and "client_adapter_p50_ms" in o.scores else "none"),
             ci(t.scores["peak_rps"], t.scores["peak_rps_ci"], "{:.0f}") + f" @c={t.scores['peak_concurrency']}" if t else "-",
             (ci(b.scores["peak_gain"], b.scores["peak_gain_ci"]) if b and b.scores.get("peak_gain") else
              (b.verdict if b else "-")),

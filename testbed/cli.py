@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="render the comparison report (Markdown + self-contained HTML)")
     rep.add_argument("run_ids", nargs="*", metavar="RUN-ID", help="runs to report (default: the latest run per "
-                     "experiment; documented rows alone when there is none)")
+                     "experiment and platform; documented rows alone when there is none)")
     rep.add_argument("--out", help="output directory (default: <results dir>/report)")
     rep.add_argument("--results-dir", help="where runs are read (default: results/, env TESTBED_RESULTS_DIR)")
     rep.add_argument("--by-artifact", action="store_true",

@@ -146,3 +146,77 @@ def test_rollback_stops_what_the_attempt_started_before_the_state_file_named_it(
     finally:
         processes.stop_session(before, grace_s=1)
         processes.stop_session(unrecorded, grace_s=1)
+
+
+def _signal_set(pid: int, field: str) -> set[int]:
+    """The signals in a SigBlk/SigIgn/SigCgt line of /proc/<pid>/status."""
+    mask = next(int(line.split()[1], 16) for line in open(f"/proc/{pid}/status") if line.startswith(field + ":"))
+    return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+
+
+def test_a_started_process_can_be_stopped_by_sigterm(tmp_path):
+    """start() defers interrupts while it starts a process; the process must not inherit that: a blocked
+    SIGTERM made every runtime ignore `down`'s SIGTERM until SIGKILL (the MLflow format server, all six
+    runtimes)."""
+    import signal
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    pid = processes.start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "a.log", cwd=tmp_path)
+    try:
+        deferred = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        assert not _signal_set(pid, "SigBlk") & deferred
+        assert not _signal_set(pid, "SigIgn") & {signal.SIGTERM}
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)  # returns only once SIGTERM ended it
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+    finally:
+        processes.stop_session(pid, grace_s=1)
+    # and in this process: the handlers start() replaced are back
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
+    assert not _signal_set(os.getpid(), "SigBlk") & deferred
+
+
+def test_an_interrupt_during_start_acts_once_the_process_is_on_the_list(tmp_path, monkeypatch):
+    """Ctrl-C that lands while start() runs raises after the new session is recorded, so rollback finds it."""
+    import signal
+    import subprocess
+
+    real_popen = subprocess.Popen
+
+    def interrupted_popen(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # delivered now, acted on after start() recorded the pid
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(processes.subprocess, "Popen", interrupted_popen)
+    # Ctrl-C's usual handler (a test run in the background starts with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        count = processes.started_count()
+        with pytest.raises(KeyboardInterrupt):
+            processes.start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "a.log", cwd=tmp_path)
+        [pid] = processes.started_since(count)
+        try:
+            assert processes.session_members(pid) == [pid]
+            assert not _signal_set(pid, "SigBlk") & {signal.SIGTERM, signal.SIGINT}
+        finally:
+            processes.stop_session(pid, grace_s=1)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_an_ignored_signal_stays_ignored_in_the_started_process(tmp_path):
+    """Under nohup (SIGHUP ignored) start() leaves the ignoring alone, and the child inherits it as before."""
+    import signal
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        pid = processes.start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "a.log", cwd=tmp_path)
+        try:
+            assert signal.SIGHUP in _signal_set(pid, "SigIgn")
+            assert not _signal_set(pid, "SigBlk") & {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        finally:
+            processes.stop_session(pid, grace_s=1)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)

@@ -37,6 +37,48 @@ def test_batching_gain_from_curves():
     assert [p["concurrency"] for p in g["per_concurrency"]] == [1, 8]
 
 
+def _experiment():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("performance_experiment",
+                                                  Path(__file__).parent.parent / "experiments" / "performance.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_overhead_result_carries_a_client_side_adapters_cost_and_says_what_the_latency_holds():
+    """BentoML and MLflow are reached through a client-side adapter whose conversion is not in the served latency:
+    the overhead Result adds it (measured apart) and says so; TorchServe's V2 decoding is our handler's, inside the
+    served latency; KServe's is its own."""
+    exp = _experiment()
+    rng = np.random.default_rng(1)
+    inproc = rng.normal(30e-6, 1e-6, 400)
+    served = np.concatenate([np.full(200, 2e-3), np.full(200, 1e-3)])  # slower first half: warming up
+    conv = {"protocol": "bentoml-json", "n": 10, "adapter_median_us": 40.0, "v2_json_median_us": 25.0}
+    summary = {"errors": 0}
+    opts = type("O", (), {"seed": 3, "repeats": 1, "levels": [1], "duration": 1.0, "backend": "local",
+                          "open_loop_fraction": 0.0})()
+    art = type("A", (), {"sha256": "b" * 64})()
+    store = {name: {"overhead": [{"repeat": 0, "served_s": served, "inprocess_s": inproc, "summary": summary,
+                                  "scores": {"ratio_p50": 1.0}, "halves_p50_ms": exp.halves_p50_ms(served),
+                                  "client_side_conversion": conv if name == "bentoml" else {}}],
+                    "curve": {"off": [], "on": []}, "offline": [], "versions": {}}
+             for name in ("bentoml", "torchserve", "kserve")}
+    rs = {r.platform: r for r in exp.build_results(store, [], opts, "perf-test", art, Prices(), Batching(), {})
+          if r.probe == "overhead"}
+    b = rs["bentoml"].scores
+    assert b["client_adapter_p50_ms"] == pytest.approx(0.040)
+    assert b["served_plus_adapter_p50_ms"] == pytest.approx(b["served_p50_ms"] + 0.040)
+    assert b["ratio_p50_with_adapter"] > b["ratio_p50"]
+    assert b["per_repeat_halves_p50_ms"] == [[pytest.approx(2.0), pytest.approx(1.0)]]
+    assert "client-side adapter" in rs["bentoml"].evidence["adapter"]
+    assert "bentoml-json" in rs["bentoml"].evidence["load"]
+    assert "client_adapter_p50_ms" not in rs["torchserve"].scores
+    assert "in the served latency" in rs["torchserve"].evidence["adapter"]
+    assert "serves V2 itself" in rs["kserve"].evidence["adapter"]
+
+
 def test_cost_per_1000_predictions():
     usage = Usage(cpu_s=2.0, wall_s=10.0, peak_rss_bytes=2**30, mean_rss_bytes=2**30, samples=50)
     c = cost_per_1000(usage, 2000, Prices(vcpu_hour=3.6, gb_hour=0.36))

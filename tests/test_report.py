@@ -241,3 +241,65 @@ def test_a_probe_run_shows_its_cells_marked_n1_and_its_plots(tmp_path):
     plots = {key: (path, reason) for key, _, path, reason in built["report"].plots}
     assert plots["latency_cdf"][0] is not None and plots["latency_cdf"][0].is_file()
     assert "no column in the matrix" not in built["markdown"].read_text()
+
+
+def _perf_result(probe, platform, verdict, scores, mechanism, repeats=3):
+    from testbed.results import Result
+
+    return Result(probe=probe, platform=platform, backend="local", artifact_sha256="a" * 64, verdict=verdict,
+                  scores=scores, mechanism=mechanism, run_id="perf-x", evidence={"repeats": repeats})
+
+
+def test_the_batching_cell_shows_the_performance_experiments_own_intervals_and_the_batching_mechanism():
+    """The performance experiment writes one Result per platform and probe that pools its repeats with its own
+    bootstrap interval (or min-max range): the cell shows that interval, not 'n=1, no interval'; its tag is the
+    batching Result's mechanism (overhead and offline Results carry mechanisms of their own)."""
+    from testbed.report.criteria import BY_KEY, measured_cell
+
+    batching = BY_KEY["batching"]
+    meta = {"perf-x": {"repeats": 3, "partial_experiments": {}}}
+    torchserve = [
+        _perf_result("batching", "torchserve", "supported", {"peak_gain": 3.2, "peak_gain_ci": [2.5, 4.0]}, "native"),
+        _perf_result("overhead", "torchserve", "measured", {"ratio_p50": 40.0, "ratio_p50_ci": [35.0, 47.0]}, "native"),
+        _perf_result("offline", "torchserve", "measured",
+                     {"v2_rows_per_s": 9e4, "v2_rows_per_s_range": [8e4, 1e5]}, "none"),
+        _perf_result("cost", "torchserve", "measured", {"cost_per_million": 0.02}, None)]
+    cell = measured_cell(batching, torchserve, meta)
+    assert cell.headline == "batching gain 3.2 [2.5, 4]"
+    assert cell.method == "95% bootstrap over 3 repeats pooled in one run"
+    assert cell.tag == "native"
+    text = "\n".join(cell.lines)
+    assert "overhead x 40 [35, 47] (95% bootstrap over 3 repeats pooled in one run)" in text
+    assert "offline rows/s (V2) 9e+04 [8e+04, 1e+05] (min-max over 3 repeats pooled in one run)" in text
+    assert "cost / 1M 0.02 (one value pooled over 3 repeats; no interval)" in text
+
+    mlflow = [_perf_result("batching", "mlflow", "not available", {"peak_gain": None}, "none"),
+              _perf_result("overhead", "mlflow", "measured",
+                           {"ratio_p50": 30.0, "ratio_p50_ci": [29.0, 31.0], "ratio_p50_with_adapter": 31.5}, "native")]
+    cell = measured_cell(batching, mlflow, meta)
+    assert cell.headline == "batching gain: not available" and cell.tag == "none"
+    assert "overhead x with the client-side adapter 31.5" in "\n".join(cell.lines)
+
+
+def test_a_newer_run_on_some_platforms_replaces_only_their_results(results, tmp_path):
+    """Picked automatically, the newest result per experiment and platform: a monitoring re-run on kserve alone
+    (a machine that holds a few platforms at a time) must not hide seldon's monitoring cell of an older run."""
+    newer = results / "fixture-d"
+    shutil.copytree(results / "fixture-a", newer)
+    for path in newer.rglob("*.json"):
+        data = json.loads(path.read_text())
+        if path.name == "run.json":
+            data.update(run_id="fixture-d", created_at=data["created_at"] + 500, platforms=["kserve"],
+                        experiments={"monitoring": {**data["experiments"]["monitoring"],
+                                                    "completed_units": ["r0/kserve", "r1/kserve", "r2/kserve"]}})
+        elif path.parent.name != "monitoring" or data["platform"] != "kserve":
+            path.unlink()
+            continue
+        else:
+            data["run_id"] = "fixture-d"
+        path.write_text(json.dumps(data))
+    built = report.build(results, [], tmp_path / "out")
+    assert built["runs"] == ["fixture-d", "fixture-b", "fixture-a"]
+    assert cells_of(built, "kserve")["monitoring"].runs == ["fixture-d"]
+    assert cells_of(built, "seldon")["monitoring"].runs == ["fixture-a"]
+    assert cells_of(built, "kserve")["outlier"].runs == ["fixture-a"]

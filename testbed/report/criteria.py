@@ -38,6 +38,10 @@ class Criterion:
     """Result.measurements key holding a list of {..., "cause": str | None}: the cell names each cause once, with
     how many items it explains (the most in any one Result); items without a cause count as unexplained."""
 
+    mechanism_from: str | None = None
+    """The probe whose Results' mechanism tags the cell (None: every Result's): the batching cell's overhead and
+    offline Results have mechanisms of their own that say nothing about batching."""
+
     notes_from: str | None = None
     """Result.evidence key holding a list of sentences the cell shows once each (what a number owes to the
     testbed rather than to the platform)."""
@@ -63,7 +67,8 @@ CRITERIA: tuple[Criterion, ...] = (
     Criterion("batching", "Batching", "performance",
               (("peak_gain", "batching gain"), ("v2_rows_per_s", "offline rows/s (V2)"),
                ("native_rows_per_s", "offline rows/s (native)"), ("ratio_p50", "overhead x"),
-               ("cost_per_million", "cost / 1M"))),
+               ("ratio_p50_with_adapter", "overhead x with the client-side adapter"),
+               ("cost_per_million", "cost / 1M")), mechanism_from="batching"),
     Criterion("ease", "Ease of deployment", "ease",
               (("ready_s", "ready s"), ("config_lines", "config lines"), ("components", "packages"))),
     Criterion("robustness", "Robustness", "robustness",
@@ -146,6 +151,40 @@ def _numeric(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def own_interval(key: str, results: list[Result]) -> tuple[float, float, float, str] | None:
+    """A single Result that pools its run's repeats itself (the performance experiment) carries the score's own
+    interval: `<key>_ci` (its bootstrap over repeats) or `<key>_range` (min and max over repeats). (value, lo, hi,
+    method), or None where a t-interval over Results applies."""
+    if len(results) != 1 or not _numeric(results[0].scores.get(key)):
+        return None
+    r = results[0]
+    repeats = r.evidence.get("repeats")
+    if repeats == 1:
+        return None
+    for suffix, how in (("_ci", "95% bootstrap over"), ("_range", "min-max over")):
+        bounds = r.scores.get(key + suffix)
+        if isinstance(bounds, (list, tuple)) and len(bounds) == 2 and all(_numeric(b) for b in bounds):
+            return float(r.scores[key]), float(bounds[0]), float(bounds[1]), \
+                f"{how} {repeats} repeats pooled in one run" if repeats else f"{how} the run's repeats"
+    return None
+
+
+def summarize_scores(label: str, key: str, results: list[Result]) -> str:
+    own = own_interval(key, results)
+    if own is not None:
+        m, lo, hi, how = own
+        return f"{label} {fmt(m)} [{fmt(lo)}, {fmt(hi)}] ({how})"
+    repeats = results[0].evidence.get("repeats") if len(results) == 1 else None
+    if isinstance(repeats, int) and repeats > 1:
+        return f"{label} {fmt(float(results[0].scores[key]))} (one value pooled over {repeats} repeats; no interval)"
+    return summarize(label, [float(r.scores[key]) for r in results if _numeric(r.scores.get(key))], key)
+
+
+def cell_mechanisms(criterion: "Criterion", results: list[Result]) -> Counter:
+    return Counter(r.mechanism for r in results
+                   if r.mechanism and (criterion.mechanism_from is None or r.probe == criterion.mechanism_from))
+
+
 @dataclass
 class Cell:
     kind: str
@@ -171,7 +210,7 @@ def score_lines(criterion: Criterion, results: list[Result]) -> list[str]:
     lines = []
     present = [(k, label) for k, label in criterion.scores if any(_numeric(r.scores.get(k)) for r in results)]
     if present:
-        lines.append("; ".join(summarize(label, [float(r.scores[k]) for r in results if _numeric(r.scores.get(k))], k)
+        lines.append("; ".join(summarize_scores(label, k, [r for r in results if _numeric(r.scores.get(k))])
                                for k, label in present))
     else:
         others = sorted({k for r in results for k, v in r.scores.items() if _numeric(v)})[:3]
@@ -179,7 +218,7 @@ def score_lines(criterion: Criterion, results: list[Result]) -> list[str]:
             lines.append("; ".join(summarize(k, [float(r.scores[k]) for r in results if _numeric(r.scores.get(k))])
                                    for k in others) + " (scores not in the report's list)")
     verdicts = Counter(r.verdict for r in results)
-    mech = Counter(r.mechanism for r in results if r.mechanism)
+    mech = cell_mechanisms(criterion, results)
     tail = ", ".join(f"{v} {c}/{len(results)}" for v, c in sorted(verdicts.items()))
     if mech:
         tail += " · " + "/".join(m for m, _ in mech.most_common())
@@ -347,8 +386,18 @@ def load_lines(results: list[Result]) -> tuple[list[str], str, str]:
 
 def headline_of(criterion: Criterion, results: list[Result]) -> tuple[str, str]:
     """(headline, method) for criteria without a pooled summary: the first listed score, mean [t-interval]."""
+    first = criterion.scores[0][0] if criterion.scores else None
+    labelled = [r for r in results if r.probe == criterion.mechanism_from]
+    if first and labelled and not any(_numeric(r.scores.get(first)) for r in results):
+        # e.g. batching on a platform without request batching: say so before any other number
+        verdicts = Counter(r.verdict for r in labelled)
+        return f"{criterion.scores[0][1]}: {verdicts.most_common(1)[0][0]}", f"n={len(labelled)} result(s)"
     for k, label in criterion.scores:
         vals = [float(r.scores[k]) for r in results if _numeric(r.scores.get(k))]
+        own = own_interval(k, [r for r in results if _numeric(r.scores.get(k))])
+        if own is not None:
+            m, lo, hi, how = own
+            return f"{label} {fmt(m)} [{fmt(lo)}, {fmt(hi)}]", how
         if vals:
             m, lo, hi = interval(vals, k)
             return (f"{label} {fmt(m)}" + (f" [{fmt(lo)}, {fmt(hi)}]" if lo is not None else ""),
@@ -411,6 +460,6 @@ def measured_cell(criterion: Criterion, results: list[Result], runs_meta: dict[s
         cell.backends.append(backend)
     cell.headline = " · ".join(h for h, _ in heads)
     cell.method = " · ".join(m for _, m in heads)
-    mech = Counter(r.mechanism for r in results if r.mechanism)
+    mech = cell_mechanisms(criterion, results)
     cell.tag = "/".join(m for m, _ in mech.most_common())
     return cell

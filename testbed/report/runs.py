@@ -110,7 +110,8 @@ class Selection:
 
 
 def select_runs(root: Path, run_ids: list[str], by_artifact: bool = False) -> Selection:
-    """Named runs (all must load) or, with none named, the latest run for each experiment."""
+    """Named runs (all must load) or, with none named, the latest run for each experiment and platform: a run on
+    some platforms (a machine that holds four at a time, a re-run of one) replaces only their results."""
     if run_ids:
         runs = [load_run(root, rid) for rid in run_ids]
         shas = {r.sha256 for r in runs}
@@ -137,16 +138,15 @@ def select_runs(root: Path, run_ids: list[str], by_artifact: bool = False) -> Se
             sel.skipped.append((run.run_id, f"artifact {run.sha256[:12]} differs from the newest run's "
                                             f"{artifact[:12]} (pass --by-artifact to show it apart)"))
             continue
-        key = lambda e: (e, run.sha256)  # noqa: E731 - newest run per experiment (per artifact)
-        fresh = [e for e in run.experiments if key(e) not in taken]
+        key = lambda e, r: (e, r.platform, run.sha256)  # noqa: E731 - newest run per experiment and platform
+        fresh = [(e, r) for e, r in run.results if key(e, r) not in taken]
         if not fresh:
             if run.experiments:
-                sel.skipped.append((run.run_id, "a newer run measured the same experiments"))
+                sel.skipped.append((run.run_id, "newer runs measured the same experiments on the same platforms"))
             else:
                 sel.skipped.append((run.run_id, "no finished results"))
             continue
-        if len(fresh) < len(run.experiments):
-            run.results = [(e, r) for e, r in run.results if e in fresh]
-        taken.update(key(e) for e in fresh)
+        taken.update(key(e, r) for e, r in fresh)
+        run.results = fresh
         sel.runs.append(run)
     return sel
