@@ -63,10 +63,11 @@ SERVING = ModelServing(formats={
     "lightgbm": FormatSupport("our @bentoml.service: lightgbm.Booster(model_file=...)", "user code",
                               (formats.LIGHTGBM,)),
     "onnx": FormatSupport("our @bentoml.service: onnxruntime.InferenceSession", "user code", (formats.ONNXRUNTIME,)),
-})
+}, shared_env="usermodels")
 """BentoML serves any Python model in a service a user writes (its framework APIs, bentoml.sklearn/.xgboost/...,
 only save and load models in its model store): every format is user code, loaded with its library. A model that
-takes named columns gets a pandas DataFrame parameter (BentoML's own pandas IO)."""
+takes named columns gets a pandas DataFrame parameter (BentoML's own pandas IO). One environment holds every
+format's library (`bentoml-usermodels`): one build for any user model instead of one per format."""
 
 
 @dataclass(frozen=True)

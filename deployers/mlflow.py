@@ -135,9 +135,10 @@ SERVING = ModelServing(formats={
                               "server)", "native", (formats.LIGHTGBM,), _lightgbm_refusal),
     "onnx": FormatSupport("MLflow's onnx flavour (mlflow.onnx.save_model, onnxruntime in the pyfunc scoring server)",
                           "native", (formats.ONNXRUNTIME, formats.ONNX)),
-})
+}, shared_env="usermodels")
 """MLflow's own flavours load every format the testbed serves; its scoring server serves them (native). Explanations
-and detection stay user code (the pyfunc wrapper)."""
+and detection stay user code (the pyfunc wrapper). One environment holds every flavour's library
+(`mlflow-usermodels`): one build for any user model instead of one per format."""
 
 
 class MLflowLocal(LocalProcess):
