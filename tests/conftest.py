@@ -4,8 +4,9 @@ The tests never touch a testbed the user runs: the session gets a state director
 directory of its own (a temporary folder, removed when every test passed), and every port it uses is
 chosen free. Only the runtime environments are shared with the user's testbed (TESTBED_ENVS_DIR):
 they are immutable and named by their pins (testbed/backends/local/envs.py), so a cold machine builds
-each once. `testbed_up` is the session's testbed (read-only for tests); `own_testbed` is a second one
-for tests that kill its processes.
+each once. The session runs one testbed: `testbed_up` is its status for tests that only read it and send it
+requests; `own_testbed` is the same testbed for a test that kills, overloads or restarts what it runs, and
+repairs it afterwards.
 
 Tiers: tests marked `integration` start runtimes or build their environments; tests marked
 `controlplane` (tests/controlplane/) start the control plane built by `make controlplane` and are
@@ -116,31 +117,36 @@ def _down_and_check(status: dict, state_dir: Path | None = None) -> None:
 
 
 @pytest.fixture(scope="session")
-def testbed_up():
-    """The session's local testbed (its own state dir), up for the whole session: the `status --json`
-    document. Tests only read it and send it requests; `down` runs at the end, and must free every port."""
-    status = _up()
-    try:
-        yield status
-    finally:
-        _down_and_check(status)
-
-
-@pytest.fixture(scope="session")
-def own_testbed(tmp_path_factory):
-    """A second testbed (a state dir of its own) for the tests that kill what it runs, so the session's
-    `testbed_up` stays as it was. Such a test starts with `own_testbed.ensure_running()` (which repairs
-    whatever an earlier test left dead), so none depends on another's order. One per session, not per
-    module: a six-platform `up` and `down` cost 4-5 min on 2 cores, and the repair makes sharing safe."""
-    state_dir = tmp_path_factory.mktemp("own-testbed")
-    bed = OwnTestbed(state_dir, _up(state_dir))
+def session_testbed():
+    """The session's one local testbed (its own state dir, every session platform), up for the whole session;
+    `down` runs at the end and must free every port. One, not two: a second six-platform testbed held another
+    ~6.6 GB beside the user-model cases' testbeds and cost its own `up` and `down`. Tests reach it through
+    `testbed_up` (read and send requests) or `own_testbed` (kill, overload, restart: repaired afterwards)."""
+    bed = Testbed(Path(os.environ["TESTBED_STATE_DIR"]), _up())
     try:
         yield bed
     finally:
-        _down_and_check(bed.status() if bed.status().get("platforms") else bed.first_status, state_dir)
+        last = bed.status()
+        _down_and_check(last if last.get("platforms") else bed.first_status, bed.state_dir)
 
 
-class OwnTestbed:
+@pytest.fixture(scope="module")
+def testbed_up(session_testbed):
+    """The session testbed's `status --json` document, taken whole at the start of each module (repaired first
+    if an earlier test left it degraded). Tests only read it and send it requests."""
+    return session_testbed.ensure_running()
+
+
+@pytest.fixture
+def own_testbed(session_testbed):
+    """The session's testbed for a test that kills, overloads or restarts what it runs. Such a test starts
+    with `own_testbed.ensure_running()` and the testbed is repaired after it, so no test depends on another's
+    order and the readers' modules find it whole."""
+    yield session_testbed
+    session_testbed.ensure_running()
+
+
+class Testbed:
     def __init__(self, state_dir: Path, status: dict):
         self.state_dir = state_dir
         self.first_status = status
@@ -155,7 +161,8 @@ class OwnTestbed:
         """`up` (a no-op on a running testbed, a repair on a degraded one); the status after it."""
         status = self.status()
         if status["state"] != "running":
-            self.cli("up")
+            # degraded: `up` restarts what died; stopped (a test ran `down`): start the session's platforms
+            self.cli("up", *(["--platforms", SESSION_PLATFORMS] if status["state"] == "stopped" else []))
             status = self.status()
         assert status["state"] == "running", status.get("problems")
         return status

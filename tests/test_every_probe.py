@@ -1,7 +1,7 @@
-"""The probes no other integration test runs, on every platform the session's testbeds run (marked integration):
-formats and detection under load on the session's testbed (they start servers of their own or only send
-requests), overload, detector outage and ease on the session's second testbed (they overload, kill or
-restart what it runs). Short options: these check that each probe measures every platform and accounts for
+"""The probes no other integration test runs, on every platform the session's testbed runs (marked integration):
+formats and detection under load on it (they start servers of their own or only send requests), overload and
+detector outage through `own_testbed` (they overload or stop what it runs; it is repaired after), ease on a
+state dir of its own (it restarts each platform alone). Short options: these check that each probe measures every platform and accounts for
 what it sent, not the figures the experiments report."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 
 from probes import detection_load, detector_outage, ease, formats, overload
 from probes.registry import context_from_status
+from testbed_cli import run_testbed
 
 pytestmark = pytest.mark.integration
 
@@ -63,15 +64,17 @@ def test_fault_probes_measure_every_platform(own_testbed, monkeypatch, probe):
     assert after["state"] == "running", after["problems"]
 
 
-def test_ease_restarts_each_platform_alone_and_counts_what_a_user_writes(own_testbed, monkeypatch):
-    status = own_testbed.ensure_running()
-    monkeypatch.setenv("TESTBED_STATE_DIR", str(own_testbed.state_dir))
+def test_ease_restarts_each_platform_alone_and_counts_what_a_user_writes(testbed_up, tmp_path, monkeypatch):
+    """On a state dir of its own: the probe's `down` there stops nothing of the session's testbed, and nothing
+    has to be restored afterwards (restoring six platforms cost another `up`)."""
+    status = testbed_up
+    state = tmp_path / "ease-state"
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(state))
     ctx = context_from_status(status, None, seed=0, run_id="pytest-ease")
     try:
         results = by_platform(ease.run(ctx))
     finally:
-        own_testbed.cli("down")
-        own_testbed.cli("up", "--platforms", ",".join(status["platforms"]))
+        run_testbed("down", state_dir=state, check=False)
     assert set(results) == set(status["platforms"])
     for platform, r in results.items():
         assert r.verdict == "ready" and r.scores["ready_s"] > 0 and r.scores["config_lines"] > 0, (platform, r.scores)

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import pytest
 
+from deployers import PLATFORMS
 from probes import kill
 from probes.registry import context_from_status
 from testbed.backends.local import processes
@@ -41,8 +42,10 @@ def crash(sid: int) -> None:
 @pytest.mark.parametrize("victim", ["kserve", "seldon", "detector-service", "prometheus"])
 def test_a_dead_process_is_named_and_the_next_up_restarts_it_alone(own_testbed, victim):
     before = own_testbed.ensure_running()
+    if victim not in before["platforms"] and victim in PLATFORMS:
+        pytest.skip(f"the session's testbed does not run {victim} (TESTBED_TEST_PLATFORMS)")
     pids = pids_of(before)
-    assert {"kserve", "seldon", "rayserve", "detector-service", "results-exporter", "prometheus"} <= set(pids)
+    assert {*before["platforms"], "detector-service", "results-exporter", "prometheus"} <= set(pids)
     crash(pids[victim])
 
     proc = own_testbed.cli("status", "--json", check=False)
@@ -65,7 +68,8 @@ def test_a_dead_process_is_named_and_the_next_up_restarts_it_alone(own_testbed, 
     assert {n: p for n, p in now.items() if n != victim} == {n: p for n, p in pids.items() if n != victim}
     targets = after["prometheus"]["targets"]
     assert len(targets) == len(before["prometheus"]["targets"]) and all(t["health"] == "up" for t in targets), targets
-    assert after["platforms"]["kserve"]["ports"] == before["platforms"]["kserve"]["ports"]  # same ports: same URLs
+    assert {n: p["ports"] for n, p in after["platforms"].items()} == \
+        {n: p["ports"] for n, p in before["platforms"].items()}  # same ports: same URLs
 
 
 def test_up_on_a_running_testbed_changes_nothing(own_testbed):
