@@ -199,6 +199,8 @@ def test_intervals_of_bounded_scores_stay_in_their_range():
     _, lo, hi = interval([0.2, 0.166, 0.285, 0.9], "error_rate")
     assert 0.0 <= lo and hi <= 1.0
     assert interval([-1.0, 1.0, 3.0], "some_signed_score")[1] < 0  # others are left as measured
+    # the ease cell's time to ready: a first start of 32 s and two of 9 s gave 16.8 [-16.2, 49.9] s
+    assert interval([32.19, 8.8, 9.48], "ready_s")[1] == 0.0
 
 
 def test_a_users_model_is_titled_by_name_and_platforms_that_could_not_serve_it_say_why(results, tmp_path):

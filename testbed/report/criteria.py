@@ -126,7 +126,8 @@ FRACTIONS = {"f1", "precision", "recall", "fpr", "coverage", "count_accuracy", "
 
 # Scores that cannot be negative (counts, durations, growth ratios): their lower bound is clipped at 0
 # (three noisy p99-growth repeats gave 393 [-392, 1180] otherwise).
-NON_NEGATIVE = {"requests_lost", "latency_growth_p99", "time_to_recover_s", "recovery_s", "listeners_beyond_loopback"}
+NON_NEGATIVE = {"requests_lost", "latency_growth_p99", "time_to_recover_s", "recovery_s", "listeners_beyond_loopback",
+                "ready_s", "config_lines", "components"}
 
 
 def interval(values: list[float], key: str) -> tuple[float, float | None, float | None]:
