@@ -332,16 +332,41 @@ EXPLAIN = ExplainPath(
 
 
 # --- batching: TorchServe's own (batchSize, maxBatchDelay per model) ------------------------------------------
-def batching_evidence(run: BatchingRun) -> dict:
-    """The batching configuration TorchServe was given for the model (config.properties `models`)."""
+def batching_evidence(run: BatchingRun, burst: int = 64) -> dict:
+    """The batching configuration TorchServe was given for the model (config.properties `models`), and the batch
+    sizes its frontend formed for a burst of `burst` concurrent one-row requests: TorchServe exports no batch-size
+    metric, so the handler reports how many requests each call got (V2 answer's parameters.batch_requests)."""
     applied = {}
     config = run.workdir / "config.properties"
     if config.is_file():
         for line in config.read_text().splitlines():
             if line.startswith("models="):
                 applied = json.loads(line.split("=", 1)[1]).get(run.model_name, {})
-    return {"applied": applied, "source": "config.properties `models` (TorchServe exports no batch-size metric; the "
-                                          "handler reports requests per call in each V2 answer's parameters)"}
+    out = {"applied": applied, "source": "config.properties `models`; observed: parameters.batch_requests of the "
+                                         "answers to a burst of concurrent one-row requests after the load"}
+    if run.body is not None:
+        out["observed"] = burst_batch_sizes(PROTOCOL.infer_url(run.endpoint), run.body, burst)
+    return out
+
+
+def burst_batch_sizes(url: str, body: bytes, n: int) -> dict:
+    """{"requests", "answered", "batch_requests": {size: answers}, "mean_batch_requests"} for n concurrent posts. Every
+    answer names its call's batch size, so the counts and the mean are per request (request-weighted), not per batch:
+    a batch of 32 is 32 answers saying 32."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(client: httpx.Client):
+        try:
+            r = client.post(url, content=body, headers={"Content-Type": "application/json"})
+            return (r.json().get("parameters") or {}).get("batch_requests") if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+
+    with httpx.Client(timeout=30.0, limits=httpx.Limits(max_connections=n)) as client, ThreadPoolExecutor(n) as pool:
+        sizes = [s for s in pool.map(lambda _: one(client), range(n)) if isinstance(s, int)]
+    counts = {str(k): sizes.count(k) for k in sorted(set(sizes))}
+    return {"requests": n, "answered": len(sizes), "batch_requests": counts,
+            "mean_batch_requests": sum(sizes) / len(sizes) if sizes else None}
 
 
 BATCHING = BatchingSupport(

@@ -158,7 +158,7 @@ def measure_phase(mode: str, status: dict, opts, art, model, row: np.ndarray, X:
                 + ("sustained" if o["sustained"] else "NOT sustained: " + "; ".join(o["not_sustained_because"])))
         if mode == "on":
             rec.setdefault("batching_evidence", []).append(
-                batching_evidence(name, ep, art, settings, before, sum(p["ok"] for p in points)))
+                batching_evidence(name, ep, art, settings, before, sum(p["ok"] for p in points), body))
         if mode == "off" and not opts.skip_offline:
             rec["offline"].append(offline(name, ep, art, X, expected, settings, opts))
 
@@ -205,13 +205,14 @@ def conversion(ep: Endpoint, row: np.ndarray, n: int = 5000) -> dict:
             "note": "client-side conversion per one-row request, measured apart; not in the served latency"}
 
 
-def batching_evidence(name: str, ep: Endpoint, art, settings: Settings, before, requests: int) -> dict:
+def batching_evidence(name: str, ep: Endpoint, art, settings: Settings, before, requests: int,
+                      body: bytes | None = None) -> dict:
     """What shows batching was on, as the platform reads it (e.g. MLServer's applied model-settings.json,
     Ray's observed batch sizes); {} when it has no way to tell."""
     hook = get_platform(name).batching.evidence
     if hook is None:
         return {}
-    return hook(BatchingRun(endpoint=ep, workdir=settings.run_dir / name, model_name=art.name, before=before,
+    return hook(BatchingRun(endpoint=ep, workdir=settings.run_dir / name, model_name=art.name, before=before, body=body,
                             requests_ok=requests))
 
 

@@ -227,6 +227,9 @@ class BatchingRun:
     requests_ok: int
     """Successful requests sent with batching on."""
 
+    body: bytes | None = None
+    """The one-row request the load sent, encoded as the platform takes it (a hook may send it again)."""
+
 
 @dataclass(frozen=True)
 class OfflineJob:
