@@ -109,6 +109,12 @@ def load(directory, model_sha256=None, n_features=None):
     return meta, load_outlier(directory, meta), load_drift(directory, meta)
 
 
+def columns_layout(body: dict) -> bool:
+    """Whether a V2 request is in the columns layout (testbed/v2.py: content_type "pd", or one input per feature):
+    what a model that takes named columns is sent. The client side's twin is testbed.adapters.is_columns."""
+    return (body.get("parameters") or {}).get("content_type") == "pd" or len(body.get("inputs") or []) > 1
+
+
 def rows_of_v2(body: dict, n_features: int, features=None) -> np.ndarray:
     """A V2 request's rows as a 2-D float array; ValueError if it holds none. The tensor layout (one [n, features]
     input) as is; the columns layout (one input per feature, testbed/v2.py) through `features` (the artifact's

@@ -31,9 +31,9 @@ def decode_v2(body, n_features: int, features=None) -> np.ndarray:
     """A V2 request's rows as a 2-D float array; ValueError when malformed. The columns layout (content_type "pd",
     one input per feature: a user's model that takes named columns) is decoded with the artifact's features;
     string categories become codes (model_io.to_input turns them back into the model's DataFrame)."""
-    if features and ((body.get("parameters") or {}).get("content_type") == "pd" or len(body.get("inputs") or []) > 1):
-        import detectors_io
+    import detectors_io
 
+    if features and detectors_io.columns_layout(body):
         return detectors_io.rows_of_columns(body, features)
     try:
         tensor = body["inputs"][0]

@@ -33,7 +33,7 @@ def decode_v2(body, n_features: int, features=None) -> np.ndarray:
     """A V2 request's rows as float64 (string categories as their codes, model_io turns them back into the model's
     DataFrame); ValueError when it is neither one numeric [n, n_features] tensor nor, for a model that takes
     named columns (`features`), one input per feature."""
-    from detectors_io import rows_of_columns, rows_of_v2
+    from detectors_io import columns_layout, rows_of_columns, rows_of_v2
 
     if isinstance(body, (bytes, bytearray)):
         try:
@@ -44,7 +44,7 @@ def decode_v2(body, n_features: int, features=None) -> np.ndarray:
         datatype = body["inputs"][0]["datatype"]
     except (KeyError, IndexError, TypeError) as exc:
         raise ValueError(f"missing or unsupported field {exc}") from None
-    if features and ((body.get("parameters") or {}).get("content_type") == "pd" or len(body["inputs"]) > 1):
+    if features and columns_layout(body):
         return rows_of_columns(body, features)
     if datatype not in DATATYPES:
         raise ValueError(f"datatype {datatype!r} is not one of {', '.join(DATATYPES)}")
