@@ -104,11 +104,10 @@ def v2_answer(values, model_name: str, request_id: str | None, source: str) -> d
 def v2_response(labels, model_name: str, request_id: str | None, source: str) -> dict:
     """A V2 response carrying `labels` as its one INT64 output (what the V2 platforms answer)."""
     try:
-        data = np.asarray(labels).astype(np.int64).ravel().tolist()
+        data = np.asarray(labels).astype(np.int64)
     except (TypeError, ValueError) as exc:
         raise InvalidPayload(f"answer from {source}", f"not a list of labels ({exc}): {str(labels)[:200]}") from None
-    return {"model_name": model_name, "id": request_id,
-            "outputs": [{"name": "predict", "datatype": "INT64", "shape": [len(data)], "data": data}]}
+    return v2_answer(data, model_name, request_id, source)
 
 
 def conversion_cost(protocol: "WireProtocol", v2_body: dict, answer: Any, model_name: str, n: int = 2000,

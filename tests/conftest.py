@@ -122,7 +122,8 @@ def session_testbed():
     `down` runs at the end and must free every port. One, not two: a second six-platform testbed held another
     ~6.6 GB beside the user-model cases' testbeds and cost its own `up` and `down`. Tests reach it through
     `testbed_up` (read and send requests) or `own_testbed` (kill, overload, restart: repaired afterwards)."""
-    bed = Testbed(Path(os.environ["TESTBED_STATE_DIR"]), _up())
+    state_dir = Path(os.environ["TESTBED_STATE_DIR"])
+    bed = Testbed(state_dir, _up(state_dir))
     try:
         yield bed
     finally:
